@@ -1,0 +1,47 @@
+# ferrite: the two set-up commands are `make serve` and `make test`.
+SHELL := /bin/bash
+CARGO_TARGET_DIR ?= $(CURDIR)/target
+export CARGO_TARGET_DIR
+BIN := $(CARGO_TARGET_DIR)/release/ferrite
+MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
+VENV := .venv
+HOST ?= 127.0.0.1
+PORT ?= 1234
+
+.PHONY: serve test build model venv bench lint fmt clippy clean
+
+## serve: fetch the default model if missing, build, serve on $(HOST):$(PORT)
+serve: $(MODEL) build
+	$(BIN) serve --model $(MODEL) --host $(HOST) --port $(PORT)
+
+## test: fetch what tests need, then run every test (Rust and the openai SDK)
+test: $(MODEL) build venv
+	FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) cargo test --release --workspace --locked
+	FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) $(VENV)/bin/python -m pytest -q tests/python
+
+## bench: concurrency 1 and 8 against a fresh server on port 18123
+bench: $(MODEL) build
+	scripts/bench.sh $(BIN) $(MODEL)
+
+build:
+	cargo build --release --locked -p ferrite-server
+
+model: $(MODEL)
+$(MODEL):
+	scripts/fetch-model.sh models
+
+venv: $(VENV)/.ready
+$(VENV)/.ready: tests/python/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+	touch $@
+
+lint: fmt clippy
+fmt:
+	cargo fmt --all -- --check
+clippy:
+	cargo clippy --release --locked --workspace --all-targets -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

@@ -1,0 +1,19 @@
+//! The inference engine behind ferrite: a small [`Engine`] trait, its
+//! mistral.rs implementation, and a scripted engine for unit tests of layers.
+//! Nothing here knows about HTTP.
+
+mod backend;
+mod convert;
+mod gguf_meta;
+mod load;
+mod logits;
+mod logprobs;
+mod mistral_engine;
+mod options;
+pub mod scripted;
+mod stop;
+mod stream;
+
+pub use backend::{ChatStream, CompletionStream, Engine, ModelInfo};
+pub use mistral_engine::MistralEngine;
+pub use options::{EngineOptions, IsqChoice, ModelFormat};

@@ -1,0 +1,343 @@
+//! Loading a model into a mistral.rs runner, and reporting honestly which
+//! engine features ended up active.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use ferrite_openapi::models::ModelMeta;
+use mistralrs::core::{
+    GGUFLoaderBuilder, GGUFSpecificConfig, Loader, MemoryGpuConfig, MistralRsBuilder, ModelDType,
+    NormalLoaderBuilder, NormalSpecificConfig, PagedAttentionConfig, PagedCacheType,
+    SchedulerConfig,
+};
+use mistralrs::{
+    paged_attn_supported, parse_isq_value, AutoDeviceMapParams, DefaultSchedulerMethod,
+    DeviceMapSetting, MistralRs, TokenSource,
+};
+use tracing::info;
+
+use crate::backend::ModelInfo;
+use crate::gguf_meta;
+use crate::options::{EngineOptions, IsqChoice, ModelFormat};
+
+/// A loaded runner plus what the adapter needs to know about it.
+pub struct Loaded {
+    pub runner: Arc<MistralRs>,
+    pub info: ModelInfo,
+    pub vocab_size: Option<u32>,
+}
+
+/// Where the weights are and in which format.
+struct Located {
+    format: ModelFormat,
+    /// The folder mistral.rs treats as the model id.
+    dir: PathBuf,
+    /// The GGUF file name inside `dir`.
+    file: Option<String>,
+}
+
+fn locate(path: &Path) -> anyhow::Result<Located> {
+    if path.is_file() {
+        if path.extension().and_then(|e| e.to_str()) != Some("gguf") {
+            bail!("{} is not a .gguf file", path.display());
+        }
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+        return Ok(Located {
+            format: ModelFormat::Gguf,
+            dir,
+            file,
+        });
+    }
+    if !path.is_dir() {
+        bail!("model path {} does not exist", path.display());
+    }
+    let entries: Vec<String> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if entries.iter().any(|e| e == "config.json")
+        && entries.iter().any(|e| e.ends_with(".safetensors"))
+    {
+        return Ok(Located {
+            format: ModelFormat::Safetensors,
+            dir: path.to_path_buf(),
+            file: None,
+        });
+    }
+    let ggufs: Vec<&String> = entries.iter().filter(|e| e.ends_with(".gguf")).collect();
+    match ggufs.as_slice() {
+        [one] => Ok(Located {
+            format: ModelFormat::Gguf,
+            dir: path.to_path_buf(),
+            file: Some((*one).clone()),
+        }),
+        [] => bail!(
+            "{} holds neither a .gguf file nor config.json with *.safetensors",
+            path.display()
+        ),
+        _ => bail!(
+            "{} holds several .gguf files; pass one of them as --model",
+            path.display()
+        ),
+    }
+}
+
+/// `SmolLM2-135M-Instruct.Q4_1.gguf` -> `smollm2-135m-instruct`.
+fn default_id(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let stem = name.strip_suffix(".gguf").unwrap_or(&name);
+    let stem = match stem.rsplit_once('.') {
+        // Drop a trailing quantization tag such as `.Q4_1` or `.q8_0`.
+        Some((base, tag)) if is_quant_tag(tag) => base,
+        _ => stem,
+    };
+    stem.to_ascii_lowercase()
+}
+
+/// `Q4_1`, `q8_0`, `IQ4_XS`, `F16`, `BF16`...
+fn is_quant_tag(tag: &str) -> bool {
+    let t = tag.to_ascii_lowercase();
+    ["q", "iq", "f", "bf"].iter().any(|p| {
+        t.strip_prefix(p)
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+    })
+}
+
+fn dtype_for(opts: &EngineOptions, on_cpu: bool) -> anyhow::Result<ModelDType> {
+    match opts.dtype.to_ascii_lowercase().as_str() {
+        // Measured here: BF16/F16 activations (mistral.rs's auto pick) are slower on CPU.
+        "auto" if on_cpu => Ok(ModelDType::F32),
+        other => other.parse().map_err(anyhow::Error::msg),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct HfConfig {
+    #[serde(default)]
+    architectures: Vec<String>,
+    vocab_size: Option<u32>,
+}
+
+pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
+    let started = Instant::now();
+    let located = locate(&opts.path)?;
+    let device = mistralrs::best_device(opts.force_cpu).context("selecting a device")?;
+    let on_cpu = device.is_cpu();
+    let dtype = dtype_for(opts, on_cpu)?;
+    let paged = opts.paged_attn && paged_attn_supported() && !on_cpu;
+    let paged_cfg = if paged {
+        let mem = match opts.paged_attn_mem_mb {
+            Some(mb) => MemoryGpuConfig::MbAmount(mb),
+            None => MemoryGpuConfig::Utilization(0.9),
+        };
+        Some(PagedAttentionConfig::new(
+            Some(opts.paged_attn_block_size),
+            mem,
+            PagedCacheType::Auto,
+        )?)
+    } else {
+        None
+    };
+    if opts.paged_attn && !paged {
+        info!("PagedAttention is off: it needs a CUDA or Metal build and device");
+    }
+
+    let (loader, isq, architecture, quantization, vocab_size): (Box<dyn Loader>, _, _, _, _) =
+        match located.format {
+            ModelFormat::Gguf => {
+                let file = located.file.clone().context("GGUF file name")?;
+                let meta = gguf_meta::read(&located.dir.join(&file))?;
+                if opts.isq != IsqChoice::None {
+                    info!(
+                        "ISQ does not apply to GGUF models (already quantized: {:?})",
+                        meta.quantization
+                    );
+                }
+                let loader = GGUFLoaderBuilder::new(
+                    None,
+                    None,
+                    located.dir.to_string_lossy().into_owned(),
+                    vec![file],
+                    GGUFSpecificConfig { topology: None },
+                    false,
+                    None,
+                )
+                .build();
+                (
+                    loader,
+                    None,
+                    meta.architecture,
+                    meta.quantization,
+                    meta.vocab_size,
+                )
+            }
+            ModelFormat::Safetensors => {
+                let cfg: HfConfig = std::fs::read(located.dir.join("config.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                let isq = opts
+                    .isq
+                    .mistral_name()
+                    .map(|name| parse_isq_value(name, Some(&device)).map_err(anyhow::Error::msg))
+                    .transpose()?;
+                let loader = NormalLoaderBuilder::new(
+                    NormalSpecificConfig {
+                        topology: None,
+                        organization: Default::default(),
+                        write_uqff: None,
+                        from_uqff: None,
+                        imatrix: None,
+                        calibration_file: None,
+                        hf_cache_path: None,
+                        matformer_config_path: None,
+                        matformer_slice_name: None,
+                    },
+                    None,
+                    None,
+                    Some(located.dir.to_string_lossy().into_owned()),
+                    false,
+                    None,
+                )
+                .build(None)?;
+                let quant = isq.map(|t| format!("{t:?}"));
+                (
+                    loader,
+                    isq,
+                    cfg.architectures.first().cloned(),
+                    quant,
+                    cfg.vocab_size,
+                )
+            }
+        };
+
+    info!(
+        path = %opts.path.display(),
+        format = ?located.format,
+        ?dtype,
+        device = ?device,
+        "loading model"
+    );
+    // Loading reads and maybe quantizes every weight: keep it off the async workers.
+    // mistral.rs draws its own progress bars when stderr is a terminal.
+    let silent = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let load_device = device.clone();
+    let pipeline = tokio::task::spawn_blocking(move || {
+        loader.load_model_from_hf(
+            None,
+            TokenSource::None,
+            &dtype,
+            &load_device,
+            silent,
+            DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
+            isq,
+            paged_cfg,
+        )
+    })
+    .await
+    .context("model loading task failed")??;
+
+    let cache_config = pipeline.lock().await.get_metadata().cache_config.clone();
+    let scheduler = match (paged, cache_config) {
+        (true, Some(config)) => SchedulerConfig::PagedAttentionMeta {
+            max_num_seqs: opts.max_seqs,
+            config,
+        },
+        _ => SchedulerConfig::DefaultScheduler {
+            method: DefaultSchedulerMethod::Fixed(
+                opts.max_seqs
+                    .try_into()
+                    .context("--max-seqs must be at least 1")?,
+            ),
+        },
+    };
+    let paged_active = matches!(scheduler, SchedulerConfig::PagedAttentionMeta { .. });
+    let id = opts.id.clone().unwrap_or_else(|| default_id(&opts.path));
+    let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
+        .with_model_id(id.clone())
+        .with_no_prefix_cache(opts.prefix_cache == 0)
+        .with_prefix_cache_n(opts.prefix_cache.max(1))
+        .build()
+        .await;
+    let context_length = runner
+        .max_sequence_length(None)
+        .ok()
+        .flatten()
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(4096);
+
+    let meta = ModelMeta {
+        format: match located.format {
+            ModelFormat::Gguf => "gguf".into(),
+            ModelFormat::Safetensors => "safetensors".into(),
+        },
+        path: opts.path.display().to_string(),
+        architecture,
+        quantization,
+        context_length,
+        device: if on_cpu {
+            "cpu".into()
+        } else {
+            format!("{device:?}")
+        },
+        activation_dtype: dtype.to_string(),
+        isq: isq.map(|t| format!("{t:?}")),
+        paged_attention: paged_active,
+        prefix_cache: opts.prefix_cache > 0,
+        continuous_batching: opts.max_seqs > 1,
+        max_seqs: u32::try_from(opts.max_seqs).unwrap_or(u32::MAX),
+        state: "loaded".into(),
+    };
+    info!(
+        model = %id,
+        seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+        context_length,
+        quantization = meta.quantization.as_deref().unwrap_or("none"),
+        isq = meta.isq.as_deref().unwrap_or("none"),
+        paged_attention = meta.paged_attention,
+        prefix_cache = meta.prefix_cache,
+        continuous_batching = meta.continuous_batching,
+        max_seqs = meta.max_seqs,
+        "model loaded"
+    );
+    let mut aliases = vec![];
+    if let Some(name) = opts.path.file_name() {
+        aliases.push(name.to_string_lossy().into_owned());
+    }
+    Ok(Loaded {
+        runner,
+        info: ModelInfo {
+            id,
+            aliases,
+            created: ferrite_openapi::common::unix_now(),
+            meta,
+        },
+        vocab_size,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derives_lmstudio_like_ids() {
+        assert_eq!(
+            default_id(Path::new("models/SmolLM2-135M-Instruct.Q4_1.gguf")),
+            "smollm2-135m-instruct"
+        );
+        assert_eq!(default_id(Path::new("/m/Qwen2.5-0.5B")), "qwen2.5-0.5b");
+        assert_eq!(default_id(Path::new("llama.gguf")), "llama");
+    }
+}

@@ -1,0 +1,224 @@
+//! Per-request logits processors. mistral.rs 0.8.1 neither applies
+//! `logit_bias` nor takes a per-request seed, so both are done here; a counter
+//! also gives exact completion-token usage for every choice.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use mistralrs::{CustomLogitsProcessor, DType, Result, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Counts sampled tokens: the engine runs processors once per sampled token.
+pub struct TokenCounter(pub Arc<AtomicU32>);
+
+impl CustomLogitsProcessor for TokenCounter {
+    fn apply(&self, logits: &Tensor, _context: &[u32]) -> Result<Tensor> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(logits.clone())
+    }
+}
+
+fn to_f32_vec(logits: &Tensor) -> Result<Vec<f32>> {
+    logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+}
+
+fn from_f32_vec(values: Vec<f32>, like: &Tensor) -> Result<Tensor> {
+    let n = values.len();
+    Tensor::from_vec(values, n, like.device())?
+        .reshape(like.shape())?
+        .to_dtype(like.dtype())
+}
+
+/// OpenAI `logit_bias`: added to the raw logits of the given token ids.
+pub struct LogitBias(pub HashMap<u32, f32>);
+
+impl CustomLogitsProcessor for LogitBias {
+    fn apply(&self, logits: &Tensor, _context: &[u32]) -> Result<Tensor> {
+        let mut v = to_f32_vec(logits)?;
+        for (&id, &bias) in &self.0 {
+            if let Some(x) = v.get_mut(id as usize) {
+                *x += bias;
+            }
+        }
+        from_f32_vec(v, logits)
+    }
+}
+
+/// Per sequence: the token ferrite's sampler chose at each step and its
+/// natural-log probability, for the stream to report as `logprobs`.
+pub type Choices = Arc<Mutex<VecDeque<(u32, f32)>>>;
+
+/// Ferrite's own sampler, used when a request has a `seed` or wants
+/// `logprobs` (mistral.rs 0.8.1 has no per-request seed and reports log10 of
+/// unnormalised values). The engine is then run greedily on its output:
+/// - without logprobs, only the chosen token stays finite;
+/// - with logprobs, the output is the probability of every token, with the
+///   chosen one lifted above 1 so that it is the argmax; the engine's top-k
+///   list then names the real alternatives, and the chosen token's exact
+///   log-probability is kept in `record`.
+pub struct Sampler {
+    rng: Mutex<StdRng>,
+    temperature: f64,
+    top_k: Option<usize>,
+    top_p: Option<f64>,
+    min_p: Option<f64>,
+    record: Option<Choices>,
+}
+
+impl Sampler {
+    pub fn new(
+        seed: u64,
+        temperature: f64,
+        top_k: Option<usize>,
+        top_p: Option<f64>,
+        min_p: Option<f64>,
+        record: Option<Choices>,
+    ) -> Self {
+        Self {
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            record,
+        }
+    }
+
+    /// Picks a token index from raw logits.
+    fn pick(&self, logits: &[f32]) -> usize {
+        if self.temperature < 1e-7 {
+            return logits
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i);
+        }
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let t = self.temperature as f32;
+        let mut probs: Vec<(usize, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i, ((l - max) / t).exp()))
+            .filter(|(_, p)| *p > 0.0)
+            .collect();
+        let filtered = self.top_k.is_some() || self.top_p.is_some() || self.min_p.is_some();
+        if filtered {
+            probs.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+            if let Some(k) = self.top_k {
+                probs.truncate(k.max(1));
+            }
+            let total: f32 = probs.iter().map(|p| p.1).sum();
+            if let Some(min_p) = self.min_p {
+                let floor = probs.first().map_or(0.0, |p| p.1) * min_p as f32;
+                probs.retain(|p| p.1 >= floor);
+            }
+            if let Some(top_p) = self.top_p {
+                let mut cum = 0.0;
+                let keep = probs
+                    .iter()
+                    .position(|p| {
+                        cum += p.1 / total;
+                        cum >= top_p as f32
+                    })
+                    .map_or(probs.len(), |i| i + 1);
+                probs.truncate(keep.max(1));
+            }
+        }
+        let total: f32 = probs.iter().map(|p| p.1).sum();
+        let mut target = self
+            .rng
+            .lock()
+            .map(|mut r| r.random::<f32>())
+            .unwrap_or(0.0)
+            * total;
+        for &(i, p) in &probs {
+            if target < p {
+                return i;
+            }
+            target -= p;
+        }
+        probs.last().map_or(0, |p| p.0)
+    }
+}
+
+/// Softmax of the logits as the model scores them (temperature 1), and the
+/// log of its normaliser.
+fn softmax(logits: &[f32]) -> (Vec<f32>, f32) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    (exps.into_iter().map(|e| e / sum).collect(), max + sum.ln())
+}
+
+impl CustomLogitsProcessor for Sampler {
+    fn apply(&self, logits: &Tensor, _context: &[u32]) -> Result<Tensor> {
+        let v = to_f32_vec(logits)?;
+        let chosen = self.pick(&v);
+        let out = match &self.record {
+            None => {
+                let mut out = vec![f32::NEG_INFINITY; v.len()];
+                out[chosen] = 0.0;
+                out
+            }
+            Some(record) => {
+                let (probs, log_sum) = softmax(&v);
+                // log-softmax directly: exact even where the probability underflows.
+                let logprob = v[chosen] - log_sum;
+                if let Ok(mut r) = record.lock() {
+                    r.push_back((chosen as u32, logprob));
+                }
+                let mut probs = probs;
+                probs[chosen] += 1.0;
+                probs
+            }
+        };
+        from_f32_vec(out, logits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(seed: u64, logits: &[f32], steps: usize, top_p: Option<f64>) -> Vec<usize> {
+        let s = Sampler::new(seed, 1.0, None, top_p, None, None);
+        (0..steps).map(|_| s.pick(logits)).collect()
+    }
+
+    #[test]
+    fn same_seed_same_tokens() {
+        let logits = [1.0, 2.0, 0.5, 1.5, 0.0];
+        assert_eq!(run(7, &logits, 50, None), run(7, &logits, 50, None));
+        assert_ne!(run(7, &logits, 50, None), run(8, &logits, 50, None));
+    }
+
+    #[test]
+    fn top_p_keeps_the_nucleus() {
+        let logits = [10.0, 0.0, 0.0, 0.0];
+        assert!(run(1, &logits, 100, Some(0.5)).iter().all(|&i| i == 0));
+    }
+
+    #[test]
+    fn records_natural_log_probabilities() {
+        let record: Choices = Default::default();
+        let s = Sampler::new(0, 0.0, None, None, None, Some(record.clone()));
+        let t = Tensor::new(&[0.0f32, 2.0_f32.ln(), 0.0], &mistralrs::Device::Cpu).unwrap();
+        let out = s.apply(&t, &[1]).unwrap().to_vec1::<f32>().unwrap();
+        // Greedy picks token 1 (p = 0.5); it becomes the argmax, others keep p.
+        assert!((out[1] - 1.5).abs() < 1e-6 && (out[0] - 0.25).abs() < 1e-6);
+        let (id, lp) = record.lock().unwrap()[0];
+        assert_eq!(id, 1);
+        assert!((lp - 0.5f32.ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bias_is_added() {
+        let t = Tensor::new(&[0.0f32, 1.0, 2.0], &mistralrs::Device::Cpu).unwrap();
+        let out = LogitBias(HashMap::from([(0, 5.0), (99, 1.0)]))
+            .apply(&t, &[1])
+            .unwrap();
+        assert_eq!(out.to_vec1::<f32>().unwrap(), vec![5.0, 1.0, 2.0]);
+    }
+}

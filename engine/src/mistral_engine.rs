@@ -1,0 +1,400 @@
+//! [`Engine`] on mistral.rs, through its low-level request channel.
+
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use either::Either;
+use ferrite_openapi::chat::ChatRequest;
+use ferrite_openapi::common::unix_now;
+use ferrite_openapi::completions::{CompletionRequest, PromptInput};
+use ferrite_openapi::{ApiError, ApiResult};
+use indexmap::IndexMap;
+use mistralrs::core::{DetokenizationRequest, TokenizationRequest, Tool, ToolChoice};
+use mistralrs::{
+    Constraint, CustomLogitsProcessor, MessageContent, MistralRs, NormalRequest, Request,
+    RequestMessage, SamplingParams,
+};
+use tokio::sync::mpsc::channel;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{ChatStream, CompletionStream, Engine, ModelInfo};
+use crate::convert;
+use crate::load;
+use crate::logits::{Choices, LogitBias, Sampler, TokenCounter};
+use crate::logprobs::LogprobReport;
+use crate::options::EngineOptions;
+use crate::stream::{self, Head, Run};
+
+pub struct MistralEngine {
+    runner: Arc<MistralRs>,
+    info: ModelInfo,
+    vocab_size: Option<u32>,
+}
+
+/// Everything one engine sequence needs besides its prompt.
+struct SeqParams {
+    sampling: SamplingParams,
+    constraint: Constraint,
+    tools: Option<Vec<Tool>>,
+    tool_choice: Option<ToolChoice>,
+    /// Ask the engine for per-token entries (token text, alternatives).
+    engine_logprobs: bool,
+    /// Alternatives per token the client asked for, when it wants logprobs.
+    top_logprobs: Option<usize>,
+    bias: Option<Arc<LogitBias>>,
+    /// Set when ferrite samples instead of the engine.
+    own: Option<OwnSampling>,
+}
+
+/// Ferrite samples itself when the request has a `seed` or wants `logprobs`.
+#[derive(Clone, Copy)]
+struct OwnSampling {
+    seed: u64,
+    temperature: f64,
+}
+
+impl OwnSampling {
+    fn plan(seed: Option<i64>, temperature: Option<f64>, logprobs: bool) -> Option<Self> {
+        (seed.is_some() || logprobs).then(|| Self {
+            // Two's-complement reinterpretation: any i64 seed is a valid seed.
+            seed: seed.map_or_else(rand::random, |s| s as u64),
+            temperature: temperature.unwrap_or(1.0),
+        })
+    }
+}
+
+/// Sampling fields shared by both endpoints.
+struct Knobs {
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<u32>,
+    min_p: Option<f64>,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    repeat_penalty: Option<f32>,
+    top_logprobs: Option<u32>,
+}
+
+fn sampling(k: &Knobs, max_len: usize, own: bool) -> SamplingParams {
+    SamplingParams {
+        // When ferrite samples, the engine only takes the argmax of its output.
+        temperature: if own { Some(0.0) } else { k.temperature },
+        top_k: k.top_k.filter(|&k| k > 0).map(|k| k as usize),
+        top_p: k.top_p,
+        min_p: k.min_p,
+        // One more than asked: the sampler puts the chosen token first.
+        top_n_logprobs: k.top_logprobs.map_or(0, |n| n as usize + 1),
+        frequency_penalty: k.frequency_penalty,
+        presence_penalty: k.presence_penalty,
+        repetition_penalty: k.repeat_penalty,
+        // Stop sequences are matched in `stop.rs`: mistral.rs's matching leaks them.
+        stop_toks: None,
+        max_len: Some(max_len),
+        logits_bias: None,
+        n_choices: 1,
+        dry_params: None,
+    }
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+impl MistralEngine {
+    pub async fn load(opts: &EngineOptions) -> anyhow::Result<Self> {
+        let loaded = load::load(opts).await?;
+        Ok(Self {
+            runner: loaded.runner,
+            info: loaded.info,
+            vocab_size: loaded.vocab_size,
+        })
+    }
+
+    async fn send(&self, request: Request) -> ApiResult<()> {
+        let sender = self
+            .runner
+            .get_sender(None)
+            .map_err(|e| ApiError::unavailable(format!("The engine is not available: {e}")))?;
+        sender
+            .send(request)
+            .await
+            .map_err(|_| ApiError::unavailable("The engine has stopped."))
+    }
+
+    async fn tokenize(
+        &self,
+        text: Either<Vec<IndexMap<String, MessageContent>>, String>,
+        tools: Option<Vec<Tool>>,
+    ) -> ApiResult<Vec<u32>> {
+        let (tx, mut rx) = channel(1);
+        self.send(Request::Tokenize(TokenizationRequest {
+            text,
+            tools,
+            add_generation_prompt: true,
+            add_special_tokens: true,
+            enable_thinking: None,
+            reasoning_effort: None,
+            response: tx,
+        }))
+        .await?;
+        rx.recv()
+            .await
+            .ok_or_else(|| ApiError::unavailable("The engine has stopped."))?
+            // A template that cannot render these messages is the request's fault.
+            .map_err(|e| ApiError::invalid("messages", format!("Could not build the prompt: {e}")))
+    }
+
+    async fn detokenize(&self, tokens: Vec<u32>) -> ApiResult<String> {
+        let (tx, mut rx) = channel(1);
+        self.send(Request::Detokenize(DetokenizationRequest {
+            tokens,
+            skip_special_tokens: false,
+            response: tx,
+        }))
+        .await?;
+        rx.recv()
+            .await
+            .ok_or_else(|| ApiError::unavailable("The engine has stopped."))?
+            .map_err(|e| ApiError::invalid("prompt", format!("Could not decode the prompt: {e}")))
+    }
+
+    /// Completion tokens left after the prompt, checked against the request's limit.
+    fn budget(&self, prompt: usize, limit: Option<u32>, param: &str) -> ApiResult<usize> {
+        let ctx = self.info.meta.context_length as usize;
+        if prompt >= ctx {
+            return Err(ApiError::context_length_exceeded(format!(
+                "This model's maximum context length is {ctx} tokens, but the prompt has {prompt} tokens. Please shorten the prompt."
+            ))
+            .with_param(param_for_prompt(param)));
+        }
+        match limit {
+            None => Ok(ctx - prompt),
+            Some(n) if prompt + n as usize <= ctx => Ok(n as usize),
+            Some(n) => Err(ApiError::context_length_exceeded(format!(
+                "This model's maximum context length is {ctx} tokens. However, you requested {} tokens ({prompt} in the prompt, {n} for the completion). Please reduce the prompt or `{param}`.",
+                prompt + n as usize
+            ))
+            .with_param(param)),
+        }
+    }
+
+    fn check_tokens(&self, ids: &[u32]) -> ApiResult<()> {
+        match self.vocab_size {
+            Some(v) if ids.iter().any(|&t| t >= v) => Err(ApiError::invalid(
+                "prompt",
+                format!("Token ids must be below the vocabulary size {v}."),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Submits one sequence and returns its event channel and token counter.
+    async fn submit(
+        &self,
+        messages: RequestMessage,
+        p: &SeqParams,
+        seed_offset: u64,
+        log_id: &str,
+    ) -> ApiResult<Run> {
+        let counter = Arc::new(AtomicU32::new(0));
+        let mut processors: Vec<Arc<dyn CustomLogitsProcessor>> =
+            vec![Arc::new(TokenCounter(counter.clone()))];
+        if let Some(bias) = &p.bias {
+            processors.push(bias.clone());
+        }
+        let report = p.top_logprobs.map(|top| LogprobReport {
+            record: Choices::default(),
+            top,
+        });
+        if let Some(own) = p.own {
+            processors.push(Arc::new(Sampler::new(
+                own.seed.wrapping_add(seed_offset),
+                own.temperature,
+                p.sampling.top_k,
+                p.sampling.top_p,
+                p.sampling.min_p,
+                report.as_ref().map(|r| r.record.clone()),
+            )));
+        }
+        let (tx, rx) = channel(64);
+        self.send(Request::Normal(Box::new(NormalRequest {
+            messages,
+            sampling_params: p.sampling.clone(),
+            response: tx,
+            return_logprobs: p.engine_logprobs,
+            is_streaming: true,
+            id: self.runner.next_request_id(),
+            constraint: p.constraint.clone(),
+            suffix: None,
+            tools: p.tools.clone(),
+            tool_choice: p.tool_choice.clone(),
+            logits_processors: Some(processors),
+            return_raw_logits: false,
+            web_search_options: None,
+            model_id: None,
+            truncate_sequence: false,
+        })))
+        .await?;
+        let cancel = CancellationToken::new();
+        Ok(Run {
+            index: 0,
+            events: stream::forward(rx, log_id.to_string(), cancel.clone()),
+            generated: counter,
+            echo: None,
+            cancel,
+            logprobs: report,
+        })
+    }
+}
+
+fn param_for_prompt(param: &str) -> &'static str {
+    if param == "max_tokens" || param == "max_completion_tokens" {
+        "messages"
+    } else {
+        "prompt"
+    }
+}
+
+#[async_trait]
+impl Engine for MistralEngine {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    async fn chat(&self, req: ChatRequest) -> ApiResult<ChatStream> {
+        let wants_logprobs = req.logprobs == Some(true);
+        let messages = convert::messages(&req.messages);
+        let tools = req
+            .tools
+            .as_deref()
+            .map(convert::tools)
+            .filter(|t| !t.is_empty());
+        let (tool_choice, forced) = convert::tool_choice(&req);
+        let constraint = convert::constraint(req.response_format.as_ref(), forced)?;
+        let bias = convert::logit_bias(req.logit_bias.as_ref(), self.vocab_size)?;
+
+        let prompt = self
+            .tokenize(Either::Left(messages.clone()), tools.clone())
+            .await?;
+        let limit_param = if req.max_completion_tokens.is_some() {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        let max_len = self.budget(prompt.len(), req.completion_limit()?, limit_param)?;
+        let knobs = Knobs {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: req.top_k,
+            min_p: req.min_p,
+            presence_penalty: req.presence_penalty,
+            frequency_penalty: req.frequency_penalty,
+            repeat_penalty: req.repeat_penalty,
+            top_logprobs: wants_logprobs.then(|| req.top_logprobs.unwrap_or(0)),
+        };
+        let own = OwnSampling::plan(req.seed, req.temperature, wants_logprobs);
+        let params = SeqParams {
+            sampling: sampling(&knobs, max_len, own.is_some()),
+            constraint,
+            tools,
+            tool_choice,
+            engine_logprobs: wants_logprobs,
+            top_logprobs: knobs.top_logprobs.map(|n| n as usize),
+            bias: bias.map(|b| Arc::new(LogitBias(b))),
+            own,
+        };
+        let id = new_id("chatcmpl");
+        let mut runs = Vec::new();
+        for index in 0..req.n.unwrap_or(1) {
+            let msg = RequestMessage::Chat {
+                messages: messages.clone(),
+                enable_thinking: None,
+                reasoning_effort: None,
+            };
+            let run = self.submit(msg, &params, index.into(), &id).await?;
+            runs.push(Run { index, ..run });
+        }
+        let head = Head {
+            id,
+            created: unix_now(),
+            model: self.info.id.clone(),
+            prompt_tokens: prompt.len() as u32,
+            stops: req.stop.as_ref().map(|s| s.to_vec()).unwrap_or_default(),
+        };
+        Ok(stream::chat_stream(head, runs))
+    }
+
+    async fn complete(&self, req: CompletionRequest) -> ApiResult<CompletionStream> {
+        let n = req.n.unwrap_or(1);
+        if req.best_of.is_some_and(|b| b > n) {
+            return Err(ApiError::unsupported(
+                "best_of",
+                "`best_of` greater than `n` is not supported.",
+            ));
+        }
+        let bias = convert::logit_bias(req.logit_bias.as_ref(), self.vocab_size)?;
+        let limit = req.completion_limit()?;
+        let own = OwnSampling::plan(req.seed, req.temperature, req.logprobs.is_some());
+        let knobs = Knobs {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: req.top_k,
+            min_p: req.min_p,
+            presence_penalty: req.presence_penalty,
+            frequency_penalty: req.frequency_penalty,
+            repeat_penalty: req.repeat_penalty,
+            top_logprobs: req.logprobs,
+        };
+        let bias = bias.map(|b| Arc::new(LogitBias(b)));
+        let echo = req.echo.unwrap_or(false);
+        let id = new_id("cmpl");
+        let mut runs = Vec::new();
+        let mut prompt_tokens = 0u32;
+        for (p_index, input) in req.prompt.inputs().into_iter().enumerate() {
+            let (ids, text) = match input {
+                PromptInput::Text(t) => (self.tokenize(Either::Right(t.clone()), None).await?, t),
+                PromptInput::Tokens(ids) => {
+                    self.check_tokens(&ids)?;
+                    let text = if echo {
+                        self.detokenize(ids.clone()).await?
+                    } else {
+                        String::new()
+                    };
+                    (ids, text)
+                }
+            };
+            let max_len = self.budget(ids.len(), limit, "max_tokens")?;
+            prompt_tokens += ids.len() as u32;
+            let params = SeqParams {
+                sampling: sampling(&knobs, max_len, own.is_some()),
+                constraint: Constraint::None,
+                tools: None,
+                tool_choice: None,
+                // Always: the entries carry the first token's untrimmed text.
+                engine_logprobs: true,
+                top_logprobs: req.logprobs.map(|n| n as usize),
+                bias: bias.clone(),
+                own,
+            };
+            for choice in 0..n {
+                let index = p_index as u32 * n + choice;
+                let msg = RequestMessage::CompletionTokens(ids.clone());
+                let run = self.submit(msg, &params, index.into(), &id).await?;
+                runs.push(Run {
+                    index,
+                    echo: echo.then(|| text.clone()),
+                    ..run
+                });
+            }
+        }
+        let head = Head {
+            id,
+            created: unix_now(),
+            model: self.info.id.clone(),
+            prompt_tokens,
+            stops: req.stop.as_ref().map(|s| s.to_vec()).unwrap_or_default(),
+        };
+        Ok(stream::completion_stream(head, runs))
+    }
+}

@@ -1,0 +1,89 @@
+//! How to load a model and run the engine.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelFormat {
+    Gguf,
+    Safetensors,
+}
+
+/// In-situ quantization for safetensors models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IsqChoice {
+    None,
+    Q4_0,
+    Q4k,
+    Q8_0,
+}
+
+impl IsqChoice {
+    /// The name mistral.rs's `parse_isq_value` understands.
+    pub fn mistral_name(self) -> Option<&'static str> {
+        match self {
+            IsqChoice::None => None,
+            IsqChoice::Q4_0 => Some("q4_0"),
+            IsqChoice::Q4k => Some("q4k"),
+            IsqChoice::Q8_0 => Some("q8_0"),
+        }
+    }
+}
+
+impl std::str::FromStr for IsqChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" | "off" => Ok(Self::None),
+            "q4_0" | "q40" => Ok(Self::Q4_0),
+            "q4k" | "q4_k" => Ok(Self::Q4k),
+            "q8_0" | "q80" => Ok(Self::Q8_0),
+            other => Err(format!(
+                "unknown ISQ type `{other}` (q4_0, q4k, q8_0, none)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineOptions {
+    /// A `.gguf` file, or a folder with `config.json` and `*.safetensors`.
+    pub path: PathBuf,
+    /// The id clients use; derived from the file name when empty.
+    pub id: Option<String>,
+    /// In-situ quantization applied when loading safetensors (ignored for GGUF).
+    pub isq: IsqChoice,
+    /// Sequences decoded together by continuous batching.
+    pub max_seqs: usize,
+    /// Finished sequences kept in the prefix cache; 0 disables it.
+    pub prefix_cache: usize,
+    /// Activation dtype (`auto`, `f32`, `f16`, `bf16`); `auto` means f32 on CPU.
+    pub dtype: String,
+    pub force_cpu: bool,
+    /// PagedAttention (CUDA/Metal builds only).
+    pub paged_attn: bool,
+    /// GPU memory for the PagedAttention KV cache, in MiB; unset = 90% of free.
+    pub paged_attn_mem_mb: Option<usize>,
+    pub paged_attn_block_size: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            id: None,
+            isq: IsqChoice::Q4k,
+            max_seqs: 16,
+            prefix_cache: 16,
+            dtype: "auto".into(),
+            force_cpu: false,
+            paged_attn: true,
+            paged_attn_mem_mb: None,
+            paged_attn_block_size: 32,
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! A scripted [`Engine`] for unit tests of pipeline layers: it replays fixed
+//! text as chunks and counts calls, without loading any model.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use ferrite_openapi::chat::{ChatCompletionChunk, ChatRequest, ChunkChoice, Delta};
+use ferrite_openapi::common::Usage;
+use ferrite_openapi::completions::CompletionRequest;
+use ferrite_openapi::models::ModelMeta;
+use ferrite_openapi::{ApiError, ApiResult};
+
+use crate::backend::{ChatStream, CompletionStream, Engine, ModelInfo};
+
+pub struct ScriptedEngine {
+    info: ModelInfo,
+    reply: String,
+    calls: AtomicUsize,
+    seen: Mutex<Vec<ChatRequest>>,
+}
+
+impl ScriptedEngine {
+    /// An engine that answers every chat with `reply`, one word per chunk.
+    pub fn new(reply: impl Into<String>) -> Self {
+        Self {
+            info: ModelInfo {
+                id: "scripted".into(),
+                aliases: vec![],
+                created: 0,
+                meta: ModelMeta {
+                    format: "scripted".into(),
+                    path: String::new(),
+                    architecture: None,
+                    quantization: None,
+                    context_length: 2048,
+                    device: "cpu".into(),
+                    activation_dtype: "f32".into(),
+                    isq: None,
+                    paged_attention: false,
+                    prefix_cache: false,
+                    continuous_batching: false,
+                    max_seqs: 1,
+                    state: "loaded".into(),
+                },
+            },
+            reply: reply.into(),
+            calls: AtomicUsize::new(0),
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// The requests the engine received, after every layer above it ran.
+    pub fn seen(&self) -> Vec<ChatRequest> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Engine for ScriptedEngine {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    async fn chat(&self, request: ChatRequest) -> ApiResult<ChatStream> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(request);
+        }
+        let words: Vec<String> = self
+            .reply
+            .split_inclusive(' ')
+            .map(str::to_string)
+            .collect();
+        let n = words.len() as u32;
+        let chunk = |delta: Delta, finish: Option<&str>, usage: Option<Usage>| {
+            Ok(ChatCompletionChunk {
+                id: "chatcmpl-scripted".into(),
+                object: "chat.completion.chunk".into(),
+                created: 0,
+                model: "scripted".into(),
+                system_fingerprint: None,
+                choices: if usage.is_some() {
+                    vec![]
+                } else {
+                    vec![ChunkChoice {
+                        index: 0,
+                        delta,
+                        logprobs: None,
+                        finish_reason: finish.map(String::from),
+                    }]
+                },
+                usage,
+            })
+        };
+        let mut items = vec![];
+        for w in words {
+            items.push(chunk(
+                Delta {
+                    content: Some(w),
+                    ..Delta::default()
+                },
+                None,
+                None,
+            ));
+        }
+        items.push(chunk(Delta::default(), Some("stop"), None));
+        items.push(chunk(Delta::default(), None, Some(Usage::new(1, n))));
+        Ok(Box::pin(futures::stream::iter(items)))
+    }
+
+    async fn complete(&self, _request: CompletionRequest) -> ApiResult<CompletionStream> {
+        Err(ApiError::unsupported(
+            "prompt",
+            "The scripted engine only chats.",
+        ))
+    }
+}

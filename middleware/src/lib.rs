@@ -1,0 +1,7 @@
+//! The chat pipeline: a `tower::Service<ChatRequest>` whose innermost service
+//! is the engine. Features (memory, cache, budgets, thinking) are layers added
+//! around it with `ServiceBuilder`; handlers only ever call the stack.
+
+mod pipeline;
+
+pub use pipeline::{ChatResponse, ChatService, EngineService};

@@ -1,0 +1,98 @@
+//! The typed seam between HTTP handlers and the engine.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use ferrite_engine::{ChatStream, Engine};
+use ferrite_openapi::chat::ChatRequest;
+use ferrite_openapi::ApiError;
+use futures::future::BoxFuture;
+use tower::util::BoxCloneSyncService;
+use tower::Service;
+
+/// A chat answer on its way out: the chunk stream plus what the layers it
+/// passed through want the client to know (sent as `x-ferrite-*` headers).
+pub struct ChatResponse {
+    pub stream: ChatStream,
+    pub annotations: Vec<(String, String)>,
+}
+
+impl ChatResponse {
+    pub fn new(stream: ChatStream) -> Self {
+        Self {
+            stream,
+            annotations: Vec::new(),
+        }
+    }
+}
+
+/// The whole pipeline, type-erased so the server can hold any stack of layers.
+pub type ChatService = BoxCloneSyncService<ChatRequest, ChatResponse, ApiError>;
+
+/// The innermost service: hands the request to the engine.
+#[derive(Clone)]
+pub struct EngineService {
+    engine: Arc<dyn Engine>,
+}
+
+impl EngineService {
+    pub fn new(engine: Arc<dyn Engine>) -> Self {
+        Self { engine }
+    }
+}
+
+impl Service<ChatRequest> for EngineService {
+    type Response = ChatResponse;
+    type Error = ApiError;
+    type Future = BoxFuture<'static, Result<ChatResponse, ApiError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ApiError>> {
+        // Admission is the engine's scheduler's job; it queues beyond max_seqs.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: ChatRequest) -> Self::Future {
+        let engine = self.engine.clone();
+        Box::pin(async move { Ok(ChatResponse::new(engine.chat(request).await?)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrite_engine::scripted::ScriptedEngine;
+    use ferrite_openapi::aggregate::ChatAccumulator;
+    use ferrite_openapi::chat::{ChatMessage, Role};
+    use futures::StreamExt;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    #[tokio::test]
+    async fn a_layered_stack_reaches_the_engine() {
+        let engine = Arc::new(ScriptedEngine::new("hello there"));
+        let svc = ChatService::new(
+            ServiceBuilder::new()
+                .map_request(|mut r: ChatRequest| {
+                    r.temperature = Some(0.0);
+                    r
+                })
+                .service(EngineService::new(engine.clone())),
+        );
+        let req = ChatRequest {
+            messages: vec![ChatMessage::text(Role::User, "hi")],
+            ..ChatRequest::default()
+        };
+        let resp = svc.oneshot(req).await.unwrap();
+        let mut acc = ChatAccumulator::default();
+        let mut stream = resp.stream;
+        while let Some(chunk) = stream.next().await {
+            acc.push(&chunk.unwrap());
+        }
+        let out = acc.finish();
+        assert_eq!(
+            out.choices[0].message.content.as_deref(),
+            Some("hello there")
+        );
+        assert_eq!(engine.calls(), 1);
+        assert_eq!(engine.seen()[0].temperature, Some(0.0));
+    }
+}

@@ -1,0 +1,13 @@
+//! OpenAI-compatible wire types for ferrite: requests, responses, streaming
+//! chunks, the error object, and the checks every request passes first.
+
+pub mod aggregate;
+pub mod chat;
+pub mod common;
+pub mod completions;
+pub mod error;
+pub mod models;
+pub mod parse;
+pub mod validate;
+
+pub use error::{ApiError, ApiResult, ErrorBody};

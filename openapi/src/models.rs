@@ -1,0 +1,40 @@
+//! `/v1/models`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelList {
+    pub object: String,
+    pub data: Vec<ModelObject>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelObject {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub owned_by: String,
+    /// ferrite extension: what is loaded and which engine features are on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<ModelMeta>,
+}
+
+/// Facts about a loaded model. Every flag reports what is actually active.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelMeta {
+    pub format: String,
+    pub path: String,
+    pub architecture: Option<String>,
+    pub quantization: Option<String>,
+    pub context_length: u32,
+    pub device: String,
+    pub activation_dtype: String,
+    /// The in-situ quantization applied at load time, if any.
+    pub isq: Option<String>,
+    pub paged_attention: bool,
+    pub prefix_cache: bool,
+    pub continuous_batching: bool,
+    pub max_seqs: u32,
+    pub state: String,
+}

@@ -1,0 +1,88 @@
+//! Body parsing that names the offending field, like OpenAI's 400s do.
+
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+
+use crate::error::{ApiError, ApiResult};
+
+/// Parses a JSON request body; errors say which field (`param`) is wrong.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        match inner.classify() {
+            Category::Syntax | Category::Eof | Category::Io => invalid_json(&inner),
+            Category::Data => data_error(path, &inner),
+        }
+    })?;
+    de.end().map_err(|e| invalid_json(&e))?;
+    Ok(value)
+}
+
+fn invalid_json(err: &serde_json::Error) -> ApiError {
+    ApiError::new(
+        400,
+        "invalid_request_error",
+        format!("We could not parse the JSON body of your request: {err}"),
+    )
+    .with_code("invalid_json")
+}
+
+fn data_error(path: String, err: &serde_json::Error) -> ApiError {
+    let msg = err.to_string();
+    // serde reports a missing field at its parent's path; name the field itself.
+    let missing = msg
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    let param = match (missing, path.as_str()) {
+        (Some(field), "." | "") => Some(field.to_string()),
+        (Some(field), parent) => Some(format!("{parent}.{field}")),
+        (None, "." | "") => None,
+        (None, p) => Some(p.to_string()),
+    };
+    let message = match &param {
+        Some(p) => format!("Invalid value for '{p}': {}", strip_position(&msg)),
+        None => format!("Invalid request body: {}", strip_position(&msg)),
+    };
+    let mut e = ApiError::new(400, "invalid_request_error", message).with_code("invalid_value");
+    e.param = param;
+    e
+}
+
+/// serde_json appends "at line 1 column 42", which means nothing to a client.
+fn strip_position(msg: &str) -> &str {
+    msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::ChatRequest;
+
+    #[test]
+    fn names_the_wrong_field() {
+        let err = parse_json::<ChatRequest>(
+            br#"{"messages":[{"role":"user","content":"hi"}],"temperature":"hot"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.status, 400);
+        assert_eq!(err.param.as_deref(), Some("temperature"));
+    }
+
+    #[test]
+    fn names_a_missing_field() {
+        let err = parse_json::<ChatRequest>(br#"{"model":"x"}"#).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("messages"));
+        let err = parse_json::<ChatRequest>(br#"{"messages":[{"content":"x"}]}"#).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("messages[0].role"));
+    }
+
+    #[test]
+    fn rejects_malformed_json() {
+        let err = parse_json::<ChatRequest>(br#"{"messages": ["#).unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("invalid_json"));
+        let err = parse_json::<ChatRequest>(br#"{"messages": []} trailing"#).unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("invalid_json"));
+    }
+}

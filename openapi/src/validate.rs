@@ -1,0 +1,447 @@
+//! Range and consistency checks on requests, before anything reaches an engine.
+//! Limits follow OpenAI's documented ranges so clients see the errors they expect.
+
+use std::collections::BTreeMap;
+
+use crate::chat::{
+    ChatRequest, ContentPart, MessageContent, ResponseFormat, Role, ToolChoice, ToolChoiceMode,
+};
+use crate::common::StopSequences;
+use crate::completions::{CompletionRequest, Prompt};
+use crate::error::{ApiError, ApiResult};
+
+/// The most completions one request may ask for (`n`, `best_of`).
+pub const MAX_CHOICES: u32 = 16;
+const MAX_STOP_SEQUENCES: usize = 16;
+const MAX_TOP_LOGPROBS: u32 = 20;
+
+/// Sampling fields common to chat and text completions.
+struct Sampling<'a> {
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    min_p: Option<f64>,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    repeat_penalty: Option<f32>,
+    stop: Option<&'a StopSequences>,
+    logit_bias: Option<&'a BTreeMap<String, f32>>,
+    n: Option<u32>,
+}
+
+fn in_range(param: &str, value: Option<f64>, lo: f64, hi: f64) -> ApiResult<()> {
+    match value {
+        Some(v) if !(lo..=hi).contains(&v) => Err(ApiError::invalid(
+            param,
+            format!("`{param}` must be between {lo} and {hi}, got {v}."),
+        )
+        .with_code("invalid_value")),
+        _ => Ok(()),
+    }
+}
+
+fn check_sampling(s: &Sampling) -> ApiResult<()> {
+    in_range("temperature", s.temperature, 0.0, 2.0)?;
+    in_range("top_p", s.top_p, 0.0, 1.0)?;
+    if s.top_p == Some(0.0) {
+        return Err(ApiError::invalid(
+            "top_p",
+            "`top_p` must be greater than 0.",
+        ));
+    }
+    in_range("min_p", s.min_p, 0.0, 1.0)?;
+    in_range(
+        "presence_penalty",
+        s.presence_penalty.map(f64::from),
+        -2.0,
+        2.0,
+    )?;
+    in_range(
+        "frequency_penalty",
+        s.frequency_penalty.map(f64::from),
+        -2.0,
+        2.0,
+    )?;
+    in_range("repeat_penalty", s.repeat_penalty.map(f64::from), 0.0, 10.0)?;
+    if s.repeat_penalty == Some(0.0) {
+        return Err(ApiError::invalid(
+            "repeat_penalty",
+            "`repeat_penalty` must be greater than 0 (1 disables it).",
+        ));
+    }
+    if let Some(n) = s.n {
+        if n == 0 || n > MAX_CHOICES {
+            return Err(ApiError::invalid(
+                "n",
+                format!("`n` must be between 1 and {MAX_CHOICES}, got {n}."),
+            ));
+        }
+    }
+    if let Some(stop) = s.stop {
+        let stops = stop.to_vec();
+        if stops.len() > MAX_STOP_SEQUENCES {
+            return Err(ApiError::invalid(
+                "stop",
+                format!("At most {MAX_STOP_SEQUENCES} stop sequences are allowed."),
+            ));
+        }
+        if stops.iter().any(String::is_empty) {
+            return Err(ApiError::invalid(
+                "stop",
+                "Stop sequences must not be empty.",
+            ));
+        }
+    }
+    if let Some(bias) = s.logit_bias {
+        for (token, value) in bias {
+            if token.parse::<u32>().is_err() {
+                return Err(ApiError::invalid(
+                    "logit_bias",
+                    format!("`logit_bias` keys must be token ids, got `{token}`."),
+                ));
+            }
+            if !(-100.0..=100.0).contains(value) {
+                return Err(ApiError::invalid(
+                    "logit_bias",
+                    format!("`logit_bias` values must be between -100 and 100, got {value}."),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `max_tokens`: `None`/`-1` mean no limit beyond the context; else at least 1.
+pub fn token_limit(param: &str, value: Option<i64>) -> ApiResult<Option<u32>> {
+    match value {
+        None | Some(-1) => Ok(None),
+        Some(v) if v >= 1 => Ok(Some(u32::try_from(v).unwrap_or(u32::MAX))),
+        Some(v) => Err(ApiError::invalid(
+            param,
+            format!("`{param}` must be at least 1 (or -1 for no limit), got {v}."),
+        )
+        .with_code("invalid_value")),
+    }
+}
+
+fn refuse<T>(param: &str, value: &Option<T>, why: &str) -> ApiResult<()> {
+    match value {
+        Some(_) => Err(ApiError::unsupported(param, why)),
+        None => Ok(()),
+    }
+}
+
+impl ChatRequest {
+    /// The effective completion limit: `max_completion_tokens` wins over `max_tokens`.
+    pub fn completion_limit(&self) -> ApiResult<Option<u32>> {
+        match self.max_completion_tokens {
+            Some(_) => token_limit("max_completion_tokens", self.max_completion_tokens),
+            None => token_limit("max_tokens", self.max_tokens),
+        }
+    }
+
+    pub fn validate(&self) -> ApiResult<()> {
+        if self.messages.is_empty() {
+            return Err(ApiError::invalid(
+                "messages",
+                "`messages` must contain at least one message.",
+            ));
+        }
+        for (i, m) in self.messages.iter().enumerate() {
+            validate_message(i, m)?;
+        }
+        check_sampling(&Sampling {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            repeat_penalty: self.repeat_penalty,
+            stop: self.stop.as_ref(),
+            logit_bias: self.logit_bias.as_ref(),
+            n: self.n,
+        })?;
+        self.completion_limit()?;
+        if let Some(k) = self.top_logprobs {
+            if k > MAX_TOP_LOGPROBS {
+                return Err(ApiError::invalid(
+                    "top_logprobs",
+                    format!("`top_logprobs` must be between 0 and {MAX_TOP_LOGPROBS}."),
+                ));
+            }
+            if self.logprobs != Some(true) {
+                return Err(ApiError::invalid(
+                    "top_logprobs",
+                    "`top_logprobs` requires `logprobs` to be true.",
+                ));
+            }
+        }
+        self.validate_tools()?;
+        if let Some(ResponseFormat::JsonSchema { json_schema }) = &self.response_format {
+            if !json_schema.schema.as_ref().is_some_and(|s| s.is_object()) {
+                return Err(ApiError::invalid(
+                    "response_format.json_schema.schema",
+                    "`json_schema.schema` must be a JSON Schema object.",
+                ));
+            }
+        }
+        self.refuse_unsupported()
+    }
+
+    fn validate_tools(&self) -> ApiResult<()> {
+        let tools = self.tools.as_deref().unwrap_or_default();
+        for (i, t) in tools.iter().enumerate() {
+            let name = &t.function.name;
+            let valid = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                return Err(ApiError::invalid(
+                    &format!("tools[{i}].function.name"),
+                    "Function names must be 1-64 characters of a-z, A-Z, 0-9, `_` or `-`.",
+                ));
+            }
+            if let Some(p) = &t.function.parameters {
+                if !p.is_object() {
+                    return Err(ApiError::invalid(
+                        &format!("tools[{i}].function.parameters"),
+                        "`parameters` must be a JSON Schema object.",
+                    ));
+                }
+            }
+        }
+        match &self.tool_choice {
+            Some(ToolChoice::Mode(ToolChoiceMode::Required)) if tools.is_empty() => {
+                Err(ApiError::invalid(
+                    "tool_choice",
+                    "`tool_choice` is `required` but no `tools` were given.",
+                ))
+            }
+            Some(ToolChoice::Named(named))
+                if !tools.iter().any(|t| t.function.name == named.function.name) =>
+            {
+                Err(ApiError::invalid(
+                    "tool_choice",
+                    format!(
+                        "`tool_choice` names `{}`, which is not in `tools`.",
+                        named.function.name
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn refuse_unsupported(&self) -> ApiResult<()> {
+        refuse("audio", &self.audio, "Audio output is not supported.")?;
+        if let Some(m) = &self.modalities {
+            if m.iter().any(|x| x != "text") {
+                return Err(ApiError::unsupported(
+                    "modalities",
+                    "Only the `text` modality is supported.",
+                ));
+            }
+        }
+        refuse(
+            "prediction",
+            &self.prediction,
+            "Predicted outputs are not supported.",
+        )?;
+        refuse(
+            "web_search_options",
+            &self.web_search_options,
+            "Web search is not supported.",
+        )?;
+        refuse(
+            "functions",
+            &self.functions,
+            "`functions` is deprecated and not supported; use `tools`.",
+        )?;
+        refuse(
+            "function_call",
+            &self.function_call,
+            "`function_call` is deprecated and not supported; use `tool_choice`.",
+        )?;
+        refuse(
+            "reasoning_effort",
+            &self.reasoning_effort,
+            "`reasoning_effort` is not supported by this server yet.",
+        )?;
+        refuse(
+            "draft_model",
+            &self.draft_model,
+            "Speculative decoding with a draft model is not supported.",
+        )?;
+        if self.store == Some(true) {
+            return Err(ApiError::unsupported(
+                "store",
+                "Stored completions are not supported.",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn validate_message(i: usize, m: &crate::chat::ChatMessage) -> ApiResult<()> {
+    let param = format!("messages[{i}].content");
+    match &m.content {
+        None if m.role == Role::Assistant && m.tool_calls.is_some() => {}
+        None => {
+            return Err(ApiError::invalid(
+                &param,
+                format!("A `{}` message needs `content`.", m.role.template_name()),
+            ))
+        }
+        Some(MessageContent::Text(_)) => {}
+        Some(MessageContent::Parts(parts)) => {
+            for (j, part) in parts.iter().enumerate() {
+                match part {
+                    ContentPart::Text { .. } => {}
+                    ContentPart::Refusal { .. } if m.role == Role::Assistant => {}
+                    _ => {
+                        return Err(ApiError::unsupported(
+                            &format!("{param}[{j}]"),
+                            "Only text content parts are supported: the loaded model is text-only.",
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    if m.role == Role::Tool && m.tool_call_id.is_none() {
+        return Err(ApiError::invalid(
+            &format!("messages[{i}].tool_call_id"),
+            "A `tool` message needs `tool_call_id`.",
+        ));
+    }
+    if m.tool_calls.is_some() && m.role != Role::Assistant {
+        return Err(ApiError::invalid(
+            &format!("messages[{i}].tool_calls"),
+            "Only `assistant` messages can carry `tool_calls`.",
+        ));
+    }
+    Ok(())
+}
+
+impl CompletionRequest {
+    /// OpenAI's default for text completions is 16 tokens.
+    pub fn completion_limit(&self) -> ApiResult<Option<u32>> {
+        match self.max_tokens {
+            None => Ok(Some(16)),
+            v => token_limit("max_tokens", v),
+        }
+    }
+
+    pub fn validate(&self) -> ApiResult<()> {
+        let empty = match &self.prompt {
+            Prompt::Texts(v) => v.is_empty(),
+            Prompt::Tokens(v) => v.is_empty(),
+            Prompt::TokenLists(v) => v.is_empty() || v.iter().any(Vec::is_empty),
+            Prompt::Text(_) => false,
+        };
+        if empty {
+            return Err(ApiError::invalid("prompt", "`prompt` must not be empty."));
+        }
+        check_sampling(&Sampling {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            repeat_penalty: self.repeat_penalty,
+            stop: self.stop.as_ref(),
+            logit_bias: self.logit_bias.as_ref(),
+            n: self.n,
+        })?;
+        self.completion_limit()?;
+        if let Some(k) = self.logprobs {
+            if k > 5 {
+                return Err(ApiError::invalid(
+                    "logprobs",
+                    "`logprobs` must be between 0 and 5.",
+                ));
+            }
+        }
+        if let Some(b) = self.best_of {
+            let n = self.n.unwrap_or(1);
+            if b < n || b > MAX_CHOICES {
+                return Err(ApiError::invalid(
+                    "best_of",
+                    format!("`best_of` must be between `n` ({n}) and {MAX_CHOICES}."),
+                ));
+            }
+            if b > 1 && self.is_stream() {
+                return Err(ApiError::invalid(
+                    "best_of",
+                    "`best_of` cannot be used with `stream`.",
+                ));
+            }
+        }
+        refuse(
+            "suffix",
+            &self.suffix,
+            "`suffix` (fill-in-the-middle) is not supported.",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse_json;
+
+    fn chat(body: &str) -> ApiResult<()> {
+        parse_json::<ChatRequest>(body.as_bytes())?.validate()
+    }
+
+    #[test]
+    fn accepts_a_plain_request() {
+        chat(r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":-1}"#).unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_values_by_name() {
+        let cases = [
+            (r#"{"messages":[]}"#, "messages"),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"temperature":9}"#,
+                "temperature",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#,
+                "max_tokens",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"n":1000}"#,
+                "n",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"logit_bias":{"a":1}}"#,
+                "logit_bias",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"top_logprobs":3}"#,
+                "top_logprobs",
+            ),
+            (r#"{"messages":[{"role":"user"}]}"#, "messages[0].content"),
+            (
+                r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#,
+                "messages[0].content[0]",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"tool_choice":"required"}"#,
+                "tool_choice",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"audio":{}}"#,
+                "audio",
+            ),
+        ];
+        for (body, param) in cases {
+            let err = chat(body).unwrap_err();
+            assert_eq!(err.status, 400, "{body}");
+            assert_eq!(err.param.as_deref(), Some(param), "{body}");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The axum router and its tower-http layers.
+
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::http::{HeaderName, HeaderValue, Method, Request};
+use axum::routing::{get, post};
+use axum::{BoxError, Router};
+use ferrite_openapi::ApiError;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::routes::{chat, completions, fallback, health, models};
+use crate::state::AppState;
+
+const REQUEST_ID: &str = "x-request-id";
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers(Any);
+    Some(if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(Any)
+    } else {
+        let list: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+        layer.allow_origin(AllowOrigin::list(list))
+    })
+}
+
+pub fn router(state: AppState) -> Router {
+    let http = &state.config.http;
+    let timeout = Duration::from_secs(http.request_timeout_secs.max(1));
+    let cors = cors(&http.cors_origins);
+    let request_id = HeaderName::from_static(REQUEST_ID);
+
+    let router = Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/completions", post(completions::completions))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{*id}", get(models::get))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .fallback(fallback::not_found)
+        .method_not_allowed_fallback(fallback::method_not_allowed)
+        .with_state(state);
+
+    // The timeout covers the time to the response head: streams run on.
+    let router = router.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(move |_: BoxError| async move {
+                ApiError::timeout(format!(
+                    "The request did not start answering within {} seconds.",
+                    timeout.as_secs()
+                ))
+            }))
+            .timeout(timeout),
+    );
+    let router = match cors {
+        Some(layer) => router.layer(layer),
+        None => router,
+    };
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request<_>| {
+                        let id = req
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    })
+                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            )
+            .layer(PropagateRequestIdLayer::new(request_id)),
+    )
+}

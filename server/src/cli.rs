@@ -1,0 +1,166 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Map, Value};
+
+#[derive(Parser)]
+#[command(
+    name = "ferrite",
+    version,
+    about = "An OpenAI-compatible LLM server on mistral.rs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Load a model and serve the OpenAI API (default port 1234, like LM Studio).
+    Serve(ServeArgs),
+    /// Drive an OpenAI-compatible server with concurrent streams and print latency figures.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// Flags override the config file and `FERRITE_*` variables.
+#[derive(Args, Default)]
+pub struct ServeArgs {
+    /// TOML config file (default: ./ferrite.toml when present).
+    #[arg(long, env = "FERRITE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// A .gguf file or a Hugging Face safetensors folder.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The id clients use for the model (default: derived from the file name).
+    #[arg(long)]
+    pub model_id: Option<String>,
+    #[arg(long)]
+    pub host: Option<String>,
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// In-situ quantization for safetensors models: q4_0, q4k, q8_0 or none.
+    #[arg(long)]
+    pub isq: Option<String>,
+    /// Sequences decoded together (continuous batching).
+    #[arg(long)]
+    pub max_seqs: Option<usize>,
+    /// Sequences kept in the prefix cache (0 disables it).
+    #[arg(long)]
+    pub prefix_cache: Option<usize>,
+    /// Activation dtype: auto, f32, f16 or bf16.
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Run on the CPU even when a GPU is available.
+    #[arg(long)]
+    pub cpu: bool,
+    /// Turn PagedAttention off (it is on by default in CUDA/Metal builds).
+    #[arg(long)]
+    pub no_paged_attn: bool,
+    /// GPU memory for the PagedAttention KV cache, in MiB.
+    #[arg(long)]
+    pub paged_attn_mem: Option<usize>,
+    #[arg(long)]
+    pub paged_attn_block_size: Option<usize>,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long)]
+    pub max_body_bytes: Option<usize>,
+    /// Seconds a request may take before its response starts.
+    #[arg(long)]
+    pub request_timeout: Option<u64>,
+    /// Seconds in-flight requests may run after SIGINT/SIGTERM.
+    #[arg(long)]
+    pub drain_timeout: Option<u64>,
+    /// Requests in flight at once before 503s.
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
+    /// Allow a CORS origin (repeatable; `*` for any).
+    #[arg(long = "cors-origin")]
+    pub cors_origins: Vec<String>,
+    /// Log format: text or json.
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+fn put(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
+    if let Some(v) = value {
+        map.insert(key.to_string(), v);
+    }
+}
+
+impl ServeArgs {
+    /// The flags that were given, shaped like the config file.
+    pub fn overrides(&self) -> Value {
+        let mut root = Map::new();
+        put(&mut root, "host", self.host.clone().map(Value::from));
+        put(&mut root, "port", self.port.map(Value::from));
+
+        let mut model = Map::new();
+        put(&mut model, "path", self.model.as_ref().map(|p| json!(p)));
+        put(&mut model, "id", self.model_id.clone().map(Value::from));
+        put(&mut model, "isq", self.isq.clone().map(Value::from));
+        put(&mut model, "max_seqs", self.max_seqs.map(Value::from));
+        put(
+            &mut model,
+            "prefix_cache",
+            self.prefix_cache.map(Value::from),
+        );
+        put(&mut model, "dtype", self.dtype.clone().map(Value::from));
+        put(
+            &mut model,
+            "force_cpu",
+            self.cpu.then_some(Value::Bool(true)),
+        );
+        put(
+            &mut model,
+            "paged_attn",
+            self.no_paged_attn.then_some(Value::Bool(false)),
+        );
+        put(
+            &mut model,
+            "paged_attn_mem_mb",
+            self.paged_attn_mem.map(Value::from),
+        );
+        put(
+            &mut model,
+            "paged_attn_block_size",
+            self.paged_attn_block_size.map(Value::from),
+        );
+
+        let mut http = Map::new();
+        put(
+            &mut http,
+            "max_body_bytes",
+            self.max_body_bytes.map(Value::from),
+        );
+        put(
+            &mut http,
+            "request_timeout_secs",
+            self.request_timeout.map(Value::from),
+        );
+        put(
+            &mut http,
+            "drain_timeout_secs",
+            self.drain_timeout.map(Value::from),
+        );
+        put(
+            &mut http,
+            "max_in_flight",
+            self.max_in_flight.map(Value::from),
+        );
+        if !self.cors_origins.is_empty() {
+            http.insert("cors_origins".into(), json!(self.cors_origins));
+        }
+
+        let mut log = Map::new();
+        put(&mut log, "format", self.log_format.clone().map(Value::from));
+
+        for (key, section) in [("model", model), ("http", http), ("log", log)] {
+            if !section.is_empty() {
+                root.insert(key.into(), Value::Object(section));
+            }
+        }
+        Value::Object(root)
+    }
+}

@@ -1,0 +1,67 @@
+//! The JSON body extractor: 415 for other media types, 413 past the size
+//! limit, 400 naming the bad field. Parsed once, into the typed request.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use ferrite_openapi::parse::parse_json;
+use ferrite_openapi::ApiError;
+use serde::de::DeserializeOwned;
+
+use crate::state::AppState;
+
+pub struct JsonBody<T>(pub T);
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.config.http.max_body_bytes;
+        let headers = req.headers();
+        // A missing Content-Type is read as JSON: many scripts omit it.
+        if let Some(ct) = headers.get(CONTENT_TYPE) {
+            if !ct.to_str().is_ok_and(is_json) {
+                return Err(ApiError::unsupported_media_type());
+            }
+        }
+        let declared = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| ApiError::payload_too_large(limit))?;
+        if bytes.is_empty() {
+            return Err(ApiError::new(
+                400,
+                "invalid_request_error",
+                "The request body is empty; expected a JSON object.",
+            )
+            .with_code("invalid_json"));
+        }
+        Ok(JsonBody(parse_json(&bytes)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json;
+
+    #[test]
+    fn media_types() {
+        assert!(is_json("application/json"));
+        assert!(is_json("application/json; charset=utf-8"));
+        assert!(is_json("Application/JSON"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("application/x-www-form-urlencoded"));
+    }
+}

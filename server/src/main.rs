@@ -1,0 +1,33 @@
+//! The `ferrite` binary.
+
+mod app;
+mod bench;
+mod cli;
+mod config;
+mod extract;
+mod logging;
+mod pipeline;
+mod routes;
+mod serve;
+mod sse;
+mod state;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Serve(args) => serve::run(args).await,
+        cli::Command::Bench(args) => bench::run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrite: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

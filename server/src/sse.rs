@@ -1,0 +1,90 @@
+//! Responses from chunk streams: SSE as the OpenAI SDKs parse it, or one
+//! JSON object folded from the same chunks.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use ferrite_openapi::{ApiError, ApiResult};
+use futures::stream::{BoxStream, Stream, StreamExt};
+use serde::Serialize;
+
+/// Waits for the first item so that an error found before any output (bad
+/// grammar, engine refusal) gets a real status code instead of a 200 stream.
+pub async fn peek<T: Send + 'static>(
+    mut stream: BoxStream<'static, ApiResult<T>>,
+) -> ApiResult<BoxStream<'static, ApiResult<T>>> {
+    match stream.next().await {
+        None => Err(ApiError::internal("The engine produced no output.")),
+        Some(Err(e)) => Err(e),
+        Some(Ok(first)) => Ok(futures::stream::once(async move { Ok(first) })
+            .chain(stream)
+            .boxed()),
+    }
+}
+
+fn data<T: Serialize>(value: &T) -> Event {
+    match serde_json::to_string(value) {
+        Ok(json) => Event::default().data(json),
+        Err(e) => Event::default().data(format!(
+            r#"{{"error":{{"message":"serialization failed: {e}","type":"server_error","param":null,"code":null}}}}"#
+        )),
+    }
+}
+
+/// `data: {chunk}` events, `data: {"error":...}` on failure, then `data: [DONE]`.
+/// `keep` drops chunks the client did not ask for (the usage-only chunk).
+/// `guard` lives as long as the stream: it holds the request's admission slot.
+pub fn sse<T, G>(
+    stream: BoxStream<'static, ApiResult<T>>,
+    keep: impl Fn(&T) -> bool + Send + 'static,
+    guard: G,
+) -> Response
+where
+    T: Serialize + Send + 'static,
+    G: Send + Sync + 'static,
+{
+    let events = async_events(stream, keep, guard);
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+fn async_events<T, G>(
+    mut stream: BoxStream<'static, ApiResult<T>>,
+    keep: impl Fn(&T) -> bool + Send + 'static,
+    guard: G,
+) -> impl Stream<Item = Result<Event, Infallible>>
+where
+    T: Serialize + Send + 'static,
+    G: Send + Sync + 'static,
+{
+    async_stream::stream! {
+        let _guard = guard;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) if keep(&chunk) => yield Ok(data(&chunk)),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "generation failed mid-stream");
+                    yield Ok(data(&e.body()));
+                    break;
+                }
+            }
+        }
+        yield Ok(Event::default().data("[DONE]"));
+    }
+}
+
+/// Folds the stream into one value; the first error becomes the response.
+pub async fn collect<T, A>(
+    mut stream: BoxStream<'static, ApiResult<T>>,
+    mut acc: A,
+    push: impl Fn(&mut A, &T),
+) -> ApiResult<A> {
+    while let Some(item) = stream.next().await {
+        push(&mut acc, &item?);
+    }
+    Ok(acc)
+}

@@ -1,0 +1,63 @@
+//! Shared server state: the config, the model once loaded, admission control.
+
+use std::sync::{Arc, OnceLock};
+
+use ferrite_engine::Engine;
+use ferrite_middleware::ChatService;
+use ferrite_openapi::{ApiError, ApiResult};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::Config;
+
+/// What exists once the model has loaded.
+pub struct Ready {
+    pub engine: Arc<dyn Engine>,
+    pub pipeline: ChatService,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    ready: Arc<OnceLock<Ready>>,
+    slots: Arc<Semaphore>,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Self {
+        let slots = Arc::new(Semaphore::new(config.http.max_in_flight.max(1)));
+        Self {
+            config: Arc::new(config),
+            ready: Arc::new(OnceLock::new()),
+            slots,
+        }
+    }
+
+    pub fn set_ready(&self, ready: Ready) {
+        // Loaded once per process; a second call would be a bug, not input.
+        let _ = self.ready.set(ready);
+    }
+
+    /// The loaded model, or 503 while it is still loading.
+    pub fn ready(&self) -> ApiResult<&Ready> {
+        self.ready
+            .get()
+            .ok_or_else(|| ApiError::unavailable("The model is still loading; retry shortly."))
+    }
+
+    /// A slot for one generating request, or 503 when the server is full.
+    pub fn admit(&self) -> ApiResult<OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            ApiError::unavailable("The server is overloaded; retry shortly.")
+                .with_code("server_overloaded")
+        })
+    }
+
+    /// Resolves the request's `model`: absent or empty selects the loaded one.
+    pub fn check_model(&self, ready: &Ready, model: Option<&str>) -> ApiResult<()> {
+        match model.map(str::trim).filter(|m| !m.is_empty()) {
+            None => Ok(()),
+            Some(m) if ready.engine.info().answers_to(m) => Ok(()),
+            Some(m) => Err(ApiError::model_not_found(m)),
+        }
+    }
+}

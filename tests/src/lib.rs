@@ -1,0 +1,315 @@
+//! Test harness: starts the real `ferrite` binary with the real default
+//! model on a free port and talks to it over HTTP.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::Value;
+
+/// `FERRITE_BIN`, or the `ferrite` binary next to this test executable.
+pub fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("FERRITE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/release/deps/<test> -> target/release/ferrite
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    dir.join("ferrite")
+}
+
+/// `FERRITE_TEST_MODEL`, or the default model fetched by `make test`.
+pub fn model() -> PathBuf {
+    if let Ok(p) = std::env::var("FERRITE_TEST_MODEL") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running server. Killed on drop; also dies with the test process.
+pub struct Server {
+    child: Mutex<Option<Child>>,
+    pub port: u16,
+    pub base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `ferrite serve` with the default model plus `extra` flags,
+    /// without waiting for it.
+    pub fn spawn(extra: &[&str]) -> Server {
+        Self::spawn_with_env(extra, &[])
+    }
+
+    pub fn spawn_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .arg("--model")
+            .arg(model())
+            .args(["--port", &port.to_string()])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("FERRITE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to
+        // SIGTERM the server when this test process dies.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        // PDEATHSIG fires when the spawning *thread* exits, and test threads
+        // are short-lived: spawn from a thread that lives as long as the process.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(cmd.spawn());
+            loop {
+                std::thread::park();
+            }
+        });
+        let mut child = rx
+            .recv()
+            .expect("spawner thread")
+            .expect("spawn ferrite (run `make build` first)");
+        let log = Arc::new(Mutex::new(String::new()));
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut pipe = pipe;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut l) = log.lock() {
+                        l.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    }
+                }
+            });
+        }
+        Server {
+            child: Mutex::new(Some(child)),
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    /// Starts a server and waits until `/ready` says 200.
+    pub fn start(extra: &[&str]) -> Server {
+        let s = Self::spawn(extra);
+        s.wait_ready();
+        s
+    }
+
+    /// One server per test binary, with default flags.
+    pub fn shared() -> &'static Server {
+        static SERVER: OnceLock<Server> = OnceLock::new();
+        SERVER.get_or_init(|| Server::start(&[]))
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while Instant::now() < deadline {
+            if status_of(&format!("{}/ready", self.base)).is_ok_and(|s| s == 200) {
+                return;
+            }
+            if let Some(code) = self.exit_code() {
+                panic!("server exited with {code:?} before ready:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server not ready in time:\n{}", self.log());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Everything the server printed so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits up to `within` for `needle` to show up in the server log.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().ok()?.as_ref().map(|c| c.id())
+    }
+
+    pub fn exit_code(&self) -> Option<Option<i32>> {
+        let mut guard = self.child.lock().ok()?;
+        let child = guard.as_mut()?;
+        child.try_wait().ok().flatten().map(|s| s.code())
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its code.
+    pub fn terminate(&self, within: Duration) -> Option<i32> {
+        let pid = self.pid()? as i32;
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(code) = self.exit_code() {
+                return code;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(mut guard) = self.child.lock() {
+            if let Some(mut c) = guard.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Status of a GET, without an async runtime (used while waiting).
+fn status_of(url: &str) -> std::io::Result<u16> {
+    use std::io::Write;
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head)?;
+    Ok(std::str::from_utf8(&head[9..12])
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0))
+}
+
+pub fn client() -> ::reqwest::Client {
+    ::reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("http client")
+}
+
+/// POSTs JSON; returns status and parsed body.
+pub async fn post(url: &str, body: &Value) -> (u16, Value) {
+    let r = client().post(url).json(body).send().await.expect("request");
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text));
+    (status, v)
+}
+
+pub async fn get(url: &str) -> (u16, Value) {
+    let r = client().get(url).send().await.expect("request");
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text));
+    (status, v)
+}
+
+/// A parsed SSE response: the JSON events, and whether `[DONE]` ended it.
+pub struct Sse {
+    pub status: u16,
+    pub events: Vec<Value>,
+    pub done: bool,
+    pub raw: String,
+}
+
+pub async fn post_sse(url: &str, body: &Value) -> Sse {
+    let r = client().post(url).json(body).send().await.expect("request");
+    let status = r.status().as_u16();
+    let mut raw = String::new();
+    let mut stream = r.bytes_stream();
+    while let Some(b) = stream.next().await {
+        raw.push_str(&String::from_utf8_lossy(&b.expect("stream")));
+    }
+    let mut events = Vec::new();
+    let mut done = false;
+    for block in raw.split("\n\n") {
+        for line in block.lines() {
+            if let Some(data) = line.strip_prefix("data: ") {
+                if data == "[DONE]" {
+                    done = true;
+                } else if let Ok(v) = serde_json::from_str(data) {
+                    events.push(v);
+                }
+            }
+        }
+    }
+    Sse {
+        status,
+        events,
+        done,
+        raw,
+    }
+}
+
+/// The content of a streamed chat choice, concatenated.
+pub fn streamed_text(events: &[Value], index: u64) -> String {
+    events
+        .iter()
+        .flat_map(|e| e["choices"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["index"].as_u64() == Some(index))
+        .filter_map(|c| c["delta"]["content"].as_str().map(String::from))
+        .collect()
+}
+
+/// A chat request body with one user message.
+pub fn chat(content: &str, extra: Value) -> Value {
+    let mut body = serde_json::json!({"messages": [{"role": "user", "content": content}]});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    body
+}
