@@ -10,7 +10,7 @@ use ferrite_openapi::ApiError;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::routes::{chat, completions, fallback, health, models};
@@ -78,7 +78,10 @@ pub fn router(state: AppState) -> Router {
                             .unwrap_or("-");
                         tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
                     })
-                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                    .on_response(DefaultOnResponse::new().level(Level::INFO))
+                    // The response line already carries the status; a 503
+                    // while the model loads is not worth an error line.
+                    .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
             )
             .layer(PropagateRequestIdLayer::new(request_id)),
     )

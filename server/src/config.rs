@@ -94,8 +94,9 @@ impl Config {
         // Only this config's sections: other FERRITE_* variables (scripts,
         // tests) are not configuration mistakes.
         let env = Env::prefixed("FERRITE_").split("__").filter(|key| {
+            // Keys are still upper case here; figment lowercases them later.
             let section = key.as_str().split('.').next().unwrap_or_default();
-            SECTIONS.contains(&section)
+            SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
         });
         fig.merge(env)
             .merge(Serialized::globals(overrides))

@@ -11,6 +11,7 @@ pub fn init(opts: &LogOptions) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("invalid log filter: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let result = match opts.format.as_str() {
         "json" => builder.json().flatten_event(true).try_init(),

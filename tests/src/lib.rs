@@ -56,10 +56,11 @@ impl Server {
     pub fn spawn_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let mut cmd = Command::new(binary());
-        cmd.arg("serve")
-            .arg("--model")
-            .arg(model())
-            .args(["--port", &port.to_string()])
+        cmd.arg("serve");
+        if !extra.contains(&"--model") {
+            cmd.arg("--model").arg(model());
+        }
+        cmd.args(["--port", &port.to_string()])
             .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("FERRITE_CONFIG")
@@ -142,7 +143,7 @@ impl Server {
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
-            if status_of(&format!("{}/ready", self.base)).is_ok_and(|s| s == 200) {
+            if get_blocking(&format!("{}/ready", self.base)).is_ok_and(|(s, _)| s == 200) {
                 return;
             }
             if let Some(code) = self.exit_code() {
@@ -162,14 +163,15 @@ impl Server {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    /// Waits up to `within` for `needle` to show up in the server log.
-    pub fn wait_log(&self, needle: &str, within: Duration) -> bool {
+    /// Waits up to `within` for `needle` to show up `times` times in the
+    /// server log. Async, so that the test's own connections keep running.
+    pub async fn wait_log(&self, needle: &str, times: usize, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if self.log().contains(needle) {
+            if self.log().matches(needle).count() >= times {
                 return true;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         false
     }
@@ -213,8 +215,8 @@ impl Drop for Server {
     }
 }
 
-/// Status of a GET, without an async runtime (used while waiting).
-fn status_of(url: &str) -> std::io::Result<u16> {
+/// A GET without an async runtime: status and body (used while waiting).
+pub fn get_blocking(url: &str) -> std::io::Result<(u16, String)> {
     use std::io::Write;
     let rest = url.trim_start_matches("http://");
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -224,17 +226,24 @@ fn status_of(url: &str) -> std::io::Result<u16> {
         s,
         "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head)?;
-    Ok(std::str::from_utf8(&head[9..12])
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0))
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let status = raw.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
-pub fn client() -> ::reqwest::Client {
-    ::reqwest::Client::builder()
-        .timeout(Duration::from_secs(300))
+pub fn client() -> reqwest::Client {
+    reqwest_client(Duration::from_secs(300))
+}
+
+/// A client whose requests give up after `timeout`.
+pub fn reqwest_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
         .build()
         .expect("http client")
 }

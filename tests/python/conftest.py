@@ -1,0 +1,48 @@
+"""Starts the real ferrite binary with the real default model for the session."""
+import os
+import pathlib
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def base_url():
+    binary = os.environ.get("FERRITE_BIN", str(ROOT / "target/release/ferrite"))
+    model = os.environ.get("FERRITE_TEST_MODEL", str(ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FERRITE_")}
+    proc = subprocess.Popen(
+        [binary, "serve", "--model", model, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ferrite exited: {proc.stderr.read().decode()}")
+        try:
+            with urllib.request.urlopen(f"{url}/ready", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError("ferrite did not become ready")
+    yield f"{url}/v1"
+    proc.terminate()
+    proc.wait(timeout=30)

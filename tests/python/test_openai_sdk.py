@@ -1,0 +1,111 @@
+"""The official OpenAI Python SDK against a real ferrite server."""
+import openai
+import pytest
+from openai import OpenAI
+
+
+@pytest.fixture(scope="module")
+def client(base_url):
+    # LM Studio users pass any key; ferrite without auth configured accepts it.
+    return OpenAI(base_url=base_url, api_key="lm-studio", max_retries=0)
+
+
+def test_chat_completion(client):
+    r = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi."}],
+        max_tokens=8,
+        temperature=0,
+    )
+    assert r.object == "chat.completion"
+    assert r.id.startswith("chatcmpl-")
+    assert r.choices[0].message.role == "assistant"
+    assert r.choices[0].message.content
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.completion_tokens <= 8
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_streaming_chat(client):
+    stream = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=[{"role": "user", "content": "Count to three."}],
+        max_tokens=10,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text
+    assert len({c.id for c in chunks}) == 1
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 10
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["length"]
+    plain = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=[{"role": "user", "content": "Count to three."}],
+        max_tokens=10,
+        temperature=0,
+    )
+    assert plain.choices[0].message.content == text
+
+
+def test_models_list(client):
+    models = client.models.list()
+    ids = [m.id for m in models.data]
+    assert ids == ["smollm2-135m-instruct"]
+    assert client.models.retrieve("smollm2-135m-instruct").id == "smollm2-135m-instruct"
+
+
+def test_structured_output_with_the_sdk(client):
+    r = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=[{"role": "user", "content": "Give a city and its country."}],
+        max_tokens=60,
+        temperature=0,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {
+                "name": "place",
+                "schema": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+                    "required": ["city", "country"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+    )
+    import json
+
+    data = json.loads(r.choices[0].message.content)
+    assert set(data) == {"city", "country"}
+
+
+def test_text_completion(client):
+    r = client.completions.create(
+        model="smollm2-135m-instruct", prompt="The capital of France is", max_tokens=4, temperature=0
+    )
+    assert r.object == "text_completion"
+    assert r.choices[0].text.startswith(" ")
+
+
+def test_errors_raise_the_right_exception_classes(client):
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert e.value.status_code == 404
+    assert e.value.code == "model_not_found"
+
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(
+            model="smollm2-135m-instruct", messages=[{"role": "user", "content": "hi"}], temperature=5
+        )
+    assert e.value.param == "temperature"
+
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(
+            model="smollm2-135m-instruct",
+            messages=[{"role": "user", "content": "word " * 9000}],
+        )
+    assert e.value.code == "context_length_exceeded"

@@ -1,0 +1,187 @@
+//! Continuous batching and cancellation: concurrent streams all finish, and a
+//! client that goes away frees its engine slot at once.
+
+use std::time::{Duration, Instant};
+
+use ferrite_tests::{chat, client, post, post_sse, streamed_text, Server};
+use futures::StreamExt;
+use serde_json::json;
+
+/// SmolLM2's end tokens, banned so that a request runs to its max_tokens.
+fn endless(max_tokens: u32, stream: bool) -> serde_json::Value {
+    chat(
+        "Write a very long story about a lighthouse keeper.",
+        json!({"max_tokens": max_tokens, "temperature": 0.8, "stream": stream,
+               "logit_bias": {"0": -100, "2": -100}}),
+    )
+}
+
+#[tokio::test]
+async fn eight_concurrent_streams_all_complete() {
+    let server = Server::shared();
+    let started = Instant::now();
+    let runs = (0..8).map(|i| {
+        let url = server.url("/v1/chat/completions");
+        async move {
+            let body = chat(
+                &format!("Tell me fact number {i} about the moon."),
+                json!({"max_tokens": 24, "temperature": 0, "stream": true,
+                       "logit_bias": {"0": -100, "2": -100},
+                       "stream_options": {"include_usage": true}}),
+            );
+            post_sse(&url, &body).await
+        }
+    });
+    let results = futures::future::join_all(runs).await;
+    for sse in &results {
+        assert_eq!(sse.status, 200, "{}", sse.raw);
+        assert!(sse.done);
+        assert_eq!(sse.events.last().unwrap()["usage"]["completion_tokens"], 24);
+        assert!(!streamed_text(&sse.events, 0).is_empty());
+    }
+    let ids: std::collections::HashSet<_> = results
+        .iter()
+        .map(|s| s.events[0]["id"].to_string())
+        .collect();
+    assert_eq!(ids.len(), 8, "each stream is its own completion");
+    eprintln!("8 x 24 tokens in {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn batched_greedy_answers_equal_one_at_a_time_answers() {
+    // Prompts of different lengths: continuous batching joins them mid-way.
+    let prompts = [
+        "Apples are",
+        "The ocean is very",
+        "One, two,",
+        "Red, green, blue and",
+    ];
+    let server = Server::shared();
+    let url = server.url("/v1/completions");
+    let body = |p: &str| {
+        json!({"prompt": p, "max_tokens": 12, "temperature": 0,
+                                "logit_bias": {"0": -100, "2": -100}})
+    };
+    let mut alone = Vec::new();
+    for p in prompts {
+        let (status, b) = post(&url, &body(p)).await;
+        assert_eq!(status, 200, "{b}");
+        alone.push(b["choices"][0]["text"].as_str().unwrap().to_string());
+    }
+    for _ in 0..3 {
+        let bodies: Vec<_> = prompts.iter().map(|p| body(p)).collect();
+        let together = futures::future::join_all(bodies.iter().map(|b| post(&url, b))).await;
+        for (i, (_, b)) in together.iter().enumerate() {
+            assert_eq!(
+                b["choices"][0]["text"],
+                alone[i].as_str(),
+                "prompt {:?}",
+                prompts[i]
+            );
+        }
+        // One request with several prompts batches them inside the engine too.
+        let (_, b) = post(
+            &url,
+            &json!({"prompt": prompts, "max_tokens": 12, "temperature": 0,
+                                        "logit_bias": {"0": -100, "2": -100}}),
+        )
+        .await;
+        for (i, expected) in alone.iter().enumerate() {
+            assert_eq!(
+                b["choices"][i]["text"],
+                expected.as_str(),
+                "prompt {:?}",
+                prompts[i]
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_client_frees_its_slot() {
+    // One sequence at a time: a request that was not cancelled would block the next.
+    let server = Server::start(&["--max-seqs", "1"]);
+    let url = server.url("/v1/chat/completions");
+
+    // Streaming client reads a few chunks, then hangs up.
+    let resp = client()
+        .post(&url)
+        .json(&endless(4000, true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut bytes = resp.bytes_stream();
+    let mut seen = 0;
+    while let Some(b) = bytes.next().await {
+        seen += String::from_utf8_lossy(&b.unwrap())
+            .matches("data: ")
+            .count();
+        if seen >= 4 {
+            break;
+        }
+    }
+    drop(bytes);
+    assert!(
+        server
+            .wait_log("generation cancelled", 1, Duration::from_secs(10))
+            .await,
+        "server log should say the stream was cancelled:\n{}",
+        server.log()
+    );
+    let t = Instant::now();
+    let (status, body) = post(&url, &chat("Hi", json!({"max_tokens": 4}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "next request waited {:?}",
+        t.elapsed()
+    );
+
+    // A non-streaming client that times out is cancelled the same way.
+    let short = ferrite_tests::reqwest_client(Duration::from_secs(2));
+    let err = short.post(&url).json(&endless(4000, false)).send().await;
+    assert!(err.is_err(), "the long request should time out client-side");
+    assert!(
+        server
+            .wait_log("generation cancelled", 2, Duration::from_secs(10))
+            .await,
+        "{}",
+        server.log()
+    );
+    let t = Instant::now();
+    let (status, _) = post(&url, &chat("Hi", json!({"max_tokens": 4}))).await;
+    assert_eq!(status, 200);
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "next request waited {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_full_server_answers_503() {
+    let server = Server::start(&["--max-in-flight", "1"]);
+    let url = server.url("/v1/chat/completions");
+    let resp = client()
+        .post(&url)
+        .json(&endless(400, true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (status, body) = post(&url, &chat("Hi", json!({"max_tokens": 2}))).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "server_overloaded");
+    drop(resp);
+    // The slot comes back once the first stream is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = post(&url, &chat("Hi", json!({"max_tokens": 2}))).await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
