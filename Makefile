@@ -4,6 +4,8 @@ CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release/ferrite
 MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
+# The default model as a safetensors folder, for the ISQ tests.
+HF_MODEL := models/smollm2-135m-hf
 VENV := .venv
 HOST ?= 127.0.0.1
 PORT ?= 1234
@@ -15,8 +17,9 @@ serve: $(MODEL) build
 	$(BIN) serve --model $(MODEL) --host $(HOST) --port $(PORT)
 
 ## test: fetch what tests need, then run every test (Rust and the openai SDK)
-test: $(MODEL) build venv
-	FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) cargo test --release --workspace --locked
+test: $(MODEL) $(HF_MODEL)/config.json build venv
+	FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) FERRITE_TEST_SAFETENSORS=$(CURDIR)/$(HF_MODEL) \
+		cargo test --release --workspace --locked
 	FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) $(VENV)/bin/python -m pytest -q tests/python
 
 ## bench: concurrency 1 and 8 against a fresh server on port 18123
@@ -29,6 +32,10 @@ build:
 model: $(MODEL)
 $(MODEL):
 	scripts/fetch-model.sh models
+
+$(HF_MODEL)/config.json: $(MODEL) venv scripts/gguf-to-hf.py
+	$(VENV)/bin/python scripts/gguf-to-hf.py $(MODEL) $(HF_MODEL).tmp
+	rm -rf $(HF_MODEL) && mv $(HF_MODEL).tmp $(HF_MODEL)
 
 venv: $(VENV)/.ready
 $(VENV)/.ready: tests/python/requirements.txt

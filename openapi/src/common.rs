@@ -41,14 +41,6 @@ impl Usage {
             total_tokens: prompt_tokens + completion_tokens,
         }
     }
-
-    /// Sums usage over several generations of one request (several prompts).
-    pub fn add(self, other: Usage) -> Usage {
-        Usage::new(
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-        )
-    }
 }
 
 /// Chat `logprobs`: one entry per generated token.

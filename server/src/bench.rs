@@ -34,11 +34,23 @@ pub struct BenchArgs {
         default_value = "Write a short story about a robot who learns to paint."
     )]
     pub prompt: String,
+    /// `TOKEN_ID=BIAS`, repeatable; e.g. ban end-of-text ids so every
+    /// request generates exactly --max-tokens.
+    #[arg(long = "logit-bias", value_parser = parse_bias)]
+    pub logit_bias: Vec<(u32, f32)>,
     #[arg(long, env = "OPENAI_API_KEY")]
     pub api_key: Option<String>,
     /// Also print the figures as one JSON line.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_bias(s: &str) -> Result<(u32, f32), String> {
+    let (id, bias) = s.split_once('=').ok_or("expected TOKEN_ID=BIAS")?;
+    Ok((
+        id.parse().map_err(|e| format!("token id: {e}"))?,
+        bias.parse().map_err(|e| format!("bias: {e}"))?,
+    ))
 }
 
 /// One finished stream.
@@ -96,6 +108,14 @@ async fn one(client: &reqwest::Client, args: &BenchArgs) -> anyhow::Result<Sampl
     });
     if let Some(m) = &args.model {
         body["model"] = json!(m);
+    }
+    if !args.logit_bias.is_empty() {
+        let bias: serde_json::Map<String, Value> = args
+            .logit_bias
+            .iter()
+            .map(|(id, b)| (id.to_string(), json!(b)))
+            .collect();
+        body["logit_bias"] = Value::Object(bias);
     }
     let mut req = client
         .post(format!(
