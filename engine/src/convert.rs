@@ -99,6 +99,8 @@ fn call_schema(tool: &ToolDefinition) -> Value {
 
 /// Tool choice for mistral.rs plus, when a call is mandatory, a grammar that
 /// forces one: mistral.rs only detects calls, it does not enforce them.
+/// mistral.rs's own `ToolChoice::Tool` is never used: it fails the whole
+/// batch step whenever a partial output does not parse as a call yet.
 pub fn tool_choice(req: &ChatRequest) -> (Option<ToolChoice>, Option<Value>) {
     let defs = req.tools.as_deref().unwrap_or_default();
     if defs.is_empty() {
@@ -113,13 +115,7 @@ pub fn tool_choice(req: &ChatRequest) -> (Option<ToolChoice>, Option<Value>) {
         }
         Some(WireToolChoice::Named(named)) => {
             let def = defs.iter().find(|d| d.function.name == named.function.name);
-            match def {
-                Some(def) => (
-                    Some(ToolChoice::Tool(tools(std::slice::from_ref(def)).remove(0))),
-                    Some(call_schema(def)),
-                ),
-                None => (Some(ToolChoice::Auto), None),
-            }
+            (Some(ToolChoice::Auto), def.map(call_schema))
         }
     }
 }
@@ -185,7 +181,7 @@ mod tests {
         )
         .unwrap();
         let (choice, grammar) = tool_choice(&req);
-        assert!(matches!(choice, Some(ToolChoice::Tool(_))));
+        assert!(matches!(choice, Some(ToolChoice::Auto)));
         let g = grammar.unwrap();
         assert_eq!(g["properties"]["name"]["const"], "get_weather");
         assert!(constraint(Some(&ResponseFormat::JsonObject), Some(g.clone())).is_err());

@@ -106,34 +106,34 @@ impl Config {
 }
 
 #[cfg(test)]
-// figment's Jail fixes the closure's error type; it is not ours to shrink.
-#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
+    /// A config file of its own per test (tests run in parallel).
+    fn file(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("ferrite-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, text).expect("write temp config");
+        path
+    }
+
+    // The environment layer is covered end to end (tests/tests/lifecycle.rs):
+    // setting variables here would race with the other tests.
     #[test]
     fn layers_in_order() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file("ferrite.toml", "port = 2000\n[model]\nmax_seqs = 4\n")?;
-            jail.set_env("FERRITE_PORT", "3000");
-            jail.set_env("FERRITE_HTTP__MAX_BODY_BYTES", "10");
-            jail.set_env("FERRITE_BIN", "/not/config");
-            let cfg = Config::load(None, serde_json::json!({"model": {"max_seqs": 8}}))
-                .map_err(|e| e.to_string())?;
-            assert_eq!(cfg.port, 3000);
-            assert_eq!(cfg.http.max_body_bytes, 10);
-            assert_eq!(cfg.model.max_seqs, 8);
-            assert_eq!(cfg.host, "127.0.0.1");
-            Ok(())
-        });
+        let path = file("layers", "port = 2000\n[model]\nmax_seqs = 4\n");
+        let cfg = Config::load(Some(&path), serde_json::json!({"model": {"max_seqs": 8}}));
+        let cfg = cfg.expect("valid config");
+        assert_eq!(cfg.port, 2000);
+        assert_eq!(cfg.model.max_seqs, 8);
+        assert_eq!(cfg.host, "127.0.0.1");
+        assert_eq!(cfg.http.max_body_bytes, 16 * 1024 * 1024);
     }
 
     #[test]
-    fn rejects_unknown_keys() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file("ferrite.toml", "prot = 2000\n")?;
-            assert!(Config::load(None, serde_json::json!({})).is_err());
-            Ok(())
-        });
+    fn rejects_unknown_keys_and_missing_files() {
+        let path = file("unknown", "prot = 2000\n");
+        assert!(Config::load(Some(&path), serde_json::json!({})).is_err());
+        let missing = Path::new("/nonexistent/ferrite.toml");
+        assert!(Config::load(Some(missing), serde_json::json!({})).is_err());
     }
 }

@@ -44,6 +44,7 @@ pub struct Server {
     pub port: u16,
     pub base: String,
     log: Arc<Mutex<String>>,
+    readers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Server {
@@ -92,6 +93,13 @@ impl Server {
             .expect("spawner thread")
             .expect("spawn ferrite (run `make build` first)");
         let log = Arc::new(Mutex::new(String::new()));
+        // FERRITE_TEST_LOGS=DIR keeps each server's output for post-mortems.
+        let keep = std::env::var("FERRITE_TEST_LOGS").ok().and_then(|dir| {
+            std::fs::create_dir_all(&dir).ok()?;
+            std::fs::File::create(format!("{dir}/server-{port}.log")).ok()
+        });
+        let keep = Arc::new(Mutex::new(keep));
+        let mut readers = Vec::new();
         for pipe in [
             child
                 .stdout
@@ -106,7 +114,8 @@ impl Server {
         .flatten()
         {
             let log = log.clone();
-            std::thread::spawn(move || {
+            let keep = keep.clone();
+            readers.push(std::thread::spawn(move || {
                 let mut pipe = pipe;
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = pipe.read(&mut buf) {
@@ -116,14 +125,20 @@ impl Server {
                     if let Ok(mut l) = log.lock() {
                         l.push_str(&String::from_utf8_lossy(&buf[..n]));
                     }
+                    if let Ok(mut guard) = keep.lock() {
+                        if let Some(f) = guard.as_mut() {
+                            let _ = std::io::Write::write_all(f, &buf[..n]);
+                        }
+                    }
                 }
-            });
+            }));
         }
         Server {
             child: Mutex::new(Some(child)),
             port,
             base: format!("http://127.0.0.1:{port}"),
             log,
+            readers: Mutex::new(readers),
         }
     }
 
@@ -180,27 +195,38 @@ impl Server {
         self.child.lock().ok()?.as_ref().map(|c| c.id())
     }
 
+    /// Waits for the process to exit on its own and for all of its output
+    /// to be read; returns the exit code (`None` for a signal), or `None` if
+    /// it is still running after `within`.
+    pub async fn wait_exit(&self, within: Duration) -> Option<Option<i32>> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(code) = self.exit_code() {
+                let readers = self.readers.lock().map(|mut r| std::mem::take(&mut *r));
+                for r in readers.unwrap_or_default() {
+                    let _ = r.join();
+                }
+                return Some(code);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     pub fn exit_code(&self) -> Option<Option<i32>> {
         let mut guard = self.child.lock().ok()?;
         let child = guard.as_mut()?;
         child.try_wait().ok().flatten().map(|s| s.code())
     }
 
-    /// Sends SIGTERM and waits for the process to exit; returns its code.
-    pub fn terminate(&self, within: Duration) -> Option<i32> {
-        let pid = self.pid()? as i32;
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(code) = self.exit_code() {
-                return code;
+    /// Sends SIGTERM, as `docker stop` or Kubernetes would.
+    pub fn sigterm(&self) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        None
     }
 }
 

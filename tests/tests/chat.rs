@@ -3,6 +3,9 @@
 use ferrite_tests::{chat, post, post_sse, streamed_text, Server};
 use serde_json::{json, Value};
 
+/// A prompt the model answers with high confidence at every token.
+const COUNTING: &str = "Count from 1 to 10, separated by commas.";
+
 fn url(path: &str) -> String {
     Server::shared().url(path)
 }
@@ -109,10 +112,7 @@ async fn max_tokens_gives_exactly_that_many_tokens_and_length() {
 #[tokio::test]
 async fn stop_sequences_end_the_answer_before_the_stop() {
     // Find a word the model really says, then stop on it.
-    let base = chat(
-        "Describe the sea in two sentences.",
-        json!({"max_tokens": 40, "temperature": 0}),
-    );
+    let base = chat(COUNTING, json!({"max_tokens": 30, "temperature": 0}));
     let (_, full) = post(&url("/v1/chat/completions"), &base).await;
     let text = full["choices"][0]["message"]["content"]
         .as_str()
@@ -369,12 +369,13 @@ async fn logit_bias_steers_the_first_token() {
 #[tokio::test]
 async fn lm_studio_style_requests_work() {
     // LM Studio scripts omit `model`, send max_tokens -1 and system prompts.
+    // The seed and stop keep the unbounded answer short and repeatable.
     let (status, body) = post(
         &url("/v1/chat/completions"),
         &json!({"messages": [
             {"role": "system", "content": "Always answer in rhymes."},
             {"role": "user", "content": "Introduce yourself."}],
-            "temperature": 0.7, "max_tokens": -1, "stream": false}),
+            "temperature": 0.7, "seed": 7, "stop": "\n", "max_tokens": -1, "stream": false}),
     )
     .await;
     assert_eq!(status, 200, "{body}");

@@ -38,7 +38,7 @@ async fn the_default_is_sixteen_tokens_like_openai() {
 
 #[tokio::test]
 async fn streaming_list_prompts_echo_and_logprobs() {
-    let body = json!({"prompt": ["One, two,", "Red, green,"], "max_tokens": 4,
+    let body = json!({"prompt": ["1, 2, 3, 4,", "a b c d e f"], "max_tokens": 4,
         "temperature": 0, "stream": true, "stream_options": {"include_usage": true}});
     let sse = post_sse(&url(), &body).await;
     assert_eq!(sse.status, 200, "{}", sse.raw);

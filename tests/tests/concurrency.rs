@@ -98,6 +98,63 @@ async fn batched_greedy_answers_equal_one_at_a_time_answers() {
 }
 
 #[tokio::test]
+async fn a_sequence_parked_by_the_scheduler_resumes_intact() {
+    // mistral.rs batches only sequences of equal length and parks the others.
+    // A long request starts, a short one with the same prompt joins a few
+    // tokens later (so they alternate), and both start from a prefix-cache
+    // hit (every chat shares the system prompt). When the short one ends the
+    // long one is parked, and must resume exactly where it was.
+    let server = Server::start(&[]);
+    let url = server.url("/v1/chat/completions");
+    let (status, _) = post(
+        &url,
+        &chat("Hello!", json!({"max_tokens": 4, "temperature": 0})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for prompt in [
+        "Count from 1 to 10, separated by commas.",
+        "Count from 1 to 12, separated by commas.",
+        "Count from 1 to 9, separated by commas.",
+    ] {
+        let long = chat(
+            prompt,
+            json!({"max_tokens": 30, "temperature": 0, "stream": true}),
+        );
+        let resp = client().post(&url).json(&long).send().await.unwrap();
+        let mut bytes = resp.bytes_stream();
+        let mut raw = String::new();
+        while raw.matches("\"content\"").count() < 4 {
+            raw.push_str(&String::from_utf8_lossy(
+                &bytes.next().await.unwrap().unwrap(),
+            ));
+        }
+        let short = chat(prompt, json!({"max_tokens": 6, "temperature": 0}));
+        let (status, _) = post(&url, &short).await;
+        assert_eq!(status, 200);
+        while let Some(b) = bytes.next().await {
+            raw.push_str(&String::from_utf8_lossy(&b.unwrap()));
+        }
+        let events: Vec<serde_json::Value> = raw
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str(d).ok())
+            .collect();
+        let long_text = streamed_text(&events, 0);
+        // The same request alone (its full prompt is cached now, so it is
+        // computed afresh rather than from a partial prefix).
+        let mut alone = long.clone();
+        alone["stream"] = json!(false);
+        let (_, alone) = post(&url, &alone).await;
+        assert_eq!(
+            long_text,
+            alone["choices"][0]["message"]["content"].as_str().unwrap(),
+            "{prompt}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_dropped_client_frees_its_slot() {
     // One sequence at a time: a request that was not cancelled would block the next.
     let server = Server::start(&["--max-seqs", "1"]);

@@ -82,19 +82,17 @@ async fn config_file_env_and_flags_layer() {
 #[tokio::test]
 async fn bad_config_and_missing_models_fail_loudly() {
     let server = Server::spawn(&["--model", "/nonexistent/model.gguf"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.exit_code().is_none() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(server.exit_code(), Some(Some(1)));
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(30)).await,
+        Some(Some(1))
+    );
     assert!(server.log().contains("does not exist"), "{}", server.log());
 
     let server = Server::spawn_with_env(&[], &[("FERRITE_HTTP__MAX_IN_FLIGHT", "lots")]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.exit_code().is_none() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(server.exit_code(), Some(Some(1)));
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(30)).await,
+        Some(Some(1))
+    );
     assert!(
         server.log().contains("invalid configuration"),
         "{}",
@@ -160,9 +158,7 @@ async fn sigterm_drains_in_flight_streams_then_exits() {
     if let Some(b) = bytes.next().await {
         raw.push_str(&String::from_utf8_lossy(&b.unwrap()));
     }
-    let pid = server.pid().unwrap() as i32;
-    // SAFETY: kill(2) on the server we started.
-    unsafe { libc_kill(pid) };
+    server.sigterm();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // No new connections once shutdown began...
     assert!(std::net::TcpStream::connect(("127.0.0.1", server.port)).is_err());
@@ -172,11 +168,12 @@ async fn sigterm_drains_in_flight_streams_then_exits() {
     }
     assert!(raw.contains("data: [DONE]"), "{raw}");
     assert!(raw.contains("\"completion_tokens\":40"), "{raw}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.exit_code().is_none() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(server.exit_code(), Some(Some(0)), "{}", server.log());
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)).await,
+        Some(Some(0)),
+        "{}",
+        server.log()
+    );
 }
 
 #[tokio::test]
@@ -196,19 +193,13 @@ async fn the_drain_timeout_bounds_shutdown() {
     let mut bytes = resp.bytes_stream();
     let _ = bytes.next().await;
     let started = Instant::now();
-    let code = server.terminate(Duration::from_secs(10));
-    assert_eq!(code, Some(0));
+    server.sigterm();
+    let code = server.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(code, Some(Some(0)));
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",
         started.elapsed()
     );
     assert!(server.log().contains("drain timeout"), "{}", server.log());
-}
-
-unsafe fn libc_kill(pid: i32) {
-    extern "C" {
-        fn kill(pid: i32, sig: i32) -> i32;
-    }
-    kill(pid, 15);
 }

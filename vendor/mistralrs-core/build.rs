@@ -73,29 +73,9 @@ fn main() {
 }
 
 fn set_git_revision() {
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .and_then(|output| {
-            if output.status.success() {
-                String::from_utf8(output.stdout).ok()
-            } else {
-                None
-            }
-        })
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_string());
-
-    println!("cargo:rustc-env=MISTRALRS_GIT_REVISION={commit}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
-        if let Some(ref_path) = head.strip_prefix("ref:") {
-            let ref_path = ref_path.trim();
-            if !ref_path.is_empty() {
-                println!("cargo:rerun-if-changed=.git/{}", ref_path);
-            }
-        }
-    }
+    // ferrite patch: upstream ran `git rev-parse HEAD` and watched
+    // `.git/HEAD`, which a vendored copy does not have, so cargo rebuilt this
+    // crate (minutes) on every build. The vendored revision is fixed.
+    println!("cargo:rustc-env=MISTRALRS_GIT_REVISION=v0.8.1-ferrite");
+    println!("cargo:rerun-if-changed=build.rs");
 }

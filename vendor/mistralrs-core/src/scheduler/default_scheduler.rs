@@ -223,8 +223,15 @@ impl<Backer: FcfsBacker> DefaultScheduler<Backer> {
                 };
             }
             (_, 0) => {
+                // ferrite patch: the waiting list also holds completions that
+                // bucketing parked; they must stay completions. Upstream set
+                // all of them to `RunningPrompt`, which re-prefilled a parked
+                // sequence on top of its own KV cache (corrupting its context
+                // when it came from the prefix cache).
                 for seq in waiting.into_iter() {
-                    seq.set_state(SequenceState::RunningPrompt);
+                    if seq.is_waiting() {
+                        seq.set_state(SequenceState::RunningPrompt);
+                    }
                     self.running.push(seq);
                 }
                 self.waiting = Backer::new();
@@ -232,9 +239,18 @@ impl<Backer: FcfsBacker> DefaultScheduler<Backer> {
                 self.running = self.bucket_and_waitlist_seqs(running);
                 logger.set_num_running(self.running.len());
                 logger.set_num_waiting(self.waiting.len());
+                let mut completion = Vec::new();
+                let mut prompt = Vec::new();
+                for seq in &mut self.running {
+                    if seq.is_completion() {
+                        completion.push(seq);
+                    } else {
+                        prompt.push(seq);
+                    }
+                }
                 return DefaultSchedulerOutput {
-                    prompt: self.running.iter_mut().collect::<Vec<_>>().into(),
-                    completion: vec![].into(),
+                    prompt: prompt.into(),
+                    completion: completion.into(),
                 };
             }
             (0, _) => {
