@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks the default model at concurrency 1 and 8 on a fresh server, and
-# the same with continuous batching off (--max-seqs 1) as the baseline.
+# the same with continuous batching off (--max-seqs 1) as the baseline, and
+# with the weights dequantized to f32 at load (CANDLE_DEQUANTIZE_ALL=1).
 # Usage: scripts/bench.sh [BIN] [MODEL]
 set -euo pipefail
 bin="${1:-target/release/ferrite}"
@@ -37,4 +38,11 @@ kill $server; wait $server 2>/dev/null || true
 echo
 echo "## baseline: batching off (--max-seqs 1)"
 run_server --max-seqs 1
+bench --concurrency 8 --requests 16
+kill $server; wait $server 2>/dev/null || true
+
+echo
+echo "## weights dequantized to f32 at load (CANDLE_DEQUANTIZE_ALL=1)"
+CANDLE_DEQUANTIZE_ALL=1 run_server
+bench --concurrency 1 --requests 4
 bench --concurrency 8 --requests 16

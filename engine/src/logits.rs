@@ -11,11 +11,21 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// Counts sampled tokens: the engine runs processors once per sampled token.
-pub struct TokenCounter(pub Arc<AtomicU32>);
+/// Counts the tokens a sequence samples, up to its `max_len`: mistral.rs
+/// samples one token past a `max_len` of 1 and then drops it.
+pub struct TokenCounter {
+    pub count: Arc<AtomicU32>,
+    pub max_len: u32,
+}
 
 impl CustomLogitsProcessor for TokenCounter {
     fn apply(&self, logits: &Tensor, _context: &[u32]) -> Result<Tensor> {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        let max = self.max_len;
+        let _ = self
+            .count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            });
         Ok(logits.clone())
     }
 }

@@ -16,6 +16,7 @@ use mistralrs::{
     RequestMessage, SamplingParams,
 };
 use tokio::sync::mpsc::channel;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{ChatStream, CompletionStream, Engine, ModelInfo};
@@ -28,6 +29,10 @@ use crate::stream::{self, Head, Run};
 
 pub struct MistralEngine {
     runner: Arc<MistralRs>,
+    /// One permit per sequence the engine may run (`max_seqs`). mistral.rs
+    /// admits every waiting sequence when nothing is running, so the limit
+    /// is kept here; sequences beyond it queue in arrival order.
+    slots: Arc<Semaphore>,
     info: ModelInfo,
     vocab_size: Option<u32>,
 }
@@ -105,6 +110,7 @@ impl MistralEngine {
     pub async fn load(opts: &EngineOptions) -> anyhow::Result<Self> {
         let loaded = load::load(opts).await?;
         Ok(Self {
+            slots: Arc::new(Semaphore::new(opts.max_seqs.max(1))),
             runner: loaded.runner,
             info: loaded.info,
             vocab_size: loaded.vocab_size,
@@ -198,8 +204,13 @@ impl MistralEngine {
         log_id: &str,
     ) -> ApiResult<Run> {
         let counter = Arc::new(AtomicU32::new(0));
-        let mut processors: Vec<Arc<dyn CustomLogitsProcessor>> =
-            vec![Arc::new(TokenCounter(counter.clone()))];
+        let mut processors: Vec<Arc<dyn CustomLogitsProcessor>> = vec![Arc::new(TokenCounter {
+            count: counter.clone(),
+            max_len: p
+                .sampling
+                .max_len
+                .map_or(u32::MAX, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        })];
         if let Some(bias) = &p.bias {
             processors.push(bias.clone());
         }
@@ -217,6 +228,12 @@ impl MistralEngine {
                 report.as_ref().map(|r| r.record.clone()),
             )));
         }
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::unavailable("The engine has stopped."))?;
         let (tx, rx) = channel(64);
         self.send(Request::Normal(Box::new(NormalRequest {
             messages,
@@ -239,7 +256,7 @@ impl MistralEngine {
         let cancel = CancellationToken::new();
         Ok(Run {
             index: 0,
-            events: stream::forward(rx, log_id.to_string(), cancel.clone()),
+            events: stream::forward(rx, log_id.to_string(), cancel.clone(), slot),
             generated: counter,
             echo: None,
             cancel,

@@ -19,6 +19,7 @@ use futures::stream::{select_all, StreamExt};
 use mistralrs::core::ToolCallResponse;
 use mistralrs::core::{ChatCompletionChunkResponse, CompletionChunkResponse, Response};
 use tokio::sync::mpsc::{unbounded_channel, Receiver, UnboundedReceiver};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -59,16 +60,19 @@ fn validation_error(msg: &str) -> ApiError {
     ApiError::invalid(param, msg.to_string())
 }
 
-/// Spawns the task that relays one sequence's responses.
+/// Spawns the task that relays one sequence's responses. It holds the
+/// sequence's engine `slot` until the sequence ends or is abandoned.
 pub fn forward(
     mut rx: Receiver<Response>,
     request_id: String,
     cancel: CancellationToken,
+    slot: OwnedSemaphorePermit,
 ) -> UnboundedReceiver<Event> {
     let (tx, out) = unbounded_channel();
     // Keep the caller's span (and so its request id) on this task's log lines.
     let span = tracing::Span::current();
     let task = async move {
+        let _slot = slot;
         let mut finished = false;
         loop {
             let resp = tokio::select! {

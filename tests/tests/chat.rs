@@ -94,17 +94,27 @@ async fn include_usage_adds_a_final_usage_chunk() {
 
 #[tokio::test]
 async fn max_tokens_gives_exactly_that_many_tokens_and_length() {
-    for (field, n) in [("max_tokens", 7), ("max_completion_tokens", 3)] {
+    for (field, n, logprobs) in [
+        ("max_tokens", 7, false),
+        ("max_completion_tokens", 3, false),
+        ("max_tokens", 1, true),
+        ("max_tokens", 5, true),
+    ] {
         let (status, body) = post(
             &url("/v1/chat/completions"),
             &chat(
                 "Write a long story about a dragon.",
-                json!({field: n, "temperature": 0}),
+                json!({field: n, "temperature": 0, "logprobs": logprobs}),
             ),
         )
         .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["usage"]["completion_tokens"], n, "{field}");
+        if logprobs {
+            // One entry per generated token: the tokens really are n.
+            let entries = body["choices"][0]["logprobs"]["content"].as_array();
+            assert_eq!(entries.map(Vec::len), Some(n), "{body}");
+        }
         assert_eq!(body["choices"][0]["finish_reason"], "length");
     }
 }

@@ -242,3 +242,28 @@ async fn a_full_server_answers_503() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn max_seqs_bounds_the_sequences_the_engine_runs() {
+    // With one slot, a second request waits until the first has finished
+    // (mistral.rs alone would run both: it admits every waiting sequence
+    // when nothing is running).
+    let server = Server::start(&["--max-seqs", "1"]);
+    let url = server.url("/v1/chat/completions");
+    let order = std::sync::Mutex::new(Vec::new());
+    let first = async {
+        let resp = client().post(&url).json(&endless(40, true)).send().await;
+        let text = resp.unwrap().text().await.unwrap();
+        assert!(text.contains("[DONE]"));
+        order.lock().unwrap().push("first done");
+    };
+    let second = async {
+        // Give the first request a head start into the engine.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let resp = client().post(&url).json(&endless(4, true)).send().await;
+        order.lock().unwrap().push("second started");
+        assert!(resp.unwrap().text().await.unwrap().contains("[DONE]"));
+    };
+    tokio::join!(first, second);
+    assert_eq!(*order.lock().unwrap(), ["first done", "second started"]);
+}
