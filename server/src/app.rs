@@ -6,6 +6,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::http::{HeaderName, HeaderValue, Method, Request};
 use axum::routing::{get, post};
 use axum::{BoxError, Router};
+use ferrite_middleware::auth::AuthLayer;
 use ferrite_openapi::ApiError;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -33,7 +34,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     })
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, auth: AuthLayer) -> Router {
     let http = &state.config.http;
     let timeout = Duration::from_secs(http.request_timeout_secs.max(1));
     let cors = cors(&http.cors_origins);
@@ -61,6 +62,8 @@ pub fn router(state: AppState) -> Router {
             }))
             .timeout(timeout),
     );
+    // Inside CORS, so preflights pass and 401s carry CORS headers.
+    let router = router.layer(auth);
     let router = match cors {
         Some(layer) => router.layer(layer),
         None => router,

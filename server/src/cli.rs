@@ -81,6 +81,9 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Require this bearer token on /v1 routes (tenant `default`).
+    #[arg(long, env = "FERRITE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 fn put(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
@@ -153,10 +156,18 @@ impl ServeArgs {
             http.insert("cors_origins".into(), json!(self.cors_origins));
         }
 
+        let mut auth = Map::new();
+        put(&mut auth, "api_key", self.api_key.clone().map(Value::from));
+
         let mut log = Map::new();
         put(&mut log, "format", self.log_format.clone().map(Value::from));
 
-        for (key, section) in [("model", model), ("http", http), ("log", log)] {
+        for (key, section) in [
+            ("model", model),
+            ("http", http),
+            ("log", log),
+            ("auth", auth),
+        ] {
             if !section.is_empty() {
                 root.insert(key.into(), Value::Object(section));
             }

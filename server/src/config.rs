@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use ferrite_engine::EngineOptions;
+use ferrite_middleware::auth::AuthConfig;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ pub struct Config {
     pub model: EngineOptions,
     pub http: HttpOptions,
     pub log: LogOptions,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +53,7 @@ impl Default for Config {
             model: EngineOptions::default(),
             http: HttpOptions::default(),
             log: LogOptions::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -76,7 +79,7 @@ impl Default for LogOptions {
     }
 }
 
-const SECTIONS: [&str; 5] = ["host", "port", "model", "http", "log"];
+const SECTIONS: [&str; 6] = ["host", "port", "model", "http", "log", "auth"];
 
 impl Config {
     /// Defaults < `file` (or `./ferrite.toml` if present) < env < `overrides`.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrite_engine::{Engine, MistralEngine};
+use ferrite_middleware::auth::{AuthLayer, Authenticator};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -17,6 +18,10 @@ use crate::{app, logging, pipeline};
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), args.overrides())?;
     logging::init(&config.log)?;
+    let auth = Authenticator::from_config(&config.auth)?;
+    if auth.is_none() && !is_loopback(&config.host) {
+        warn!(host = %config.host, "no API key or JWT configured: anyone who can reach this address can use the API");
+    }
     let addr = format!("{}:{}", config.host, config.port);
     // Bind before loading, so health checks answer and a busy port fails fast.
     let listener = TcpListener::bind(&addr)
@@ -29,11 +34,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let drain = Duration::from_secs(config.http.drain_timeout_secs);
-    let server = axum::serve(listener, app::router(state)).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        info!("shutting down: no new connections, draining in-flight requests");
-        let _ = stop_tx.send(true);
-    });
+    let server = axum::serve(listener, app::router(state, AuthLayer::new(auth)))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            info!("shutting down: no new connections, draining in-flight requests");
+            let _ = stop_tx.send(true);
+        });
     let deadline = async move {
         let _ = stop_rx.wait_for(|stopped| *stopped).await;
         tokio::time::sleep(drain).await;
@@ -44,6 +50,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 async fn load(state: AppState) {

@@ -65,6 +65,7 @@ impl Server {
             .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("FERRITE_CONFIG")
+            .env_remove("FERRITE_API_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -1,0 +1,420 @@
+//! Identity: `Authorization: Bearer` API keys and JWTs, as a tower layer over
+//! the HTTP service. The caller's identity becomes the tenant that memory and
+//! budgets are kept for; `/health`, `/ready` and CORS preflights stay open.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::http::{header, Method, Request};
+use axum::response::{IntoResponse, Response};
+use ferrite_openapi::ApiError;
+use futures::future::{Either, Ready};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tower::{Layer, Service};
+
+/// Who is calling. Present in request extensions on authenticated routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub tenant: String,
+    pub scopes: Vec<String>,
+}
+
+impl Identity {
+    /// The caller when authentication is off: one shared tenant, all scopes.
+    pub fn anonymous() -> Self {
+        Self {
+            tenant: "default".into(),
+            scopes: vec!["*".into()],
+        }
+    }
+
+    /// 403 unless the caller holds `scope` (or `*`).
+    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
+        if self.scopes.iter().any(|s| s == scope || s == "*") {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            403,
+            "invalid_request_error",
+            format!("This credential lacks the `{scope}` scope."),
+        )
+        .with_code("insufficient_scope"))
+    }
+}
+
+/// `[auth]` in the config. Authentication is on when any key or a JWT
+/// verifier is configured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// One unnamed key (tenant `default`), handy as `FERRITE_AUTH__API_KEY`.
+    pub api_key: Option<String>,
+    pub api_keys: Vec<ApiKey>,
+    pub jwt: Option<JwtConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// The tenant this key speaks for.
+    pub name: String,
+    /// The key itself, or
+    pub key: Option<String>,
+    /// its SHA-256 as hex, so the config need not hold the secret.
+    pub sha256: Option<String>,
+    /// Scopes granted; all when omitted.
+    pub scopes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// The one algorithm accepted: HS256/384/512, RS256/384/512, ES256/384, EdDSA.
+    pub algorithm: String,
+    /// Shared secret for HS*.
+    pub secret: Option<String>,
+    /// PEM public key for RS*/ES*/EdDSA, inline or from a file.
+    pub public_key: Option<String>,
+    pub public_key_file: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// Clock skew allowed on `exp`/`nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("auth.api_keys entry `{0}` needs exactly one of `key` or `sha256` (64 hex digits)")]
+    Key(String),
+    #[error("auth.jwt: {0}")]
+    Jwt(String),
+}
+
+struct KeyEntry {
+    digest: [u8; 32],
+    identity: Identity,
+}
+
+struct Jwt {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+/// Checks bearer tokens against the configured keys and JWT verifier.
+pub struct Authenticator {
+    keys: Vec<KeyEntry>,
+    jwt: Option<Jwt>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn parse_hex(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(hex.trim()).ok()?;
+    bytes.try_into().ok()
+}
+
+fn unauthorized(message: impl Into<String>) -> ApiError {
+    ApiError::new(401, "invalid_request_error", message).with_code("invalid_api_key")
+}
+
+impl Authenticator {
+    /// `None` when nothing is configured: authentication is off.
+    pub fn from_config(cfg: &AuthConfig) -> Result<Option<Self>, AuthConfigError> {
+        let mut keys = Vec::new();
+        if let Some(key) = &cfg.api_key {
+            keys.push(KeyEntry {
+                digest: sha256(key.as_bytes()),
+                identity: Identity::anonymous(),
+            });
+        }
+        for k in &cfg.api_keys {
+            let digest = match (&k.key, &k.sha256) {
+                (Some(key), None) => sha256(key.as_bytes()),
+                (None, Some(hex)) => parse_hex(hex).ok_or(AuthConfigError::Key(k.name.clone()))?,
+                _ => return Err(AuthConfigError::Key(k.name.clone())),
+            };
+            let scopes = k.scopes.clone().unwrap_or_else(|| vec!["*".into()]);
+            keys.push(KeyEntry {
+                digest,
+                identity: Identity {
+                    tenant: k.name.clone(),
+                    scopes,
+                },
+            });
+        }
+        let jwt = cfg.jwt.as_ref().map(Jwt::from_config).transpose()?;
+        Ok((!keys.is_empty() || jwt.is_some()).then_some(Self { keys, jwt }))
+    }
+
+    pub fn check(&self, authorization: Option<&str>) -> Result<Identity, ApiError> {
+        let token = authorization
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                unauthorized(
+                    "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
+                )
+            })?;
+        // Every key is compared, in constant time, whatever matches first.
+        let digest = sha256(token.as_bytes());
+        let mut found = None;
+        for entry in &self.keys {
+            if bool::from(entry.digest.ct_eq(&digest)) {
+                found = Some(&entry.identity);
+            }
+        }
+        if let Some(identity) = found {
+            return Ok(identity.clone());
+        }
+        match &self.jwt {
+            Some(jwt) if token.matches('.').count() == 2 => jwt.verify(token),
+            _ => Err(unauthorized("Incorrect API key provided.")),
+        }
+    }
+}
+
+impl Jwt {
+    fn from_config(cfg: &JwtConfig) -> Result<Self, AuthConfigError> {
+        let err = |m: String| AuthConfigError::Jwt(m);
+        let algorithm: Algorithm = cfg
+            .algorithm
+            .parse()
+            .map_err(|_| err(format!("unknown algorithm `{}`", cfg.algorithm)))?;
+        let pem = match (&cfg.public_key, &cfg.public_key_file) {
+            (Some(pem), _) => Some(pem.clone().into_bytes()),
+            (None, Some(path)) => {
+                Some(std::fs::read(path).map_err(|e| err(format!("public_key_file {path}: {e}")))?)
+            }
+            (None, None) => None,
+        };
+        let bad_key = |e: jsonwebtoken::errors::Error| err(format!("public key: {e}"));
+        let key = match algorithm {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                let secret = cfg.secret.as_deref().filter(|s| !s.is_empty());
+                let secret = secret.ok_or_else(|| err(format!("{algorithm:?} needs `secret`")))?;
+                DecodingKey::from_secret(secret.as_bytes())
+            }
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512 => {
+                let pem = pem.ok_or_else(|| err(format!("{algorithm:?} needs `public_key`")))?;
+                DecodingKey::from_rsa_pem(&pem).map_err(bad_key)?
+            }
+            Algorithm::ES256 | Algorithm::ES384 => {
+                let pem = pem.ok_or_else(|| err(format!("{algorithm:?} needs `public_key`")))?;
+                DecodingKey::from_ec_pem(&pem).map_err(bad_key)?
+            }
+            Algorithm::EdDSA => {
+                let pem = pem.ok_or_else(|| err("EdDSA needs `public_key`".into()))?;
+                DecodingKey::from_ed_pem(&pem).map_err(bad_key)?
+            }
+        };
+        // One pinned algorithm: a token naming any other (or `none`, which
+        // jsonwebtoken cannot even parse) is refused before its signature.
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = cfg.leeway_secs;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(iss) = &cfg.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        match &cfg.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Self { key, validation })
+    }
+
+    fn verify(&self, token: &str) -> Result<Identity, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| unauthorized(format!("Invalid token: {e}.")))?;
+        let c = data.claims;
+        let scopes = match (c.scopes, c.scope) {
+            (Some(list), _) => list,
+            (None, Some(s)) => s.split_whitespace().map(String::from).collect(),
+            (None, None) => Vec::new(),
+        };
+        Ok(Identity {
+            tenant: c.sub,
+            scopes,
+        })
+    }
+}
+
+/// Requires a credential on `/v1/*` and `/api/*`; adds [`Identity`] to the
+/// request. Without an authenticator every caller is [`Identity::anonymous`].
+#[derive(Clone)]
+pub struct AuthLayer {
+    auth: Option<Arc<Authenticator>>,
+}
+
+impl AuthLayer {
+    pub fn new(auth: Option<Authenticator>) -> Self {
+        Self {
+            auth: auth.map(Arc::new),
+        }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+
+    fn layer(&self, inner: S) -> Auth<S> {
+        Auth {
+            inner,
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Auth<S> {
+    inner: S,
+    auth: Option<Arc<Authenticator>>,
+}
+
+fn protected(req: &Request<Body>) -> bool {
+    let path = req.uri().path();
+    req.method() != Method::OPTIONS && (path.starts_with("/v1/") || path.starts_with("/api/"))
+}
+
+impl<S> Service<Request<Body>> for Auth<S>
+where
+    S: Service<Request<Body>, Response = Response>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<S::Future, Ready<Result<Response, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let identity = match (&self.auth, protected(&req)) {
+            (None, _) => Ok(Identity::anonymous()),
+            (Some(_), false) => return Either::Left(self.inner.call(req)),
+            (Some(auth), true) => {
+                let header = req.headers().get(header::AUTHORIZATION);
+                auth.check(header.and_then(|v| v.to_str().ok()))
+            }
+        };
+        match identity {
+            Ok(identity) => {
+                req.extensions_mut().insert(identity);
+                Either::Left(self.inner.call(req))
+            }
+            Err(e) => {
+                let mut resp = e.into_response();
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+                Either::Right(futures::future::ready(Ok(resp)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn authenticator() -> Authenticator {
+        let cfg: AuthConfig = serde_json::from_value(json!({
+            "api_keys": [
+                {"name": "alice", "key": "sk-alice"},
+                {"name": "bob", "sha256": hex::encode(sha256(b"sk-bob")), "scopes": ["chat"]}
+            ],
+            "jwt": {"algorithm": "HS256", "secret": "s3cret", "issuer": "idp", "audience": "ferrite"}
+        }))
+        .unwrap();
+        Authenticator::from_config(&cfg).unwrap().unwrap()
+    }
+
+    fn token(claims: serde_json::Value, secret: &str) -> String {
+        let key = EncodingKey::from_secret(secret.as_bytes());
+        format!(
+            "Bearer {}",
+            encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
+        )
+    }
+
+    #[test]
+    fn keys_plain_and_hashed() {
+        let a = authenticator();
+        assert_eq!(a.check(Some("Bearer sk-alice")).unwrap().tenant, "alice");
+        let bob = a.check(Some("Bearer sk-bob")).unwrap();
+        assert_eq!(bob.tenant, "bob");
+        assert_eq!(bob.require("memory:write").unwrap_err().status, 403);
+        for bad in [
+            None,
+            Some("Bearer"),
+            Some("Bearer sk-eve"),
+            Some("sk-alice"),
+        ] {
+            let e = a.check(bad).unwrap_err();
+            assert_eq!(
+                (e.status, e.code.as_deref()),
+                (401, Some("invalid_api_key"))
+            );
+        }
+    }
+
+    #[test]
+    fn jwt_claims_are_checked() {
+        let a = authenticator();
+        let good = json!({"sub": "carol", "iss": "idp", "aud": "ferrite", "exp": now() + 60, "scope": "chat memory:write"});
+        let id = a.check(Some(&token(good.clone(), "s3cret"))).unwrap();
+        assert_eq!(id.tenant, "carol");
+        assert!(id.require("memory:write").is_ok());
+        let mut expired = good.clone();
+        expired["exp"] = json!(now() - 3600);
+        let mut wrong_aud = good.clone();
+        wrong_aud["aud"] = json!("other");
+        let mut not_yet = good.clone();
+        not_yet["nbf"] = json!(now() + 3600);
+        for t in [
+            token(expired, "s3cret"),
+            token(wrong_aud, "s3cret"),
+            token(not_yet, "s3cret"),
+            token(good, "other-secret"),
+        ] {
+            assert_eq!(a.check(Some(&t)).unwrap_err().status, 401, "{t}");
+        }
+    }
+}
