@@ -10,12 +10,12 @@ use mistralrs::{CustomLogitsProcessor, DType, Result, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// Counts sampled tokens: the engine runs processors once per sampled token.
-/// Counts the tokens a sequence samples, up to its `max_len`: mistral.rs
-/// samples one token past a `max_len` of 1 and then drops it.
+/// Counts sampled tokens (the engine runs processors once per sampled
+/// token), up to `max_len`: mistral.rs samples one token past a `max_len` of
+/// 1 and then drops it.
 pub struct TokenCounter {
     pub count: Arc<AtomicU32>,
-    pub max_len: u32,
+    pub max_len: usize,
 }
 
 impl CustomLogitsProcessor for TokenCounter {
@@ -24,7 +24,7 @@ impl CustomLogitsProcessor for TokenCounter {
         let _ = self
             .count
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < max).then_some(n + 1)
+                ((n as usize) < max).then_some(n + 1)
             });
         Ok(logits.clone())
     }

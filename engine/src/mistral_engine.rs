@@ -206,10 +206,7 @@ impl MistralEngine {
         let counter = Arc::new(AtomicU32::new(0));
         let mut processors: Vec<Arc<dyn CustomLogitsProcessor>> = vec![Arc::new(TokenCounter {
             count: counter.clone(),
-            max_len: p
-                .sampling
-                .max_len
-                .map_or(u32::MAX, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            max_len: p.sampling.max_len.unwrap_or(usize::MAX),
         })];
         if let Some(bias) = &p.bias {
             processors.push(bias.clone());

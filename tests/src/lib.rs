@@ -275,21 +275,29 @@ pub fn reqwest_client(timeout: Duration) -> reqwest::Client {
         .expect("http client")
 }
 
-/// POSTs JSON; returns status and parsed body.
-pub async fn post(url: &str, body: &Value) -> (u16, Value) {
-    let r = client().post(url).json(body).send().await.expect("request");
+/// Status and body, parsed as JSON when it is JSON.
+async fn status_and_json(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.expect("body");
-    let v = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text));
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, v)
 }
 
+/// POSTs JSON; returns status and parsed body.
+pub async fn post(url: &str, body: &Value) -> (u16, Value) {
+    status_and_json(client().post(url).json(body).send().await.expect("request")).await
+}
+
 pub async fn get(url: &str) -> (u16, Value) {
-    let r = client().get(url).send().await.expect("request");
-    let status = r.status().as_u16();
-    let text = r.text().await.expect("body");
-    let v = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text));
-    (status, v)
+    status_and_json(client().get(url).send().await.expect("request")).await
+}
+
+/// POSTs a request and returns the response once its head arrived with 200,
+/// for tests that read (or abandon) the body themselves.
+pub async fn open(url: &str, body: &Value) -> reqwest::Response {
+    let resp = client().post(url).json(body).send().await.expect("request");
+    assert_eq!(resp.status(), 200);
+    resp
 }
 
 /// A parsed SSE response: the JSON events, and whether `[DONE]` ended it.
@@ -337,6 +345,16 @@ pub fn streamed_text(events: &[Value], index: u64) -> String {
         .filter(|c| c["index"].as_u64() == Some(index))
         .filter_map(|c| c["delta"]["content"].as_str().map(String::from))
         .collect()
+}
+
+/// A chat request that runs to exactly `max_tokens`: SmolLM2's end-of-text
+/// ids are banned.
+pub fn endless(max_tokens: u32, stream: bool) -> Value {
+    chat(
+        "Write a very long story about a lighthouse keeper.",
+        serde_json::json!({"max_tokens": max_tokens, "temperature": 0.8, "stream": stream,
+               "logit_bias": {"0": -100, "2": -100}}),
+    )
 }
 
 /// A chat request body with one user message.

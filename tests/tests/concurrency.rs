@@ -3,18 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use ferrite_tests::{chat, client, post, post_sse, streamed_text, Server};
+use ferrite_tests::{chat, client, endless, open, post, post_sse, streamed_text, Server};
 use futures::StreamExt;
 use serde_json::json;
-
-/// SmolLM2's end tokens, banned so that a request runs to its max_tokens.
-fn endless(max_tokens: u32, stream: bool) -> serde_json::Value {
-    chat(
-        "Write a very long story about a lighthouse keeper.",
-        json!({"max_tokens": max_tokens, "temperature": 0.8, "stream": stream,
-               "logit_bias": {"0": -100, "2": -100}}),
-    )
-}
 
 #[tokio::test]
 async fn eight_concurrent_streams_all_complete() {
@@ -121,8 +112,7 @@ async fn a_sequence_parked_by_the_scheduler_resumes_intact() {
             prompt,
             json!({"max_tokens": 30, "temperature": 0, "stream": true}),
         );
-        let resp = client().post(&url).json(&long).send().await.unwrap();
-        let mut bytes = resp.bytes_stream();
+        let mut bytes = open(&url, &long).await.bytes_stream();
         let mut raw = String::new();
         while raw.matches("\"content\"").count() < 4 {
             raw.push_str(&String::from_utf8_lossy(
@@ -161,14 +151,7 @@ async fn a_dropped_client_frees_its_slot() {
     let url = server.url("/v1/chat/completions");
 
     // Streaming client reads a few chunks, then hangs up.
-    let resp = client()
-        .post(&url)
-        .json(&endless(4000, true))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let mut bytes = resp.bytes_stream();
+    let mut bytes = open(&url, &endless(4000, true)).await.bytes_stream();
     let mut seen = 0;
     while let Some(b) = bytes.next().await {
         seen += String::from_utf8_lossy(&b.unwrap())
@@ -220,13 +203,7 @@ async fn a_dropped_client_frees_its_slot() {
 async fn a_full_server_answers_503() {
     let server = Server::start(&["--max-in-flight", "1"]);
     let url = server.url("/v1/chat/completions");
-    let resp = client()
-        .post(&url)
-        .json(&endless(400, true))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let resp = open(&url, &endless(400, true)).await;
     let (status, body) = post(&url, &chat("Hi", json!({"max_tokens": 2}))).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "server_overloaded");

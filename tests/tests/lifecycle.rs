@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use ferrite_tests::{chat, client, get, get_blocking, post, Server};
+use ferrite_tests::{chat, client, endless, get, get_blocking, open, post, Server};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -142,18 +142,10 @@ async fn cors_can_be_enabled() {
 #[tokio::test]
 async fn sigterm_drains_in_flight_streams_then_exits() {
     let server = Server::start(&[]);
-    let body = chat(
-        "Write a story.",
-        json!({"max_tokens": 40, "stream": true, "logit_bias": {"0": -100, "2": -100},
-               "stream_options": {"include_usage": true}}),
-    );
-    let resp = client()
-        .post(server.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let mut bytes = resp.bytes_stream();
+    let mut body = endless(40, true);
+    body["stream_options"] = json!({"include_usage": true});
+    let url = server.url("/v1/chat/completions");
+    let mut bytes = open(&url, &body).await.bytes_stream();
     let mut raw = String::new();
     if let Some(b) = bytes.next().await {
         raw.push_str(&String::from_utf8_lossy(&b.unwrap()));
@@ -179,18 +171,8 @@ async fn sigterm_drains_in_flight_streams_then_exits() {
 #[tokio::test]
 async fn the_drain_timeout_bounds_shutdown() {
     let server = Server::start(&["--drain-timeout", "1"]);
-    let body = chat(
-        "Write a story.",
-        json!({"max_tokens": 4000, "stream": true,
-        "logit_bias": {"0": -100, "2": -100}}),
-    );
-    let resp = client()
-        .post(server.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let mut bytes = resp.bytes_stream();
+    let url = server.url("/v1/chat/completions");
+    let mut bytes = open(&url, &endless(4000, true)).await.bytes_stream();
     let _ = bytes.next().await;
     let started = Instant::now();
     server.sigterm();
