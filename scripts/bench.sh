@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks the default model at concurrency 1 and 8 on a fresh server, and
 # the same with continuous batching off (--max-seqs 1) as the baseline, and
-# with the weights dequantized to f32 at load (CANDLE_DEQUANTIZE_ALL=1).
+# with the weights dequantized to f32 at load (CANDLE_DEQUANTIZE_ALL=1);
+# and what a response-cache hit costs.
 # Usage: scripts/bench.sh [BIN] [MODEL]
 set -euo pipefail
 bin="${1:-target/release/ferrite}"
@@ -33,6 +34,9 @@ echo "## continuous batching on (default --max-seqs 16)"
 run_server
 bench --concurrency 1 --requests 4
 bench --concurrency 8 --requests 16
+echo
+echo "## response cache: hits of one deterministic request"
+"$bin" bench-cache --base-url "http://127.0.0.1:$port" --requests 2000
 kill $server; wait $server 2>/dev/null || true
 
 echo

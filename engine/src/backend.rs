@@ -41,4 +41,7 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Runs a validated text completion request.
     async fn complete(&self, request: CompletionRequest) -> ApiResult<CompletionStream>;
+
+    /// How many tokens `text` is for this model (no special tokens).
+    async fn count_tokens(&self, text: &str) -> ApiResult<usize>;
 }

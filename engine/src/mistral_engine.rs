@@ -411,4 +411,12 @@ impl Engine for MistralEngine {
         };
         Ok(stream::completion_stream(head, runs))
     }
+
+    async fn count_tokens(&self, text: &str) -> ApiResult<usize> {
+        // At most a BOS token more than the text alone: fine for budgets.
+        Ok(self
+            .tokenize(Either::Right(text.to_string()), None)
+            .await?
+            .len())
+    }
 }

@@ -95,6 +95,7 @@ impl Engine for ScriptedEngine {
                     }]
                 },
                 usage,
+                ferrite: None,
             })
         };
         let mut items = vec![];
@@ -111,6 +112,11 @@ impl Engine for ScriptedEngine {
         items.push(chunk(Delta::default(), Some("stop"), None));
         items.push(chunk(Delta::default(), None, Some(Usage::new(1, n))));
         Ok(Box::pin(futures::stream::iter(items)))
+    }
+
+    /// One token per whitespace-separated word.
+    async fn count_tokens(&self, text: &str) -> ApiResult<usize> {
+        Ok(text.split_whitespace().count())
     }
 
     async fn complete(&self, _request: CompletionRequest) -> ApiResult<CompletionStream> {

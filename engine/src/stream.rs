@@ -177,6 +177,7 @@ pub fn chat_stream(head: Head, runs: Vec<Run>) -> ChatStream {
             system_fingerprint: None,
             choices,
             usage,
+            ferrite: None,
         }
     };
     let one = |index: u32, delta: Delta, logprobs: Vec<TokenLogprob>, finish: Option<String>| {

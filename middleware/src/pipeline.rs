@@ -4,25 +4,41 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use ferrite_engine::{ChatStream, Engine};
-use ferrite_openapi::chat::ChatRequest;
+use ferrite_openapi::chat::{ChatRequest, ResponseExtension};
 use ferrite_openapi::ApiError;
 use futures::future::BoxFuture;
 use tower::util::BoxCloneSyncService;
 use tower::Service;
 
 /// A chat answer on its way out: the chunk stream plus what the layers it
-/// passed through want the client to know (sent as `x-ferrite-*` headers).
+/// passed through want the client to know, as response headers and as the
+/// body's `ferrite` field.
 pub struct ChatResponse {
     pub stream: ChatStream,
-    pub annotations: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub extension: ResponseExtension,
 }
 
 impl ChatResponse {
     pub fn new(stream: ChatStream) -> Self {
         Self {
             stream,
-            annotations: Vec::new(),
+            headers: Vec::new(),
+            extension: ResponseExtension::default(),
         }
+    }
+
+    pub fn header(mut self, name: &str, value: impl ToString) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// The value of a header a layer further in has set.
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -53,6 +69,7 @@ impl Service<ChatRequest> for EngineService {
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
         let engine = self.engine.clone();
+        metrics::counter!("ferrite:engine_generations_total").increment(1);
         Box::pin(async move { Ok(ChatResponse::new(engine.chat(request).await?)) })
     }
 }

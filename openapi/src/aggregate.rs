@@ -94,6 +94,7 @@ impl ChatAccumulator {
             system_fingerprint: None,
             choices: Vec::new(),
             usage: None,
+            ferrite: None,
         });
         let choices = self
             .choices
@@ -125,6 +126,7 @@ impl ChatAccumulator {
             choices,
             usage: self.usage,
             system_fingerprint: head.system_fingerprint,
+            ferrite: head.ferrite,
         }
     }
 }
@@ -202,6 +204,7 @@ mod tests {
             system_fingerprint: None,
             choices,
             usage,
+            ferrite: None,
         }
     }
 

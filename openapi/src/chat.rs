@@ -95,6 +95,78 @@ pub struct ChatRequest {
     /// LM Studio's speculative-decoding option.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draft_model: Option<String>,
+
+    // ferrite extensions.
+    /// `false` turns conversation memory off for this request (no retrieval,
+    /// no storage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<bool>,
+    /// `false` bypasses the response cache for this request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
+
+    /// Who is asking and what their headers said; set by the server, never
+    /// read from the body.
+    #[serde(skip)]
+    pub context: CallContext,
+}
+
+/// What the server knows about a chat call besides its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallContext {
+    /// The authenticated caller: memory and budgets are kept per tenant.
+    pub tenant: String,
+    /// `x-ferrite-conversation`, else the request's `user`.
+    pub conversation: Option<String>,
+    /// `Cache-Control: no-cache`: generate afresh (the result is stored).
+    pub no_cache: bool,
+    /// `Cache-Control: no-store`: neither read nor write the cache.
+    pub no_store: bool,
+    /// `x-ferrite-memory: off`.
+    pub no_memory: bool,
+    /// `x-ferrite-debug: true`: responses explain what the layers did.
+    pub debug: bool,
+    /// Sent by the server itself (cache precompute), not by a client.
+    pub precompute: bool,
+}
+
+impl Default for CallContext {
+    fn default() -> Self {
+        Self {
+            tenant: "default".into(),
+            conversation: None,
+            no_cache: false,
+            no_store: false,
+            no_memory: false,
+            debug: false,
+            precompute: false,
+        }
+    }
+}
+
+/// ferrite's additions to a response (`ferrite` field): what the pipeline did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ResponseExtension {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryReport>,
+}
+
+impl ResponseExtension {
+    pub fn is_empty(&self) -> bool {
+        self.memory.is_none()
+    }
+}
+
+/// The past exchanges injected into the prompt.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MemoryReport {
+    /// How many memories were injected.
+    pub used: usize,
+    /// Their ids, as listed by `GET /v1/memory`.
+    pub ids: Vec<i64>,
+    /// The injected text, with `x-ferrite-debug: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 impl ChatRequest {
@@ -292,6 +364,8 @@ pub struct ChatCompletion {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     pub system_fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ferrite: Option<ResponseExtension>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -323,6 +397,9 @@ pub struct ChatCompletionChunk {
     pub choices: Vec<ChunkChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// Sent on the first chunk only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ferrite: Option<ResponseExtension>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

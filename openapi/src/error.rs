@@ -1,6 +1,6 @@
 //! The OpenAI error object: `{"error":{"message","type","param","code"}}`.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,11 @@ pub struct ApiError {
     pub kind: String,
     pub param: Option<String>,
     pub code: Option<String>,
+    /// Response headers the error travels with (`Retry-After`, rate limits);
+    /// a boxed slice keeps every `Result<_, ApiError>` small.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub headers: Box<[(String, String)]>,
 }
 
 fn default_status() -> u16 {
@@ -40,7 +45,15 @@ impl ApiError {
             kind: kind.to_string(),
             param: None,
             code: None,
+            headers: Box::default(),
         }
+    }
+
+    pub fn with_headers(mut self, headers: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut all = std::mem::take(&mut self.headers).into_vec();
+        all.extend(headers);
+        self.headers = all.into_boxed_slice();
+        self
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
@@ -103,6 +116,11 @@ impl ApiError {
         .with_code("unsupported_media_type")
     }
 
+    /// 429: a tenant's request or token budget is spent for now.
+    pub fn rate_limited(message: impl Into<String>) -> Self {
+        Self::new(429, "rate_limit_exceeded", message).with_code("rate_limit_exceeded")
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "server_error", message).with_code("service_unavailable")
     }
@@ -127,9 +145,16 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
         let status = self.status_code();
-        (status, Json(ErrorBody { error: self })).into_response()
+        let headers = std::mem::take(&mut self.headers);
+        let mut response = (status, Json(ErrorBody { error: self })).into_response();
+        for (name, value) in headers.into_vec() {
+            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                response.headers_mut().insert(n, v);
+            }
+        }
+        response
     }
 }
 

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod common;
 pub mod completions;
 pub mod error;
+pub mod memory;
 pub mod models;
 pub mod parse;
 pub mod validate;

@@ -4,17 +4,18 @@ use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::http::{HeaderName, HeaderValue, Method, Request};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{BoxError, Router};
 use ferrite_middleware::auth::AuthLayer;
 use ferrite_openapi::ApiError;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::routes::{chat, completions, fallback, health, models};
+use crate::routes::{chat, completions, fallback, health, memory, metrics, models};
 use crate::state::AppState;
 
 const REQUEST_ID: &str = "x-request-id";
@@ -34,7 +35,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     })
 }
 
-pub fn router(state: AppState, auth: AuthLayer) -> Router {
+pub fn router(state: AppState, auth: AuthLayer, prometheus: PrometheusHandle) -> Router {
     let http = &state.config.http;
     let timeout = Duration::from_secs(http.request_timeout_secs.max(1));
     let cors = cors(&http.cors_origins);
@@ -45,11 +46,19 @@ pub fn router(state: AppState, auth: AuthLayer) -> Router {
         .route("/v1/completions", post(completions::completions))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get))
+        .route("/v1/memory", get(memory::list).delete(memory::delete_all))
+        .route("/v1/memory/search", get(memory::search))
+        .route("/v1/memory/{id}", delete(memory::delete))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .fallback(fallback::not_found)
         .method_not_allowed_fallback(fallback::method_not_allowed)
-        .with_state(state);
+        .with_state(state)
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics::render))
+                .with_state(prometheus),
+        );
 
     // The timeout covers the time to the response head: streams run on.
     let router = router.layer(

@@ -179,7 +179,7 @@ async fn one(client: &reqwest::Client, args: &BenchArgs) -> anyhow::Result<Sampl
     })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

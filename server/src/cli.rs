@@ -19,9 +19,11 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Load a model and serve the OpenAI API (default port 1234, like LM Studio).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Drive an OpenAI-compatible server with concurrent streams and print latency figures.
     Bench(crate::bench::BenchArgs),
+    /// Time response-cache hits against a running server.
+    BenchCache(crate::bench_cache::CacheBenchArgs),
 }
 
 /// Flags override the config file and `FERRITE_*` variables.
@@ -81,6 +83,15 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Where ferrite keeps its state (the memory database).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Turn conversation memory on.
+    #[arg(long)]
+    pub memory: bool,
+    /// Turn the response cache off.
+    #[arg(long)]
+    pub no_cache: bool,
     /// Require this bearer token on /v1 routes (tenant `default`).
     #[arg(long, env = "FERRITE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -98,6 +109,11 @@ impl ServeArgs {
         let mut root = Map::new();
         put(&mut root, "host", self.host.clone().map(Value::from));
         put(&mut root, "port", self.port.map(Value::from));
+        put(
+            &mut root,
+            "data_dir",
+            self.data_dir.as_ref().map(|p| json!(p)),
+        );
 
         let mut model = Map::new();
         put(&mut model, "path", self.model.as_ref().map(|p| json!(p)));
@@ -159,6 +175,19 @@ impl ServeArgs {
         let mut auth = Map::new();
         put(&mut auth, "api_key", self.api_key.clone().map(Value::from));
 
+        let mut memory = Map::new();
+        put(
+            &mut memory,
+            "enabled",
+            self.memory.then_some(Value::Bool(true)),
+        );
+        let mut cache = Map::new();
+        put(
+            &mut cache,
+            "enabled",
+            self.no_cache.then_some(Value::Bool(false)),
+        );
+
         let mut log = Map::new();
         put(&mut log, "format", self.log_format.clone().map(Value::from));
 
@@ -167,6 +196,8 @@ impl ServeArgs {
             ("http", http),
             ("log", log),
             ("auth", auth),
+            ("memory", memory),
+            ("cache", cache),
         ] {
             if !section.is_empty() {
                 root.insert(key.into(), Value::Object(section));

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use ferrite_engine::EngineOptions;
 use ferrite_middleware::auth::AuthConfig;
+use ferrite_middleware::budget::BudgetConfig;
+use ferrite_middleware::cache::CacheConfig;
+use ferrite_middleware::memory::MemoryConfig;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -19,6 +22,11 @@ pub struct Config {
     pub http: HttpOptions,
     pub log: LogOptions,
     pub auth: AuthConfig,
+    /// Where ferrite keeps its state (the memory database).
+    pub data_dir: PathBuf,
+    pub memory: MemoryConfig,
+    pub cache: CacheConfig,
+    pub budgets: BudgetConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +62,10 @@ impl Default for Config {
             http: HttpOptions::default(),
             log: LogOptions::default(),
             auth: AuthConfig::default(),
+            data_dir: default_data_dir(),
+            memory: MemoryConfig::default(),
+            cache: CacheConfig::default(),
+            budgets: BudgetConfig::default(),
         }
     }
 }
@@ -79,9 +91,30 @@ impl Default for LogOptions {
     }
 }
 
-const SECTIONS: [&str; 6] = ["host", "port", "model", "http", "log", "auth"];
+/// `$XDG_DATA_HOME/ferrite`, else `~/.local/share/ferrite`, else `./data`.
+fn default_data_dir() -> PathBuf {
+    let xdg = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty());
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty());
+    match (xdg, home) {
+        (Some(xdg), _) => PathBuf::from(xdg).join("ferrite"),
+        (None, Some(home)) => PathBuf::from(home).join(".local/share/ferrite"),
+        (None, None) => PathBuf::from("data"),
+    }
+}
+
+const SECTIONS: [&str; 10] = [
+    "host", "port", "model", "http", "log", "auth", "data_dir", "memory", "cache", "budgets",
+];
 
 impl Config {
+    /// The memory database file.
+    pub fn memory_path(&self) -> PathBuf {
+        self.memory
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("memory.db"))
+    }
+
     /// Defaults < `file` (or `./ferrite.toml` if present) < env < `overrides`.
     pub fn load(file: Option<&Path>, overrides: serde_json::Value) -> anyhow::Result<Config> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));

@@ -1,9 +1,12 @@
-//! The JSON body extractor: 415 for other media types, 413 past the size
-//! limit, 400 naming the bad field. Parsed once, into the typed request.
+//! Extractors with OpenAI-style rejections. The JSON body: 415 for other
+//! media types, 413 past the size limit, 400 naming the bad field, parsed
+//! once into the typed request. The caller: who the auth layer let in.
 
 use axum::body::Body;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::request::Parts;
+use ferrite_middleware::auth::Identity;
 use ferrite_openapi::parse::parse_json;
 use ferrite_openapi::ApiError;
 use serde::de::DeserializeOwned;
@@ -49,6 +52,35 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .with_code("invalid_json"));
         }
         Ok(JsonBody(parse_json(&bytes)?))
+    }
+}
+
+/// The authenticated caller (anonymous when authentication is off).
+pub struct Caller(pub Identity);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let identity = parts.extensions.get::<Identity>().cloned();
+        Ok(Caller(identity.unwrap_or_else(Identity::anonymous)))
+    }
+}
+
+/// Query parameters, with a 400 naming the problem.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| QueryParams(q))
+            .map_err(|e| {
+                ApiError::new(400, "invalid_request_error", e.body_text())
+                    .with_code("invalid_query")
+            })
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod app;
 mod bench;
+mod bench_cache;
 mod cli;
 mod config;
 mod extract;
@@ -20,8 +21,9 @@ use clap::Parser;
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
-        cli::Command::Serve(args) => serve::run(args).await,
+        cli::Command::Serve(args) => serve::run(*args).await,
         cli::Command::Bench(args) => bench::run(args).await,
+        cli::Command::BenchCache(args) => bench_cache::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use ferrite_engine::{Engine, MistralEngine};
 use ferrite_middleware::auth::{AuthLayer, Authenticator};
+use ferrite_middleware::memory_store::{MemoryStore, SqliteStore};
+use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -14,6 +16,11 @@ use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::state::{AppState, Ready};
 use crate::{app, logging, pipeline};
+
+/// Seconds, from a fast cache hit to a long generation.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), args.overrides())?;
@@ -29,12 +36,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     info!("listening on http://{addr} (OpenAI API under /v1)");
 
-    let state = AppState::new(config.clone());
+    let metrics = PrometheusBuilder::new()
+        .set_buckets(&LATENCY_BUCKETS)
+        .context("metrics buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let state = AppState::new(config.clone(), open_memory(&config));
     tokio::spawn(load(state.clone()));
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let drain = Duration::from_secs(config.http.drain_timeout_secs);
-    let server = axum::serve(listener, app::router(state, AuthLayer::new(auth)))
+    let server = axum::serve(listener, app::router(state, AuthLayer::new(auth), metrics))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             info!("shutting down: no new connections, draining in-flight requests");
@@ -59,14 +71,43 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The memory store, if memory is on. A store that cannot be opened leaves
+/// the server running without memory (and says so on every response).
+fn open_memory(config: &Config) -> Option<Arc<dyn MemoryStore>> {
+    if !config.memory.enabled {
+        return None;
+    }
+    let path = config.memory_path();
+    match SqliteStore::open(&path, Duration::from_millis(config.memory.timeout_ms)) {
+        Ok(store) => {
+            info!(path = %path.display(), "conversation memory on");
+            Some(Arc::new(store))
+        }
+        Err(e) => {
+            error!(path = %path.display(), "conversation memory unavailable: {e}");
+            None
+        }
+    }
+}
+
 async fn load(state: AppState) {
     match MistralEngine::load(&state.config.model).await {
         Ok(engine) => {
             let engine: Arc<dyn Engine> = Arc::new(engine);
-            let pipeline = pipeline::build(engine.clone(), &state.config);
+            let idle = {
+                let state = state.clone();
+                Arc::new(move || state.idle())
+            };
+            let built = pipeline::build(engine.clone(), &state.config, state.memory.clone(), idle);
             let id = engine.info().id.clone();
-            state.set_ready(Ready { engine, pipeline });
+            state.set_ready(Ready {
+                engine,
+                pipeline: built.service,
+            });
             info!(model = %id, "ready");
+            if let Some(worker) = built.precompute {
+                worker.spawn();
+            }
         }
         Err(e) => {
             // Nothing can be served without a model: fail loudly, non-zero.

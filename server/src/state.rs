@@ -3,6 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use ferrite_engine::Engine;
+use ferrite_middleware::memory_store::MemoryStore;
 use ferrite_middleware::ChatService;
 use ferrite_openapi::{ApiError, ApiResult};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -20,16 +21,24 @@ pub struct AppState {
     pub config: Arc<Config>,
     ready: Arc<OnceLock<Ready>>,
     slots: Arc<Semaphore>,
+    /// The conversation memory store, when memory is on and it opened.
+    pub memory: Option<Arc<dyn MemoryStore>>,
 }
 
 impl AppState {
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: Config, memory: Option<Arc<dyn MemoryStore>>) -> Self {
         let slots = Arc::new(Semaphore::new(config.http.max_in_flight.max(1)));
         Self {
             config: Arc::new(config),
             ready: Arc::new(OnceLock::new()),
             slots,
+            memory,
         }
+    }
+
+    /// Whether no client request is running (background work may).
+    pub fn idle(&self) -> bool {
+        self.slots.available_permits() == self.config.http.max_in_flight.max(1)
     }
 
     pub fn set_ready(&self, ready: Ready) {

@@ -64,6 +64,10 @@ impl Server {
         cmd.args(["--port", &port.to_string()])
             .args(extra)
             .env("RUST_LOG", "info")
+            // Engine tests repeat greedy requests to compare answers: a
+            // response cache would answer them without the engine. The
+            // cache tests turn it back on through `env`.
+            .env("FERRITE_CACHE__ENABLED", "false")
             .env_remove("FERRITE_CONFIG")
             .env_remove("FERRITE_API_KEY")
             .stdin(Stdio::null())
@@ -146,6 +150,13 @@ impl Server {
     /// Starts a server and waits until `/ready` says 200.
     pub fn start(extra: &[&str]) -> Server {
         let s = Self::spawn(extra);
+        s.wait_ready();
+        s
+    }
+
+    /// Starts a server with extra environment and waits until it is ready.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let s = Self::spawn_with_env(extra, env);
         s.wait_ready();
         s
     }

@@ -1,44 +1,106 @@
 //! `POST /v1/chat/completions`.
 
+use std::time::Instant;
+
 use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferrite_openapi::aggregate::ChatAccumulator;
-use ferrite_openapi::chat::{ChatCompletionChunk, ChatRequest};
+use ferrite_openapi::chat::{CallContext, ChatCompletionChunk, ChatRequest};
 use ferrite_openapi::ApiError;
+use futures::StreamExt;
 use tower::ServiceExt;
 
-use crate::extract::JsonBody;
+use crate::extract::{Caller, JsonBody};
 use crate::sse;
 use crate::state::AppState;
 
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+fn yes(value: Option<&str>) -> bool {
+    value.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+}
+
+/// What the request's headers and credentials say about it.
+fn context(tenant: String, request: &ChatRequest, headers: &HeaderMap) -> CallContext {
+    let cache_control = header(headers, CACHE_CONTROL.as_str()).unwrap_or_default();
+    let directive = |d: &str| {
+        cache_control
+            .split(',')
+            .any(|x| x.trim().eq_ignore_ascii_case(d))
+    };
+    let conversation = header(headers, "x-ferrite-conversation")
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .or_else(|| request.user.clone().filter(|u| !u.is_empty()));
+    let memory = header(headers, "x-ferrite-memory").map(str::to_ascii_lowercase);
+    CallContext {
+        tenant,
+        conversation,
+        no_cache: directive("no-cache"),
+        no_store: directive("no-store"),
+        no_memory: matches!(memory.as_deref(), Some("off" | "false" | "0" | "no")),
+        debug: yes(header(headers, "x-ferrite-debug")),
+        precompute: false,
+    }
+}
+
 pub async fn chat_completions(
     State(state): State<AppState>,
-    JsonBody(request): JsonBody<ChatRequest>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    JsonBody(mut request): JsonBody<ChatRequest>,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     request.validate()?;
     let ready = state.ready()?;
     state.check_model(ready, request.model.as_deref())?;
+    // One name per model, so that the cache sees one request.
+    request.model = Some(ready.engine.info().id.clone());
+    request.context = context(caller.tenant, &request, &headers);
     let slot = state.admit()?;
     let streaming = request.is_stream();
     let include_usage = request.include_usage();
 
     let answer = ready.pipeline.clone().oneshot(request).await?;
-    let chunks = sse::peek(answer.stream).await?;
+    let extension = (!answer.extension.is_empty()).then_some(answer.extension);
+    let chunks = match sse::peek(answer.stream).await {
+        Ok(chunks) => chunks,
+        Err(e) => return Err(e.with_headers(answer.headers)),
+    };
     let mut response = if streaming {
         let keep = move |c: &ChatCompletionChunk| include_usage || c.usage.is_none();
+        // The extension rides on the first chunk.
+        let mut extension = extension;
+        let chunks = chunks
+            .map(move |item| {
+                item.map(|mut c| {
+                    c.ferrite = extension.take();
+                    c
+                })
+            })
+            .boxed();
         sse::sse(chunks, keep, slot)
     } else {
         let acc = sse::collect(chunks, ChatAccumulator::default(), ChatAccumulator::push).await?;
         drop(slot);
-        Json(acc.finish()).into_response()
+        let mut body = acc.finish();
+        body.ferrite = extension;
+        Json(body).into_response()
     };
-    for (name, value) in answer.annotations {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::try_from(format!("x-ferrite-{name}")),
-            HeaderValue::try_from(value),
-        ) {
+    // Time to the response head (the whole answer, unless streaming).
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let timing = format!("handler;dur={ms:.3}");
+    let headers = answer.headers.into_iter().chain([("server-timing".into(), timing)]);
+    for (name, value) in headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
             response.headers_mut().insert(n, v);
         }
     }

@@ -4,4 +4,6 @@ pub mod chat;
 pub mod completions;
 pub mod fallback;
 pub mod health;
+pub mod memory;
+pub mod metrics;
 pub mod models;

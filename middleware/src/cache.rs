@@ -1,0 +1,375 @@
+//! Response cache: deterministic requests (temperature 0, or a `seed`) are
+//! answered from memory when the same canonical request was answered before,
+//! and identical requests in flight together share one generation.
+//!
+//! Headers: `x-ferrite-cache: hit|miss|bypass`, and on hits
+//! `x-ferrite-cache-source: cache|precomputed|coalesced`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use ferrite_engine::ChatStream;
+use ferrite_openapi::chat::{ChatCompletionChunk, ChatRequest};
+use ferrite_openapi::ApiError;
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use moka::sync::Cache;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tower::{Layer, Service, ServiceExt};
+
+use crate::pipeline::ChatResponse;
+use crate::replay::Recording;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Bound on the cached answers' size, in MiB.
+    pub max_mib: u64,
+    /// How long an answer stays cached.
+    pub ttl_secs: u64,
+    /// Chat requests answered at startup and kept fresh while idle, so that
+    /// the first client asking gets a hit. Temperature 0 unless set.
+    pub precompute: Vec<ChatRequest>,
+    /// Also keep fresh any cached answer hit this many times (0: off).
+    pub refresh_popular_after_hits: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_mib: 256,
+            ttl_secs: 3600,
+            precompute: Vec::new(),
+            refresh_popular_after_hits: 0,
+        }
+    }
+}
+
+pub type Key = [u8; 32];
+
+/// A finished generation, as its chunks.
+pub struct Entry {
+    pub chunks: Arc<Vec<ChatCompletionChunk>>,
+    /// The canonical request, to compute it again.
+    pub request: Arc<ChatRequest>,
+    pub created: Instant,
+    pub precomputed: bool,
+    pub hits: AtomicU64,
+}
+
+/// The cache and the generations in flight, shared by the layer and the
+/// precompute worker.
+pub struct ResponseCache {
+    entries: Cache<Key, Arc<Entry>>,
+    in_flight: Mutex<HashMap<Key, Arc<Recording>>>,
+    pub ttl: Duration,
+}
+
+impl ResponseCache {
+    pub fn new(config: &CacheConfig) -> Arc<Self> {
+        let ttl = Duration::from_secs(config.ttl_secs.max(1));
+        let entries = Cache::builder()
+            .max_capacity(config.max_mib.saturating_mul(1024 * 1024))
+            .weigher(|_, e: &Arc<Entry>| weight(&e.chunks))
+            .time_to_live(ttl)
+            .build();
+        Arc::new(Self {
+            entries,
+            in_flight: Mutex::new(HashMap::new()),
+            ttl,
+        })
+    }
+
+    fn in_flight(&self) -> MutexGuard<'_, HashMap<Key, Arc<Recording>>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
+        self.entries.get(key)
+    }
+
+    /// Entries older than `age`, for refreshing.
+    pub fn older_than(&self, age: Duration) -> Vec<(Key, Arc<Entry>)> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.created.elapsed() >= age)
+            .map(|(k, e)| (*k, e))
+            .collect()
+    }
+}
+
+/// Rough bytes an answer takes, for the size bound.
+fn weight(chunks: &[ChatCompletionChunk]) -> u32 {
+    let text: usize = chunks
+        .iter()
+        .flat_map(|c| &c.choices)
+        .map(|c| {
+            c.delta.content.as_ref().map_or(0, String::len)
+                + c.logprobs
+                    .as_ref()
+                    .map_or(0, |l| l.content.as_ref().map_or(0, |v| v.len() * 64))
+        })
+        .sum();
+    u32::try_from(text + chunks.len() * 256).unwrap_or(u32::MAX)
+}
+
+/// Whether a request always gets the same answer.
+pub fn deterministic(req: &ChatRequest) -> bool {
+    req.temperature == Some(0.0) || req.seed.is_some()
+}
+
+/// The request with everything that cannot change the answer cleared.
+pub fn canonical(req: &ChatRequest) -> ChatRequest {
+    ChatRequest {
+        stream: None,
+        stream_options: None,
+        user: None,
+        cache: None,
+        memory: None,
+        context: Default::default(),
+        ..req.clone()
+    }
+}
+
+/// A hash of the canonical request's JSON.
+pub fn key(req: &ChatRequest) -> Key {
+    let json = serde_json::to_vec(&canonical(req)).unwrap_or_default();
+    Sha256::digest(json).into()
+}
+
+/// Every choice finished and usage came: nothing was cut short.
+fn complete(chunks: &[ChatCompletionChunk]) -> bool {
+    let usage = chunks.iter().any(|c| c.usage.is_some());
+    let mut open = std::collections::BTreeSet::new();
+    for choice in chunks.iter().flat_map(|c| &c.choices) {
+        if choice.finish_reason.is_some() {
+            open.remove(&choice.index);
+        } else {
+            open.insert(choice.index);
+        }
+    }
+    usage && open.is_empty()
+}
+
+fn replay(chunks: Arc<Vec<ChatCompletionChunk>>) -> ChatStream {
+    futures::stream::iter((0..chunks.len()).map(move |i| Ok(chunks[i].clone()))).boxed()
+}
+
+fn count(result: &'static str, source: &'static str) {
+    metrics::counter!("ferrite:cache_requests_total", "result" => result, "source" => source)
+        .increment(1);
+}
+
+#[derive(Clone)]
+pub struct CacheLayer {
+    cache: Arc<ResponseCache>,
+}
+
+impl CacheLayer {
+    pub fn new(cache: Arc<ResponseCache>) -> Self {
+        Self { cache }
+    }
+}
+
+impl<S> Layer<S> for CacheLayer {
+    type Service = CacheService<S>;
+
+    fn layer(&self, inner: S) -> CacheService<S> {
+        CacheService {
+            inner,
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct CacheService<S> {
+    inner: S,
+    cache: Arc<ResponseCache>,
+}
+
+impl<S> Service<ChatRequest> for CacheService<S>
+where
+    S: Service<ChatRequest, Response = ChatResponse, Error = ApiError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = ChatResponse;
+    type Error = ApiError;
+    type Future = BoxFuture<'static, Result<ChatResponse, ApiError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ApiError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: ChatRequest) -> Self::Future {
+        // The clone that was polled ready serves this call.
+        let inner = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, inner);
+        let cache = self.cache.clone();
+        let bypass = !deterministic(&req) || req.cache == Some(false) || req.context.no_store;
+        if bypass {
+            return Box::pin(async move {
+                count("bypass", "none");
+                Ok(inner
+                    .oneshot(req)
+                    .await?
+                    .header("x-ferrite-cache", "bypass"))
+            });
+        }
+        Box::pin(async move { Ok(lookup(cache, req, move |r| inner.oneshot(r))) })
+    }
+}
+
+/// A hit, a share in an identical generation in flight, or a new generation.
+fn lookup<F, Fut>(cache: Arc<ResponseCache>, req: ChatRequest, run: F) -> ChatResponse
+where
+    F: FnOnce(ChatRequest) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<ChatResponse, ApiError>> + Send + 'static,
+{
+    let key = key(&req);
+    // Looking in both places under one lock: a generation that finishes
+    // meanwhile moves from one to the other atomically.
+    let mut in_flight = cache.in_flight();
+    let fresh = req.context.no_cache || req.context.precompute;
+    if !fresh {
+        if let Some(entry) = cache.entries.get(&key) {
+            drop(in_flight);
+            entry.hits.fetch_add(1, Ordering::Relaxed);
+            let source = if entry.precomputed {
+                "precomputed"
+            } else {
+                "cache"
+            };
+            count("hit", source);
+            return ChatResponse::new(replay(entry.chunks.clone()))
+                .header("x-ferrite-cache", "hit")
+                .header("x-ferrite-cache-source", source);
+        }
+    }
+    if let Some(stream) = in_flight.get(&key).and_then(|rec| rec.join()) {
+        drop(in_flight);
+        count("hit", "coalesced");
+        return ChatResponse::new(stream)
+            .header("x-ferrite-cache", "hit")
+            .header("x-ferrite-cache-source", "coalesced");
+    }
+    let rec = Recording::new();
+    let stream = rec.reader();
+    in_flight.insert(key, rec.clone());
+    drop(in_flight);
+    count("miss", "none");
+    tokio::spawn(generate(cache, key, req, rec, run));
+    ChatResponse::new(stream).header("x-ferrite-cache", "miss")
+}
+
+/// Runs the generation into `rec`; a complete answer is cached.
+async fn generate<F, Fut>(
+    cache: Arc<ResponseCache>,
+    key: Key,
+    req: ChatRequest,
+    rec: Arc<Recording>,
+    run: F,
+) where
+    F: FnOnce(ChatRequest) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<ChatResponse, ApiError>> + Send + 'static,
+{
+    let precomputed = req.context.precompute;
+    let request = Arc::new(canonical(&req));
+    rec.record(async move { run(req).await.map(|r| r.stream) })
+        .await;
+    let mut in_flight = cache.in_flight();
+    if let Some(chunks) = rec.finished().filter(|c| complete(c)) {
+        let entry = Entry {
+            chunks: Arc::new(chunks),
+            request,
+            created: Instant::now(),
+            precomputed,
+            hits: AtomicU64::new(0),
+        };
+        cache.entries.insert(key, Arc::new(entry));
+    }
+    if in_flight.get(&key).is_some_and(|r| Arc::ptr_eq(r, &rec)) {
+        in_flight.remove(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::EngineService;
+    use ferrite_engine::scripted::ScriptedEngine;
+    use ferrite_openapi::chat::{ChatMessage, Role};
+
+    fn request(temperature: f64) -> ChatRequest {
+        ChatRequest {
+            messages: vec![ChatMessage::text(Role::User, "hi")],
+            temperature: Some(temperature),
+            ..ChatRequest::default()
+        }
+    }
+
+    async fn ask(
+        svc: &CacheService<EngineService>,
+        req: ChatRequest,
+    ) -> (Vec<ChatCompletionChunk>, Vec<(String, String)>) {
+        let resp = svc.clone().oneshot(req).await.unwrap();
+        let chunks = resp.stream.map(|c| c.unwrap()).collect().await;
+        (chunks, resp.headers)
+    }
+
+    fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn service(engine: &Arc<ScriptedEngine>) -> CacheService<EngineService> {
+        let cache = ResponseCache::new(&CacheConfig::default());
+        CacheLayer::new(cache).layer(EngineService::new(engine.clone()))
+    }
+
+    #[tokio::test]
+    async fn deterministic_requests_hit_and_others_bypass() {
+        let engine = Arc::new(ScriptedEngine::new("a b c"));
+        let svc = service(&engine);
+        let (first, h1) = ask(&svc, request(0.0)).await;
+        // The entry lands when the generation task finishes.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let streamed = ChatRequest {
+            stream: Some(true),
+            ..request(0.0)
+        };
+        let (second, h2) = ask(&svc, streamed).await;
+        assert_eq!(header(&h1, "x-ferrite-cache"), Some("miss"));
+        assert_eq!(header(&h2, "x-ferrite-cache"), Some("hit"));
+        assert_eq!(first, second);
+        let (_, h3) = ask(&svc, request(0.7)).await;
+        assert_eq!(header(&h3, "x-ferrite-cache"), Some("bypass"));
+        let off = ChatRequest {
+            cache: Some(false),
+            ..request(0.0)
+        };
+        let (_, h4) = ask(&svc, off).await;
+        assert_eq!(header(&h4, "x-ferrite-cache"), Some("bypass"));
+        assert_eq!(engine.calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn concurrent_identical_requests_share_one_generation() {
+        let engine = Arc::new(ScriptedEngine::new("a b c d e f"));
+        let svc = service(&engine);
+        let answers = futures::future::join_all((0..5).map(|_| ask(&svc, request(0.0)))).await;
+        assert_eq!(engine.calls(), 1);
+        for (chunks, _) in &answers {
+            assert_eq!(chunks, &answers[0].0);
+        }
+    }
+}

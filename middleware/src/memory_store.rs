@@ -1,0 +1,349 @@
+//! Where conversation memory lives: a small async trait, so that a shared
+//! database can back several replicas, and its SQLite implementation (one
+//! file, WAL, FTS5 full-text search ranked by bm25).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use ferrite_openapi::memory::Memory;
+use rusqlite::{params, Connection, ErrorCode};
+
+/// An exchange to remember.
+#[derive(Debug, Clone)]
+pub struct NewMemory {
+    pub tenant: String,
+    pub conversation: Option<String>,
+    pub model: String,
+    pub prompt: String,
+    pub answer: String,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the memory store is locked by another writer")]
+    Busy,
+    #[error("memory store: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("memory store task failed: {0}")]
+    Task(String),
+}
+
+/// Every method is confined to one tenant: no call can reach another's rows.
+#[async_trait]
+pub trait MemoryStore: Send + Sync + 'static {
+    async fn insert(&self, memory: NewMemory) -> Result<i64, StoreError>;
+    /// The most relevant memories for `query`, best first.
+    async fn search(
+        &self,
+        tenant: &str,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<Memory>, StoreError>;
+    /// Newest first, strictly older than `before` when given; and whether
+    /// more follow.
+    async fn list(
+        &self,
+        tenant: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<(Vec<Memory>, bool), StoreError>;
+    /// Whether the memory existed (and was the tenant's).
+    async fn delete(&self, tenant: &str, id: i64) -> Result<bool, StoreError>;
+    async fn delete_all(&self, tenant: &str) -> Result<usize, StoreError>;
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS memories (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    conversation TEXT,
+    model TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS memories_by_tenant ON memories (tenant, id);
+CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5 (
+    prompt, answer, content = 'memories', content_rowid = 'id',
+    tokenize = 'porter unicode61'
+);
+CREATE TRIGGER IF NOT EXISTS memories_ai AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts (rowid, prompt, answer) VALUES (new.id, new.prompt, new.answer);
+END;
+CREATE TRIGGER IF NOT EXISTS memories_ad AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, prompt, answer)
+    VALUES ('delete', old.id, old.prompt, old.answer);
+END;
+";
+
+const COLUMNS: &str = "m.id, m.conversation, m.model, m.prompt, m.answer, \
+                       m.prompt_tokens, m.completion_tokens, m.created_at";
+
+/// SQLite in WAL mode: readers never block the writer, and a killed process
+/// loses no committed transaction (synchronous=FULL).
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Task(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(busy_timeout)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection off the async threads.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| StoreError::Task("connection lock poisoned".into()))?;
+            f(&mut conn).map_err(|e| match e.sqlite_error_code() {
+                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy,
+                _ => StoreError::Db(e),
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Memory> {
+    Ok(Memory {
+        id: r.get(0)?,
+        object: "memory".into(),
+        conversation: r.get(1)?,
+        model: r.get(2)?,
+        prompt: r.get(3)?,
+        answer: r.get(4)?,
+        prompt_tokens: r.get(5)?,
+        completion_tokens: r.get(6)?,
+        created_at: r.get(7)?,
+        score: None,
+    })
+}
+
+/// An FTS5 query matching any of the text's words, each quoted so that no
+/// user text is read as FTS syntax. `None` when the text has no words.
+pub fn fts_query(text: &str) -> Option<String> {
+    let mut terms: Vec<String> = Vec::new();
+    for word in text.split(|c: char| !c.is_alphanumeric()) {
+        let word = word.to_lowercase();
+        if word.chars().count() >= 2 && !terms.contains(&word) {
+            terms.push(word);
+        }
+        if terms.len() == 64 {
+            break;
+        }
+    }
+    (!terms.is_empty()).then(|| {
+        terms
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    })
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl MemoryStore for SqliteStore {
+    async fn insert(&self, m: NewMemory) -> Result<i64, StoreError> {
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO memories (tenant, conversation, model, prompt, answer, \
+                 prompt_tokens, completion_tokens, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    m.tenant,
+                    m.conversation,
+                    m.model,
+                    m.prompt,
+                    m.answer,
+                    m.prompt_tokens,
+                    m.completion_tokens,
+                    now()
+                ],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn search(
+        &self,
+        tenant: &str,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<Memory>, StoreError> {
+        let Some(fts) = fts_query(query) else {
+            return Ok(Vec::new());
+        };
+        let tenant = tenant.to_string();
+        self.run(move |conn| {
+            // bm25 is lower-is-better; the prompt weighs twice the answer.
+            let sql = format!(
+                "SELECT {COLUMNS}, bm25(memories_fts, 2.0, 1.0) AS rank \
+                 FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid \
+                 WHERE memories_fts MATCH ?1 AND m.tenant = ?2 \
+                 ORDER BY rank, m.id DESC LIMIT ?3"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![fts, tenant, limit as i64], |r| {
+                let mut m = row(r)?;
+                m.score = Some(-r.get::<_, f64>(8)?);
+                Ok(m)
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        tenant: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<(Vec<Memory>, bool), StoreError> {
+        let tenant = tenant.to_string();
+        self.run(move |conn| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM memories m \
+                 WHERE m.tenant = ?1 AND (?2 IS NULL OR m.id < ?2) \
+                 ORDER BY m.id DESC LIMIT ?3"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut items = stmt
+                .query_map(params![tenant, before, limit as i64 + 1], row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let more = items.len() > limit;
+            items.truncate(limit);
+            Ok((items, more))
+        })
+        .await
+    }
+
+    async fn delete(&self, tenant: &str, id: i64) -> Result<bool, StoreError> {
+        let tenant = tenant.to_string();
+        self.run(move |conn| {
+            let n = conn.execute(
+                "DELETE FROM memories WHERE id = ?1 AND tenant = ?2",
+                params![id, tenant],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_all(&self, tenant: &str) -> Result<usize, StoreError> {
+        let tenant = tenant.to_string();
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            let n = tx.execute("DELETE FROM memories WHERE tenant = ?1", params![tenant])?;
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(name: &str) -> SqliteStore {
+        let dir = std::env::temp_dir().join(format!("ferrite-mem-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        SqliteStore::open(&dir.join("memory.db"), Duration::from_millis(100)).expect("open")
+    }
+
+    fn memory(tenant: &str, prompt: &str, answer: &str) -> NewMemory {
+        NewMemory {
+            tenant: tenant.into(),
+            conversation: None,
+            model: "m".into(),
+            prompt: prompt.into(),
+            answer: answer.into(),
+            prompt_tokens: 3,
+            completion_tokens: 4,
+        }
+    }
+
+    #[test]
+    fn fts_queries_quote_every_word() {
+        assert_eq!(
+            fts_query("What's my cat's name? \"x\" AND NEAR(").as_deref(),
+            Some("\"what\" OR \"my\" OR \"cat\" OR \"name\" OR \"and\" OR \"near\"")
+        );
+        assert_eq!(fts_query("? !"), None);
+    }
+
+    #[tokio::test]
+    async fn search_ranks_by_relevance_within_a_tenant() {
+        let s = store("rank");
+        s.insert(memory("a", "The weather is nice", "Yes it is"))
+            .await
+            .unwrap();
+        let cat = s
+            .insert(memory("a", "My cat is called Whiskers", "Nice name"))
+            .await
+            .unwrap();
+        s.insert(memory("b", "My cat is called Felix", "Ok"))
+            .await
+            .unwrap();
+        let hits = s.search("a", "what is my cat called?", 5).await.unwrap();
+        assert_eq!(hits[0].id, cat);
+        assert!(hits.iter().all(|m| !m.prompt.contains("Felix")));
+        assert!(s.search("a", "\"unbalanced", 5).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn lists_pages_and_deletes_per_tenant() {
+        let s = store("list");
+        let mut ids = vec![];
+        for i in 0..5 {
+            ids.push(s.insert(memory("a", &format!("p{i}"), "x")).await.unwrap());
+        }
+        let other = s.insert(memory("b", "p", "x")).await.unwrap();
+        let (page, more) = s.list("a", None, 2).await.unwrap();
+        assert_eq!(
+            page.iter().map(|m| m.id).collect::<Vec<_>>(),
+            [ids[4], ids[3]]
+        );
+        assert!(more);
+        let (page, more) = s.list("a", Some(ids[1]), 2).await.unwrap();
+        assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), [ids[0]]);
+        assert!(!more);
+        assert!(!s.delete("a", other).await.unwrap());
+        assert!(s.delete("a", ids[0]).await.unwrap());
+        assert_eq!(s.delete_all("a").await.unwrap(), 4);
+        assert_eq!(s.list("b", None, 10).await.unwrap().0.len(), 1);
+        // The FTS index followed the deletions.
+        assert!(s.search("a", "p1", 5).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,121 @@
+//! `/v1/memory`: the caller's own conversation memory, and nobody else's.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use ferrite_middleware::memory_store::{MemoryStore, StoreError};
+use ferrite_openapi::memory::{MemoryDeleted, MemoryList};
+use ferrite_openapi::{ApiError, ApiResult};
+use serde::Deserialize;
+
+use crate::extract::{Caller, QueryParams};
+use crate::state::AppState;
+
+const MAX_LIMIT: usize = 100;
+
+#[derive(Deserialize)]
+pub struct ListParams {
+    /// 1 to 100, default 20.
+    limit: Option<usize>,
+    /// Cursor: the `last_id` of the previous page.
+    after: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct SearchParams {
+    q: String,
+    limit: Option<usize>,
+}
+
+fn store(state: &AppState) -> ApiResult<&Arc<dyn MemoryStore>> {
+    if !state.config.memory.enabled {
+        return Err(ApiError::not_found(
+            "Conversation memory is off on this server (set `memory.enabled`).",
+        )
+        .with_code("memory_disabled"));
+    }
+    state.memory.as_ref().ok_or_else(|| {
+        ApiError::unavailable("The memory store could not be opened; see the server log.")
+    })
+}
+
+fn limit(requested: Option<usize>) -> ApiResult<usize> {
+    match requested.unwrap_or(20) {
+        n @ 1..=MAX_LIMIT => Ok(n),
+        _ => Err(ApiError::invalid(
+            "limit",
+            format!("`limit` must be between 1 and {MAX_LIMIT}."),
+        )),
+    }
+}
+
+fn failed(e: StoreError) -> ApiError {
+    tracing::warn!(error = %e, "memory store request failed");
+    ApiError::unavailable(format!("The memory store is unavailable: {e}."))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    QueryParams(p): QueryParams<ListParams>,
+) -> ApiResult<Json<MemoryList>> {
+    let limit = limit(p.limit)?;
+    let (items, more) = store(&state)?
+        .list(&caller.tenant, p.after, limit)
+        .await
+        .map_err(failed)?;
+    Ok(Json(MemoryList::new(items, more)))
+}
+
+pub async fn search(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    QueryParams(p): QueryParams<SearchParams>,
+) -> ApiResult<Json<MemoryList>> {
+    let limit = limit(p.limit)?;
+    if p.q.trim().is_empty() {
+        return Err(ApiError::invalid("q", "`q` must not be empty."));
+    }
+    let items = store(&state)?
+        .search(&caller.tenant, &p.q, limit)
+        .await
+        .map_err(failed)?;
+    Ok(Json(MemoryList::new(items, false)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MemoryDeleted>> {
+    caller.require("memory:write")?;
+    let store = store(&state)?;
+    // Another tenant's id is as absent as a made-up one.
+    let missing = || ApiError::not_found(format!("No memory with id `{id}`."));
+    let n: i64 = id.parse().map_err(|_| missing())?;
+    if !store.delete(&caller.tenant, n).await.map_err(failed)? {
+        return Err(missing());
+    }
+    Ok(Json(MemoryDeleted {
+        id: Some(n),
+        object: "memory.deleted".into(),
+        deleted: 1,
+    }))
+}
+
+pub async fn delete_all(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> ApiResult<Json<MemoryDeleted>> {
+    caller.require("memory:write")?;
+    let n = store(&state)?
+        .delete_all(&caller.tenant)
+        .await
+        .map_err(failed)?;
+    Ok(Json(MemoryDeleted {
+        id: None,
+        object: "memory.list.deleted".into(),
+        deleted: n,
+    }))
+}

@@ -1,0 +1,204 @@
+//! The response cache against the real server and model: hits replay the
+//! identical answer (streaming too), anything that changes the answer
+//! misses, identical concurrent requests share one generation, and
+//! configured prompts are precomputed.
+
+use std::time::Duration;
+
+use ferrite_tests::{chat, client, post_sse, streamed_text, Server};
+use serde_json::{json, Value};
+
+fn start(extra_env: &[(&str, &str)]) -> Server {
+    let mut env = vec![("FERRITE_CACHE__ENABLED", "true")];
+    env.extend_from_slice(extra_env);
+    Server::start_with_env(&[], &env)
+}
+
+/// Status, the cache headers, and the raw body.
+async fn ask(server: &Server, body: &Value, cache_control: Option<&str>) -> (u16, String, String) {
+    let mut req = client().post(server.url("/v1/chat/completions")).json(body);
+    if let Some(cc) = cache_control {
+        req = req.header("cache-control", cc);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let h = |n: &str| {
+        resp.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let cache = format!("{}/{}", h("x-ferrite-cache"), h("x-ferrite-cache-source"));
+    (status, cache, resp.text().await.unwrap())
+}
+
+/// A counter's value in `/metrics` (0 when absent), summed over labels that
+/// contain `labels`.
+async fn metric(server: &Server, name: &str, labels: &str) -> u64 {
+    let text = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test]
+async fn a_hit_replays_the_identical_answer_and_changes_miss() {
+    let server = start(&[]);
+    let body = chat(
+        "Name three colours.",
+        json!({"max_tokens": 16, "temperature": 0}),
+    );
+    let (status, first_cache, first) = ask(&server, &body, None).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first_cache, "miss/");
+    let (_, cache, second) = ask(&server, &body, None).await;
+    assert_eq!(cache, "hit/cache");
+    assert_eq!(first, second, "byte for byte, id included");
+
+    // The same request streamed is replayed as a stream.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let sse = post_sse(&server.url("/v1/chat/completions"), &streamed).await;
+    let answer: Value = serde_json::from_str(&first).unwrap();
+    assert!(sse.done);
+    assert_eq!(sse.events[0]["id"], answer["id"]);
+    assert_eq!(
+        streamed_text(&sse.events, 0),
+        answer["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+
+    // Anything that can change the answer is another entry.
+    for (field, value) in [
+        ("temperature", json!(0.5)),
+        ("max_tokens", json!(15)),
+        ("stop", json!(["\n"])),
+    ] {
+        let mut other = body.clone();
+        other[field] = value;
+        if field == "temperature" {
+            other["seed"] = json!(3); // seeded: still cacheable
+        }
+        let (status, cache, _) = ask(&server, &other, None).await;
+        assert_eq!((status, cache.as_str()), (200, "miss/"), "{field}");
+    }
+    // Sampling without a seed is never cached.
+    let mut random = body.clone();
+    random["temperature"] = json!(0.7);
+    for _ in 0..2 {
+        assert_eq!(ask(&server, &random, None).await.1, "bypass/");
+    }
+    // Opting out: the body field and Cache-Control.
+    let mut off = body.clone();
+    off["cache"] = json!(false);
+    assert_eq!(ask(&server, &off, None).await.1, "bypass/");
+    assert_eq!(ask(&server, &body, Some("no-store")).await.1, "bypass/");
+    // no-cache computes afresh, and the fresh answer is what is cached next.
+    let (_, cache, fresh) = ask(&server, &body, Some("no-cache")).await;
+    assert_eq!(cache, "miss/");
+    let (_, cache, again) = ask(&server, &body, None).await;
+    assert_eq!(cache, "hit/cache");
+    assert_eq!(fresh, again);
+    assert_ne!(fresh, first, "a new completion id");
+}
+
+#[tokio::test]
+async fn five_concurrent_identical_requests_make_one_generation() {
+    let server = start(&[]);
+    let body = chat(
+        "Write a long poem about the sea.",
+        json!({"max_tokens": 48, "temperature": 0, "logit_bias": {"0": -100, "2": -100}}),
+    );
+    let before = metric(&server, "ferrite:engine_generations_total", "").await;
+    let runs = (0..5).map(|i| {
+        let mut body = body.clone();
+        // Streaming or not, it is the same request.
+        body["stream"] = json!(i % 2 == 1);
+        let server = &server;
+        async move {
+            if i % 2 == 1 {
+                let sse = post_sse(&server.url("/v1/chat/completions"), &body).await;
+                (sse.events[0]["id"].clone(), streamed_text(&sse.events, 0))
+            } else {
+                let (status, _, text) = ask(server, &body, None).await;
+                assert_eq!(status, 200, "{text}");
+                let v: Value = serde_json::from_str(&text).unwrap();
+                let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+                (v["id"].clone(), content.to_string())
+            }
+        }
+    });
+    let answers = futures::future::join_all(runs).await;
+    let after = metric(&server, "ferrite:engine_generations_total", "").await;
+    assert_eq!(after - before, 1, "one generation for five requests");
+    for a in &answers {
+        assert_eq!(a, &answers[0]);
+    }
+    assert_eq!(
+        metric(
+            &server,
+            "ferrite:cache_requests_total",
+            "source=\"coalesced\""
+        )
+        .await,
+        4
+    );
+}
+
+#[tokio::test]
+async fn configured_prompts_are_precomputed_and_counted_apart() {
+    let dir = std::env::temp_dir().join(format!("ferrite-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("ferrite.toml");
+    std::fs::write(
+        &config,
+        r#"
+[cache]
+ttl_secs = 600
+[[cache.precompute]]
+max_tokens = 12
+messages = [{ role = "user", content = "What is the capital of France?" }]
+"#,
+    )
+    .unwrap();
+    let server = Server::start_with_env(
+        &["--config", config.to_str().unwrap()],
+        &[("FERRITE_CACHE__ENABLED", "true")],
+    );
+    assert!(
+        server
+            .wait_log("precomputed a cached answer", 1, Duration::from_secs(60))
+            .await,
+        "{}",
+        server.log()
+    );
+    let body = chat(
+        "What is the capital of France?",
+        json!({"max_tokens": 12, "temperature": 0}),
+    );
+    let generations = metric(&server, "ferrite:engine_generations_total", "").await;
+    let (status, cache, _) = ask(&server, &body, None).await;
+    assert_eq!((status, cache.as_str()), (200, "hit/precomputed"));
+    assert_eq!(
+        metric(&server, "ferrite:engine_generations_total", "").await,
+        generations,
+        "answered without the engine"
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "ferrite:cache_requests_total",
+            "source=\"precomputed\""
+        )
+        .await,
+        1
+    );
+}

@@ -1,0 +1,412 @@
+//! Conversation memory against the real server, model and SQLite file:
+//! recall across conversations and restarts, tenant isolation, the memory
+//! API, a SIGKILL mid-write, and a locked or unopenable store.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferrite_tests::{chat, client, post_sse, Server};
+use serde_json::{json, Value};
+
+/// A fresh directory for one test's config and data.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferrite-memory-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A server with memory on, API keys for two tenants and one key that may
+/// chat but not delete.
+fn start(dir: &Path) -> Server {
+    let config = dir.join("ferrite.toml");
+    let text = format!(
+        r#"data_dir = "{}"
+[memory]
+enabled = true
+[[auth.api_keys]]
+name = "alice"
+key = "sk-alice"
+[[auth.api_keys]]
+name = "bob"
+key = "sk-bob"
+[[auth.api_keys]]
+name = "alice-readonly"
+key = "sk-ro"
+scopes = ["chat"]
+"#,
+        dir.join("data").display()
+    );
+    std::fs::write(&config, text).unwrap();
+    Server::start(&["--config", config.to_str().unwrap()])
+}
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    fn used(&self) -> u64 {
+        self.body["ferrite"]["memory"]["used"].as_u64().unwrap_or(0)
+    }
+
+    fn context(&self) -> &str {
+        self.body["ferrite"]["memory"]["context"]
+            .as_str()
+            .unwrap_or("")
+    }
+}
+
+async fn send(req: reqwest::RequestBuilder) -> Reply {
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn say(server: &Server, key: &str, conversation: &str, text: &str, extra: Value) -> Reply {
+    let body = chat(text, json!({"max_tokens": 12, "temperature": 0}));
+    let mut body = body;
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    let req = client()
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .header("x-ferrite-conversation", conversation)
+        .header("x-ferrite-debug", "true")
+        .json(&body);
+    send(req).await
+}
+
+async fn get(server: &Server, key: &str, path: &str) -> Reply {
+    send(client().get(server.url(path)).bearer_auth(key)).await
+}
+
+async fn delete(server: &Server, key: &str, path: &str) -> Reply {
+    send(client().delete(server.url(path)).bearer_auth(key)).await
+}
+
+fn ids(list: &Reply) -> Vec<i64> {
+    list.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect()
+}
+
+const FACT: &str = "My cat is called Whiskers and she is orange.";
+const QUESTION: &str = "What is the name of my cat?";
+
+#[tokio::test]
+async fn a_fact_is_recalled_in_later_conversations_and_after_a_restart() {
+    let dir = scratch("recall");
+    let server = start(&dir);
+    let told = say(&server, "sk-alice", "first", FACT, json!({})).await;
+    assert_eq!(told.status, 200, "{}", told.body);
+    assert_eq!(told.header("x-ferrite-memory-used"), "0");
+
+    let asked = say(&server, "sk-alice", "second", QUESTION, json!({})).await;
+    assert_eq!(asked.status, 200);
+    assert!(asked.used() >= 1, "{}", asked.body);
+    assert_eq!(
+        asked.header("x-ferrite-memory-used"),
+        asked.used().to_string()
+    );
+    assert!(asked.context().contains("Whiskers"), "{}", asked.body);
+
+    // The stored exchange: the prompt as the user sent it, the answer, the
+    // conversation and real token counts.
+    let list = get(&server, "sk-alice", "/v1/memory").await;
+    assert_eq!(list.status, 200);
+    let first = list.body["data"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(first["prompt"], FACT);
+    assert_eq!(first["conversation"], "first");
+    assert_eq!(
+        first["answer"],
+        told.body["choices"][0]["message"]["content"]
+    );
+    assert_eq!(
+        first["completion_tokens"],
+        told.body["usage"]["completion_tokens"]
+    );
+
+    // Streaming: the memory report rides on the first chunk, and the
+    // exchange is stored before the stream ends.
+    let mut body = chat(
+        QUESTION,
+        json!({"max_tokens": 8, "temperature": 0, "stream": true}),
+    );
+    body["user"] = json!("third");
+    let before = ids(&get(&server, "sk-alice", "/v1/memory").await).len();
+    let resp = client()
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth("sk-alice")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let text = resp.text().await.unwrap();
+    let first_chunk: Value =
+        serde_json::from_str(text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
+    assert!(first_chunk["ferrite"]["memory"]["used"].as_u64().unwrap() >= 1);
+    let list = get(&server, "sk-alice", "/v1/memory").await;
+    assert_eq!(ids(&list).len(), before + 1);
+    assert_eq!(list.body["data"][0]["conversation"], "third", "from `user`");
+
+    // `memory: false` neither reads nor writes.
+    let off = say(&server, "sk-alice", "x", QUESTION, json!({"memory": false})).await;
+    assert_eq!(off.header("x-ferrite-memory-used"), "0");
+    assert_eq!(off.used(), 0);
+    assert_eq!(
+        ids(&get(&server, "sk-alice", "/v1/memory").await).len(),
+        before + 1
+    );
+
+    // A restart keeps everything.
+    drop(server);
+    let server = start(&dir);
+    let list = get(&server, "sk-alice", "/v1/memory").await;
+    assert_eq!(ids(&list).len(), before + 1);
+    let again = say(&server, "sk-alice", "fourth", QUESTION, json!({})).await;
+    assert!(again.context().contains("Whiskers"), "{}", again.body);
+}
+
+#[tokio::test]
+async fn tenants_never_see_or_delete_each_others_memory() {
+    let dir = scratch("tenants");
+    let server = start(&dir);
+    assert_eq!(
+        say(&server, "sk-alice", "a", FACT, json!({})).await.status,
+        200
+    );
+    let alice = ids(&get(&server, "sk-alice", "/v1/memory").await);
+    assert_eq!(alice.len(), 1);
+
+    let bob = say(&server, "sk-bob", "b", QUESTION, json!({})).await;
+    assert_eq!(bob.status, 200);
+    assert_eq!(bob.used(), 0, "{}", bob.body);
+    assert!(!bob.context().contains("Whiskers"));
+    // Bob's list holds only his own exchange; search finds nothing of Alice's.
+    let list = get(&server, "sk-bob", "/v1/memory").await;
+    assert!(!ids(&list).contains(&alice[0]));
+    let found = get(&server, "sk-bob", "/v1/memory/search?q=Whiskers").await;
+    assert_eq!(found.status, 200);
+    assert_eq!(found.body["data"], json!([]));
+    let found = get(&server, "sk-alice", "/v1/memory/search?q=whiskers%20orange").await;
+    assert_eq!(ids(&found), alice);
+    assert!(found.body["data"][0]["score"].as_f64().unwrap() > 0.0);
+
+    // Bob cannot delete Alice's memory, one by one or all at once.
+    let gone = delete(&server, "sk-bob", &format!("/v1/memory/{}", alice[0])).await;
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    assert_eq!(gone.body["error"]["code"], "not_found");
+    let all = delete(&server, "sk-bob", "/v1/memory").await;
+    assert_eq!(all.status, 200);
+    assert_eq!(all.body["deleted"], 1, "only Bob's own exchange");
+    // A key without `memory:write` cannot delete at all.
+    let ro = delete(&server, "sk-ro", "/v1/memory").await;
+    assert_eq!(ro.status, 403);
+    assert_eq!(ro.body["error"]["code"], "insufficient_scope");
+    assert_eq!(ids(&get(&server, "sk-alice", "/v1/memory").await), alice);
+    // Without credentials: 401.
+    let anon = send(client().get(server.url("/v1/memory"))).await;
+    assert_eq!(anon.status, 401);
+
+    // Alice pages through hers, then deletes them.
+    assert_eq!(
+        say(&server, "sk-alice", "a", QUESTION, json!({}))
+            .await
+            .status,
+        200
+    );
+    let page = get(&server, "sk-alice", "/v1/memory?limit=1").await;
+    assert_eq!(page.body["has_more"], true);
+    let after = page.body["last_id"].as_i64().unwrap();
+    let next = get(
+        &server,
+        "sk-alice",
+        &format!("/v1/memory?limit=1&after={after}"),
+    )
+    .await;
+    assert_eq!(ids(&next), alice);
+    assert_eq!(next.body["has_more"], false);
+    for bad in [
+        "/v1/memory?limit=0",
+        "/v1/memory?limit=x",
+        "/v1/memory/search?q=",
+    ] {
+        let r = get(&server, "sk-alice", bad).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        assert_eq!(r.body["error"]["type"], "invalid_request_error");
+    }
+    let one = delete(&server, "sk-alice", &format!("/v1/memory/{}", alice[0])).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.body["deleted"], 1);
+    assert_eq!(ids(&get(&server, "sk-alice", "/v1/memory").await).len(), 1);
+}
+
+/// What the store says about itself, opened by a second process.
+fn integrity(db: &Path) -> (String, i64) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    conn.execute(
+        "INSERT INTO memories_fts (memories_fts) VALUES ('integrity-check')",
+        [],
+    )
+    .expect("the full-text index matches its table");
+    let rows = conn
+        .query_row("SELECT count(*) FROM memories", [], |r| r.get(0))
+        .unwrap();
+    (check, rows)
+}
+
+#[tokio::test]
+async fn killing_the_server_during_writes_leaves_a_readable_store() {
+    let dir = scratch("kill");
+    let db = dir.join("data/memory.db");
+    let server = start(&dir);
+    // Many short exchanges finishing (and being stored) at different
+    // moments; the server is killed while the rest are still arriving.
+    let url = server.url("/v1/chat/completions");
+    let writers: Vec<_> = (0..12)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let body = chat(
+                    &format!("Remember that the number {i} is lucky."),
+                    json!({"max_tokens": 2 + i, "temperature": 0}),
+                );
+                let _ = client()
+                    .post(url)
+                    .bearer_auth("sk-alice")
+                    .json(&body)
+                    .send()
+                    .await;
+            })
+        })
+        .collect();
+    let stored = loop {
+        let n = ids(&get(&server, "sk-alice", "/v1/memory?limit=100").await).len();
+        if n >= 3 {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    drop(server); // SIGKILL
+    for w in writers {
+        let _ = w.await;
+    }
+    let (check, rows) = integrity(&db);
+    assert_eq!(check, "ok");
+    assert!(rows as usize >= stored, "{rows} rows, {stored} were listed");
+
+    // It reopens, lists what was committed, and takes new writes.
+    let server = start(&dir);
+    let list = get(&server, "sk-alice", "/v1/memory?limit=100").await;
+    assert_eq!(ids(&list).len(), rows as usize);
+    assert_eq!(
+        say(&server, "sk-alice", "k", FACT, json!({})).await.status,
+        200
+    );
+    assert_eq!(
+        ids(&get(&server, "sk-alice", "/v1/memory?limit=100").await).len(),
+        rows as usize + 1
+    );
+}
+
+#[tokio::test]
+async fn a_locked_store_degrades_to_answering_without_memory() {
+    let dir = scratch("locked");
+    let db = dir.join("data/memory.db");
+    let server = start(&dir);
+    assert_eq!(
+        say(&server, "sk-alice", "a", FACT, json!({})).await.status,
+        200
+    );
+
+    // Another process holds the write lock.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let locked = say(&server, "sk-alice", "a", QUESTION, json!({})).await;
+    assert_eq!(locked.status, 200, "{}", locked.body);
+    assert!(
+        server
+            .wait_log("could not store the exchange", 1, Duration::from_secs(10))
+            .await,
+        "{}",
+        server.log()
+    );
+    conn.execute_batch("ROLLBACK").unwrap();
+    drop(conn);
+
+    // Nothing stored before was lost, and writes work again.
+    let list = get(&server, "sk-alice", "/v1/memory").await;
+    assert_eq!(ids(&list).len(), 1);
+    assert_eq!(list.body["data"][0]["prompt"], FACT);
+    assert_eq!(
+        say(&server, "sk-alice", "a", "Thanks!", json!({}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(ids(&get(&server, "sk-alice", "/v1/memory").await).len(), 2);
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_open_leaves_the_server_answering() {
+    let dir = scratch("broken");
+    // The data directory is a file: the database cannot be created.
+    let blocker = dir.join("data");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let data_dir = blocker.to_str().unwrap().to_string();
+    let server = Server::start_with_env(
+        &[],
+        &[
+            ("FERRITE_MEMORY__ENABLED", "true"),
+            ("FERRITE_DATA_DIR", &data_dir),
+        ],
+    );
+    assert!(server.log().contains("conversation memory unavailable"));
+    let url = server.url("/v1/chat/completions");
+    let sse = post_sse(
+        &url,
+        &chat(QUESTION, json!({"max_tokens": 4, "stream": true})),
+    )
+    .await;
+    assert_eq!(sse.status, 200);
+    assert!(sse.done);
+    let resp = client()
+        .post(&url)
+        .json(&chat(QUESTION, json!({"max_tokens": 4})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-ferrite-memory"], "unavailable");
+    let list = send(client().get(server.url("/v1/memory"))).await;
+    assert_eq!(list.status, 503);
+    assert_eq!(list.body["error"]["type"], "server_error");
+}
