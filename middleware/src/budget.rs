@@ -11,7 +11,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use ferrite_engine::Engine;
-use ferrite_openapi::chat::{ChatCompletionChunk, ChatRequest, MessageContent};
+use ferrite_openapi::chat::{ChatRequest, MessageContent};
+use ferrite_openapi::common::Usage;
+use ferrite_openapi::completions::{CompletionRequest, PromptInput};
 use ferrite_openapi::ApiError;
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -233,14 +235,30 @@ struct Ticket {
 }
 
 impl Ticket {
-    fn observe(&mut self, prompt_estimate: u64, chunk: &ChatCompletionChunk) {
-        if let Some(u) = chunk.usage {
-            self.used = u.total_tokens as u64;
+    /// Counts what a streamed chunk shows: exact usage when it comes, else
+    /// about one token per choice in the chunk.
+    fn observe(&mut self, prompt_estimate: u64, usage: Option<Usage>, choices: usize) {
+        if let Some(u) = usage {
+            self.used = u64::from(u.total_tokens);
             self.exact = true;
         } else if !self.exact {
-            // Streams carry about one token per content chunk.
-            self.used = self.used.max(prompt_estimate) + chunk.choices.len() as u64;
+            self.used = self.used.max(prompt_estimate) + choices as u64;
         }
+    }
+}
+
+/// A request let through: the headers to send, and its reservation, which
+/// settles when this is dropped.
+pub struct Admission {
+    pub headers: Vec<(String, String)>,
+    ticket: Ticket,
+    prompt: u64,
+}
+
+impl Admission {
+    /// Feeds each streamed item's usage (if any) and number of choices.
+    pub fn observe(&mut self, usage: Option<Usage>, choices: usize) {
+        self.ticket.observe(self.prompt, usage, choices);
     }
 }
 
@@ -270,13 +288,27 @@ impl Budgets {
         })
     }
 
+    /// Reserves `prompt + completion` tokens and one request for `tenant`,
+    /// or the 429 saying what ran out.
+    pub fn admit(&self, tenant: &str, prompt: u64, completion: u64) -> Result<Admission, ApiError> {
+        let tenant = self.tenant(tenant);
+        let mut ticket = tenant.admit(prompt + completion)?;
+        let mut headers = std::mem::take(&mut ticket.headers);
+        tenant.token_headers(&mut headers);
+        Ok(Admission {
+            headers,
+            ticket,
+            prompt,
+        })
+    }
+
     fn tenant(&self, name: &str) -> Arc<Tenant> {
         self.tenants.get_with(name.to_string(), || {
             Arc::new(Tenant::new(self.config.limits(name)))
         })
     }
 
-    /// Prompt tokens (as the tokenizer counts the messages' text) plus the
+    /// Prompt tokens (as the tokenizer counts the messages' text), and the
     /// most the request may generate.
     async fn reservation(&self, req: &ChatRequest) -> (u64, u64) {
         let text: String = req
@@ -300,7 +332,29 @@ impl Budgets {
             .filter(|&n| n > 0)
             .map_or(context.saturating_sub(prompt), |n| n as u64);
         let n = u64::from(req.n.unwrap_or(1).max(1));
-        (prompt, prompt + limit.min(context) * n)
+        (prompt, limit.min(context) * n)
+    }
+
+    /// The same for a text completion: every prompt, every choice.
+    pub async fn completion_reservation(&self, req: &CompletionRequest) -> (u64, u64) {
+        let context = u64::from(self.engine.info().meta.context_length);
+        let mut prompt = 0;
+        for input in req.prompt.inputs() {
+            prompt += match input {
+                PromptInput::Tokens(ids) => ids.len() as u64,
+                PromptInput::Text(t) => match self.engine.count_tokens(&t).await {
+                    Ok(n) => n as u64,
+                    Err(_) => t.len() as u64 / 4,
+                },
+            };
+        }
+        let limit = req
+            .completion_limit()
+            .ok()
+            .flatten()
+            .map_or(context, u64::from);
+        let runs = req.prompt.inputs().len() as u64 * u64::from(req.n.unwrap_or(1).max(1));
+        (prompt, limit.min(context) * runs)
     }
 }
 
@@ -350,11 +404,9 @@ where
         let inner = std::mem::replace(&mut self.inner, inner);
         let budgets = self.budgets.clone();
         Box::pin(async move {
-            let tenant = budgets.tenant(&req.context.tenant);
-            let (prompt, reserve) = budgets.reservation(&req).await;
-            let mut ticket = tenant.admit(reserve)?;
-            let mut headers = std::mem::take(&mut ticket.headers);
-            tenant.token_headers(&mut headers);
+            let (prompt, completion) = budgets.reservation(&req).await;
+            let mut admission = budgets.admit(&req.context.tenant, prompt, completion)?;
+            let headers = std::mem::take(&mut admission.headers);
             let mut resp = match inner.oneshot(req).await {
                 Ok(resp) => resp,
                 Err(e) => return Err(e.with_headers(headers)),
@@ -364,7 +416,7 @@ where
                 .stream
                 .map(move |item| {
                     if let Ok(chunk) = &item {
-                        ticket.observe(prompt, chunk);
+                        admission.observe(chunk.usage, chunk.choices.len());
                     }
                     item
                 })

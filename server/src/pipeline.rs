@@ -19,6 +19,8 @@ pub struct Pipeline {
     pub service: ChatService,
     /// The cache's background worker, when it has anything to do.
     pub precompute: Option<Precompute>,
+    /// The tenants' budgets, also charged by text completions.
+    pub budgets: Option<Arc<Budgets>>,
 }
 
 pub fn build(
@@ -67,15 +69,16 @@ pub fn build(
     let budgets = config
         .budgets
         .enabled()
-        .then(|| BudgetLayer::new(Budgets::new(config.budgets.clone(), engine.clone())));
+        .then(|| Budgets::new(config.budgets.clone(), engine.clone()));
     let service = ChatService::new(
         ServiceBuilder::new()
-            .option_layer(budgets)
+            .option_layer(budgets.clone().map(BudgetLayer::new))
             .option_layer(memory)
             .service(core),
     );
     Pipeline {
         service,
         precompute,
+        budgets,
     }
 }

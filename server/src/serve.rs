@@ -103,6 +103,7 @@ async fn load(state: AppState) {
             state.set_ready(Ready {
                 engine,
                 pipeline: built.service,
+                budgets: built.budgets,
             });
             info!(model = %id, "ready");
             if let Some(worker) = built.precompute {

@@ -3,6 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use ferrite_engine::Engine;
+use ferrite_middleware::budget::Budgets;
 use ferrite_middleware::memory_store::MemoryStore;
 use ferrite_middleware::ChatService;
 use ferrite_openapi::{ApiError, ApiResult};
@@ -14,6 +15,8 @@ use crate::config::Config;
 pub struct Ready {
     pub engine: Arc<dyn Engine>,
     pub pipeline: ChatService,
+    /// Budgets for what does not go through the chat pipeline.
+    pub budgets: Option<Arc<Budgets>>,
 }
 
 #[derive(Clone)]

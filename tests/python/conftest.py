@@ -3,6 +3,7 @@ import os
 import pathlib
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -17,12 +18,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def base_url():
+def _serve(extra_env=None):
+    """Starts ferrite (default config plus `extra_env`); yields its /v1 URL."""
     binary = os.environ.get("FERRITE_BIN", str(ROOT / "target/release/ferrite"))
     model = os.environ.get("FERRITE_TEST_MODEL", str(ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FERRITE_")}
+    env.update(extra_env or {})
+    # The data dir of the user running the tests stays untouched.
+    env["FERRITE_DATA_DIR"] = tempfile.mkdtemp(prefix="ferrite-pytest-")
     proc = subprocess.Popen(
         [binary, "serve", "--model", model, "--port", str(port)],
         env=env,
@@ -46,3 +50,15 @@ def base_url():
     yield f"{url}/v1"
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def base_url():
+    """A server with the default configuration, as `make serve` runs it."""
+    yield from _serve()
+
+
+@pytest.fixture(scope="module")
+def budget_url():
+    """A server allowing two requests a minute."""
+    yield from _serve({"FERRITE_BUDGETS__REQUESTS_PER_MINUTE": "2"})

@@ -46,13 +46,16 @@ def test_streaming_chat(client):
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 10
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishes == ["length"]
+    # Generated again, not replayed from the response cache.
     plain = client.chat.completions.create(
         model="smollm2-135m-instruct",
         messages=[{"role": "user", "content": COUNTING}],
         max_tokens=10,
         temperature=0,
+        extra_body={"cache": False},
     )
     assert plain.choices[0].message.content == text
+    assert plain.id != chunks[0].id
 
 
 def test_models_list(client):
@@ -113,3 +116,33 @@ def test_errors_raise_the_right_exception_classes(client):
             messages=[{"role": "user", "content": "word " * 9000}],
         )
     assert e.value.code == "context_length_exceeded"
+
+
+def test_cache_headers_and_replay_through_the_sdk(client):
+    ask = dict(
+        model="smollm2-135m-instruct",
+        messages=[{"role": "user", "content": "Name a fruit."}],
+        max_tokens=6,
+        temperature=0,
+    )
+    first = client.chat.completions.with_raw_response.create(**ask)
+    again = client.chat.completions.with_raw_response.create(**ask)
+    assert first.headers["x-ferrite-cache"] == "miss"
+    assert again.headers["x-ferrite-cache"] == "hit"
+    assert again.parse().id == first.parse().id
+    assert again.parse().choices[0].message.content == first.parse().choices[0].message.content
+
+
+def test_rate_limits_raise_rate_limit_error_with_openai_headers(budget_url):
+    client = OpenAI(base_url=budget_url, api_key="lm-studio", max_retries=0)
+    ask = dict(messages=[{"role": "user", "content": "Hi"}], max_tokens=1, model="smollm2-135m-instruct")
+    ok = client.chat.completions.with_raw_response.create(**ask)
+    assert ok.headers["x-ratelimit-limit-requests"] == "2"
+    assert ok.headers["x-ratelimit-remaining-requests"] == "1"
+    client.chat.completions.create(**ask)
+    with pytest.raises(openai.RateLimitError) as e:
+        client.chat.completions.create(**ask)
+    assert e.value.status_code == 429
+    assert e.value.code == "rate_limit_exceeded"
+    assert int(e.value.response.headers["retry-after"]) >= 1
+    assert e.value.response.headers["x-ratelimit-remaining-requests"] == "0"

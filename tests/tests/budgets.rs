@@ -87,6 +87,16 @@ key = "sk-bob"
     assert_eq!(refused.number("x-ratelimit-remaining-requests"), 0);
     let retry = refused.number("retry-after");
     assert!((1..=20).contains(&retry), "one request every 20s: {retry}");
+    // Text completions draw on the same budget.
+    let legacy = client()
+        .post(server.url("/v1/completions"))
+        .bearer_auth("sk-alice")
+        .json(&json!({"prompt": "Hi", "max_tokens": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(legacy.status(), 429);
+    assert_eq!(legacy.headers()["x-ratelimit-limit-requests"], "3");
 
     // Another tenant has its own (overridden) budget.
     for _ in 0..4 {
@@ -94,6 +104,15 @@ key = "sk-bob"
         assert_eq!(r.status, 200);
         assert_eq!(r.number("x-ratelimit-limit-requests"), 10);
     }
+    let legacy = client()
+        .post(server.url("/v1/completions"))
+        .bearer_auth("sk-bob")
+        .json(&json!({"prompt": "Hi", "max_tokens": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(legacy.status(), 200);
+    assert_eq!(legacy.headers()["x-ratelimit-remaining-requests"], "5");
 
     // After Retry-After, Alice may ask again.
     tokio::time::sleep(Duration::from_secs(retry)).await;

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::header::CACHE_CONTROL;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferrite_openapi::aggregate::ChatAccumulator;
@@ -14,6 +14,7 @@ use futures::StreamExt;
 use tower::ServiceExt;
 
 use crate::extract::{Caller, JsonBody};
+use crate::routes::append_headers;
 use crate::sse;
 use crate::state::AppState;
 
@@ -98,11 +99,10 @@ pub async fn chat_completions(
     // Time to the response head (the whole answer, unless streaming).
     let ms = started.elapsed().as_secs_f64() * 1e3;
     let timing = format!("handler;dur={ms:.3}");
-    let headers = answer.headers.into_iter().chain([("server-timing".into(), timing)]);
-    for (name, value) in headers {
-        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            response.headers_mut().insert(n, v);
-        }
-    }
+    let headers = answer
+        .headers
+        .into_iter()
+        .chain([("server-timing".into(), timing)]);
+    append_headers(&mut response, headers);
     Ok(response)
 }

@@ -6,32 +6,65 @@ use axum::Json;
 use ferrite_openapi::aggregate::CompletionAccumulator;
 use ferrite_openapi::completions::{Completion, CompletionRequest};
 use ferrite_openapi::ApiError;
+use futures::StreamExt;
 
-use crate::extract::JsonBody;
+use crate::extract::{Caller, JsonBody};
+use crate::routes::append_headers;
 use crate::sse;
 use crate::state::AppState;
 
 pub async fn completions(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     JsonBody(request): JsonBody<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     request.validate()?;
     let ready = state.ready()?;
     state.check_model(ready, request.model.as_deref())?;
+    // The tenant's budgets apply here as in the chat pipeline.
+    let mut admission = match &ready.budgets {
+        Some(budgets) => {
+            let (prompt, completion) = budgets.completion_reservation(&request).await;
+            Some(budgets.admit(&caller.tenant, prompt, completion)?)
+        }
+        None => None,
+    };
+    let headers = admission
+        .as_mut()
+        .map(|a| std::mem::take(&mut a.headers))
+        .unwrap_or_default();
     let slot = state.admit()?;
     let streaming = request.is_stream();
     let include_usage = request.include_usage();
 
-    let chunks = sse::peek(ready.engine.complete(request).await?).await?;
-    if streaming {
+    let stream = match ready.engine.complete(request).await {
+        Ok(s) => s,
+        Err(e) => return Err(e.with_headers(headers)),
+    };
+    let stream = stream
+        .map(move |item| {
+            if let (Ok(c), Some(a)) = (&item, admission.as_mut()) {
+                a.observe(c.usage, c.choices.len());
+            }
+            item
+        })
+        .boxed();
+    let chunks = match sse::peek(stream).await {
+        Ok(c) => c,
+        Err(e) => return Err(e.with_headers(headers)),
+    };
+    let mut response = if streaming {
         let keep = move |c: &Completion| include_usage || c.usage.is_none();
-        return Ok(sse::sse(chunks, keep, slot));
-    }
-    let acc = sse::collect(
-        chunks,
-        CompletionAccumulator::default(),
-        CompletionAccumulator::push,
-    )
-    .await?;
-    Ok(Json(acc.finish()).into_response())
+        sse::sse(chunks, keep, slot)
+    } else {
+        let acc = sse::collect(
+            chunks,
+            CompletionAccumulator::default(),
+            CompletionAccumulator::push,
+        )
+        .await?;
+        Json(acc.finish()).into_response()
+    };
+    append_headers(&mut response, headers);
+    Ok(response)
 }
