@@ -4,6 +4,7 @@
 
 mod backend;
 mod convert;
+mod gauge;
 mod gguf_meta;
 mod load;
 mod logits;
@@ -15,5 +16,6 @@ mod stop;
 mod stream;
 
 pub use backend::{ChatStream, CompletionStream, Engine, ModelInfo};
+pub use gauge::GaugeGuard;
 pub use mistral_engine::MistralEngine;
 pub use options::{EngineOptions, IsqChoice, ModelFormat};

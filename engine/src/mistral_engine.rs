@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{ChatStream, CompletionStream, Engine, ModelInfo};
 use crate::convert;
+use crate::gauge::GaugeGuard;
 use crate::load;
 use crate::logits::{Choices, LogitBias, Sampler, TokenCounter};
 use crate::logprobs::LogprobReport;
@@ -225,12 +226,15 @@ impl MistralEngine {
                 report.as_ref().map(|r| r.record.clone()),
             )));
         }
-        let slot = self
+        let waiting = GaugeGuard::new("ferrite:requests_waiting");
+        let permit = self
             .slots
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| ApiError::unavailable("The engine has stopped."))?;
+        drop(waiting);
+        let slot = (permit, GaugeGuard::new("ferrite:requests_running"));
         let (tx, rx) = channel(64);
         self.send(Request::Normal(Box::new(NormalRequest {
             messages,

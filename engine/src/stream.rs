@@ -19,7 +19,6 @@ use futures::stream::{select_all, StreamExt};
 use mistralrs::core::ToolCallResponse;
 use mistralrs::core::{ChatCompletionChunkResponse, CompletionChunkResponse, Response};
 use tokio::sync::mpsc::{unbounded_channel, Receiver, UnboundedReceiver};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -66,7 +65,7 @@ pub fn forward(
     mut rx: Receiver<Response>,
     request_id: String,
     cancel: CancellationToken,
-    slot: OwnedSemaphorePermit,
+    slot: impl Send + 'static,
 ) -> UnboundedReceiver<Event> {
     let (tx, out) = unbounded_channel();
     // Keep the caller's span (and so its request id) on this task's log lines.

@@ -15,6 +15,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::http_metrics;
 use crate::routes::{chat, completions, fallback, health, memory, metrics, models};
 use crate::state::AppState;
 
@@ -60,6 +61,7 @@ pub fn router(state: AppState, auth: AuthLayer, prometheus: PrometheusHandle) ->
                 .with_state(prometheus),
         );
 
+    let router = router.layer(axum::middleware::from_fn(http_metrics::track));
     // The timeout covers the time to the response head: streams run on.
     let router = router.layer(
         ServiceBuilder::new()
@@ -88,7 +90,14 @@ pub fn router(state: AppState, auth: AuthLayer, prometheus: PrometheusHandle) ->
                             .get(REQUEST_ID)
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("-");
-                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                        tracing::info_span!(
+                            "request",
+                            method = %req.method(),
+                            path = %req.uri().path(),
+                            request_id = %id,
+                            tenant = tracing::field::Empty,
+                            model = tracing::field::Empty,
+                        )
                     })
                     .on_response(DefaultOnResponse::new().level(Level::INFO))
                     // The response line already carries the status; a 503

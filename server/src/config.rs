@@ -51,6 +51,8 @@ pub struct LogOptions {
     pub format: String,
     /// A tracing filter, e.g. `info` or `ferrite=debug,info`.
     pub filter: String,
+    /// Also log prompts and answers (off: they may be private).
+    pub content: bool,
 }
 
 impl Default for Config {
@@ -87,6 +89,7 @@ impl Default for LogOptions {
         Self {
             format: "text".into(),
             filter: "info".into(),
+            content: false,
         }
     }
 }

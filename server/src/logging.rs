@@ -14,7 +14,11 @@ pub fn init(opts: &LogOptions) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let result = match opts.format.as_str() {
-        "json" => builder.json().flatten_event(true).try_init(),
+        "json" => builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .try_init(),
         "text" => builder.try_init(),
         other => anyhow::bail!("unknown log format `{other}` (text or json)"),
     };

@@ -6,12 +6,14 @@ mod bench_cache;
 mod cli;
 mod config;
 mod extract;
+mod http_metrics;
 mod logging;
 mod pipeline;
 mod routes;
 mod serve;
 mod sse;
 mod state;
+mod telemetry;
 
 use std::process::ExitCode;
 

@@ -91,8 +91,10 @@ fn open_memory(config: &Config) -> Option<Arc<dyn MemoryStore>> {
 }
 
 async fn load(state: AppState) {
+    let started = std::time::Instant::now();
     match MistralEngine::load(&state.config.model).await {
         Ok(engine) => {
+            metrics::gauge!("ferrite:model_load_seconds").set(started.elapsed().as_secs_f64());
             let engine: Arc<dyn Engine> = Arc::new(engine);
             let idle = {
                 let state = state.clone();

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use ferrite_engine::Engine;
+use ferrite_engine::{Engine, GaugeGuard};
 use ferrite_middleware::budget::Budgets;
 use ferrite_middleware::memory_store::MemoryStore;
 use ferrite_middleware::ChatService;
@@ -17,6 +17,12 @@ pub struct Ready {
     pub pipeline: ChatService,
     /// Budgets for what does not go through the chat pipeline.
     pub budgets: Option<Arc<Budgets>>,
+}
+
+/// A request's place among those in flight, held until its answer is sent.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _in_flight: GaugeGuard,
 }
 
 #[derive(Clone)]
@@ -57,10 +63,16 @@ impl AppState {
     }
 
     /// A slot for one generating request, or 503 when the server is full.
-    pub fn admit(&self) -> ApiResult<OwnedSemaphorePermit> {
-        self.slots.clone().try_acquire_owned().map_err(|_| {
+    pub fn admit(&self) -> ApiResult<Slot> {
+        let permit = self.slots.clone().try_acquire_owned().map_err(|_| {
+            metrics::counter!("ferrite:requests_rejected_total", "reason" => "overloaded")
+                .increment(1);
             ApiError::unavailable("The server is overloaded; retry shortly.")
                 .with_code("server_overloaded")
+        })?;
+        Ok(Slot {
+            _permit: permit,
+            _in_flight: GaugeGuard::new("ferrite:requests_in_flight"),
         })
     }
 

@@ -15,8 +15,8 @@ use tower::ServiceExt;
 
 use crate::extract::{Caller, JsonBody};
 use crate::routes::append_headers;
-use crate::sse;
 use crate::state::AppState;
+use crate::{sse, telemetry};
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -66,13 +66,22 @@ pub async fn chat_completions(
     // One name per model, so that the cache sees one request.
     request.model = Some(ready.engine.info().id.clone());
     request.context = context(caller.tenant, &request, &headers);
+    let span = tracing::Span::current();
+    span.record("tenant", request.context.tenant.as_str());
+    span.record("model", request.model.as_deref());
+    let log_content = state.config.log.content;
+    if log_content {
+        let messages = serde_json::to_string(&request.messages).unwrap_or_default();
+        tracing::info!(%messages, "chat request");
+    }
     let slot = state.admit()?;
     let streaming = request.is_stream();
     let include_usage = request.include_usage();
 
     let answer = ready.pipeline.clone().oneshot(request).await?;
     let extension = (!answer.extension.is_empty()).then_some(answer.extension);
-    let chunks = match sse::peek(answer.stream).await {
+    let metered = telemetry::meter("chat", started, log_content, answer.stream);
+    let chunks = match sse::peek(metered).await {
         Ok(chunks) => chunks,
         Err(e) => return Err(e.with_headers(answer.headers)),
     };

@@ -10,14 +10,15 @@ use futures::StreamExt;
 
 use crate::extract::{Caller, JsonBody};
 use crate::routes::append_headers;
-use crate::sse;
 use crate::state::AppState;
+use crate::{sse, telemetry};
 
 pub async fn completions(
     State(state): State<AppState>,
     Caller(caller): Caller,
     JsonBody(request): JsonBody<CompletionRequest>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     request.validate()?;
     let ready = state.ready()?;
     state.check_model(ready, request.model.as_deref())?;
@@ -33,6 +34,9 @@ pub async fn completions(
         .as_mut()
         .map(|a| std::mem::take(&mut a.headers))
         .unwrap_or_default();
+    let span = tracing::Span::current();
+    span.record("tenant", caller.tenant.as_str());
+    span.record("model", ready.engine.info().id.as_str());
     let slot = state.admit()?;
     let streaming = request.is_stream();
     let include_usage = request.include_usage();
@@ -49,6 +53,8 @@ pub async fn completions(
             item
         })
         .boxed();
+    let log_content = state.config.log.content;
+    let stream = telemetry::meter("completions", started, log_content, stream);
     let chunks = match sse::peek(stream).await {
         Ok(c) => c,
         Err(e) => return Err(e.with_headers(headers)),
