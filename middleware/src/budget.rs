@@ -25,7 +25,7 @@ use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 use tower::{Layer, Service, ServiceExt};
 
-use crate::pipeline::ChatResponse;
+use crate::pipeline::{take_ready, ChatResponse};
 use crate::token_budget::{DailyQuota, TokenBucket};
 
 /// Limits; 0 means unlimited.
@@ -338,8 +338,10 @@ impl Budgets {
     /// The same for a text completion: every prompt, every choice.
     pub async fn completion_reservation(&self, req: &CompletionRequest) -> (u64, u64) {
         let context = u64::from(self.engine.info().meta.context_length);
+        let inputs = req.prompt.inputs();
+        let runs = inputs.len() as u64 * u64::from(req.n.unwrap_or(1).max(1));
         let mut prompt = 0;
-        for input in req.prompt.inputs() {
+        for input in inputs {
             prompt += match input {
                 PromptInput::Tokens(ids) => ids.len() as u64,
                 PromptInput::Text(t) => match self.engine.count_tokens(&t).await {
@@ -353,7 +355,6 @@ impl Budgets {
             .ok()
             .flatten()
             .map_or(context, u64::from);
-        let runs = req.prompt.inputs().len() as u64 * u64::from(req.n.unwrap_or(1).max(1));
         (prompt, limit.min(context) * runs)
     }
 }
@@ -400,8 +401,7 @@ where
     }
 
     fn call(&mut self, req: ChatRequest) -> Self::Future {
-        let inner = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, inner);
+        let inner = take_ready(&mut self.inner);
         let budgets = self.budgets.clone();
         Box::pin(async move {
             let (prompt, completion) = budgets.reservation(&req).await;

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service, ServiceExt};
 
-use crate::pipeline::ChatResponse;
+use crate::pipeline::{take_ready, ChatResponse};
 use crate::replay::Recording;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,9 +209,7 @@ where
     }
 
     fn call(&mut self, req: ChatRequest) -> Self::Future {
-        // The clone that was polled ready serves this call.
-        let inner = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, inner);
+        let inner = take_ready(&mut self.inner);
         let cache = self.cache.clone();
         let bypass = !deterministic(&req) || req.cache == Some(false) || req.context.no_store;
         if bypass {

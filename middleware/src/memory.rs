@@ -24,7 +24,7 @@ use tower::{Layer, Service, ServiceExt};
 use tracing::warn;
 
 use crate::memory_store::{MemoryStore, NewMemory};
-use crate::pipeline::ChatResponse;
+use crate::pipeline::{take_ready, ChatResponse};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -249,8 +249,7 @@ where
     }
 
     fn call(&mut self, mut req: ChatRequest) -> Self::Future {
-        let inner = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, inner);
+        let inner = take_ready(&mut self.inner);
         let shared = self.shared.clone();
         Box::pin(async move {
             let wanted = shared.config.enabled
@@ -298,12 +297,11 @@ where
                 let timeout = Duration::from_millis(shared.config.timeout_ms.max(500) * 2);
                 resp.stream = remember(resp.stream, store, memory, timeout);
             }
-            let resp = if available {
+            let mut resp = if available {
                 resp.header("x-ferrite-memory-used", report.used)
             } else {
                 resp.header("x-ferrite-memory", "unavailable")
             };
-            let mut resp = resp;
             resp.extension.memory = Some(report);
             Ok(resp)
         })

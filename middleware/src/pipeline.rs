@@ -42,6 +42,13 @@ impl ChatResponse {
     }
 }
 
+/// Takes the inner service that `poll_ready` readied, leaving a fresh clone
+/// in its place (the tower idiom for services called from async blocks).
+pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let fresh = inner.clone();
+    std::mem::replace(inner, fresh)
+}
+
 /// The whole pipeline, type-erased so the server can hold any stack of layers.
 pub type ChatService = BoxCloneSyncService<ChatRequest, ChatResponse, ApiError>;
 

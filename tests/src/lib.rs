@@ -294,6 +294,43 @@ async fn status_and_json(r: reqwest::Response) -> (u16, Value) {
     (status, v)
 }
 
+/// A whole response: status, headers and the body as JSON (`Null` if not).
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// A header's value, or "" when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// A header that must hold a number.
+    pub fn number(&self, name: &str) -> u64 {
+        self.header(name)
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: {:?}", self.header(name)))
+    }
+}
+
+/// Sends a prepared request and reads all of its response.
+pub async fn send(req: reqwest::RequestBuilder) -> Reply {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
 /// POSTs JSON; returns status and parsed body.
 pub async fn post(url: &str, body: &Value) -> (u16, Value) {
     status_and_json(client().post(url).json(body).send().await.expect("request")).await

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use ferrite_tests::{chat, client, Server};
+use ferrite_tests::{chat, client, send, Reply, Server};
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn start(config: &str, name: &str) -> Server {
     let path = std::env::temp_dir().join(format!(
@@ -17,43 +17,14 @@ fn start(config: &str, name: &str) -> Server {
     Server::start(&["--config", path.to_str().unwrap()])
 }
 
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    fn number(&self, name: &str) -> u64 {
-        self.header(name)
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}: {:?}", self.header(name)))
-    }
-}
-
 async fn ask(server: &Server, key: &str, max_tokens: u32) -> Reply {
-    let resp = client()
-        .post(server.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&chat("Say hi.", json!({"max_tokens": max_tokens})))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.json().await.unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    send(
+        client()
+            .post(server.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&chat("Say hi.", json!({"max_tokens": max_tokens}))),
+    )
+    .await
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ferrite_tests::{chat, client, post_sse, Server};
+use ferrite_tests::{chat, client, post_sse, send, Reply, Server};
 use serde_json::{json, Value};
 
 /// A fresh directory for one test's config and data.
@@ -41,41 +41,16 @@ scopes = ["chat"]
     Server::start(&["--config", config.to_str().unwrap()])
 }
 
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
+fn used(reply: &Reply) -> u64 {
+    reply.body["ferrite"]["memory"]["used"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
-impl Reply {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    fn used(&self) -> u64 {
-        self.body["ferrite"]["memory"]["used"].as_u64().unwrap_or(0)
-    }
-
-    fn context(&self) -> &str {
-        self.body["ferrite"]["memory"]["context"]
-            .as_str()
-            .unwrap_or("")
-    }
-}
-
-async fn send(req: reqwest::RequestBuilder) -> Reply {
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.json().await.unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
-    }
+fn context(reply: &Reply) -> &str {
+    reply.body["ferrite"]["memory"]["context"]
+        .as_str()
+        .unwrap_or("")
 }
 
 async fn say(server: &Server, key: &str, conversation: &str, text: &str, extra: Value) -> Reply {
@@ -123,12 +98,12 @@ async fn a_fact_is_recalled_in_later_conversations_and_after_a_restart() {
 
     let asked = say(&server, "sk-alice", "second", QUESTION, json!({})).await;
     assert_eq!(asked.status, 200);
-    assert!(asked.used() >= 1, "{}", asked.body);
+    assert!(used(&asked) >= 1, "{}", asked.body);
     assert_eq!(
         asked.header("x-ferrite-memory-used"),
-        asked.used().to_string()
+        used(&asked).to_string()
     );
-    assert!(asked.context().contains("Whiskers"), "{}", asked.body);
+    assert!(context(&asked).contains("Whiskers"), "{}", asked.body);
 
     // The stored exchange: the prompt as the user sent it, the answer, the
     // conversation and real token counts.
@@ -177,7 +152,7 @@ async fn a_fact_is_recalled_in_later_conversations_and_after_a_restart() {
     // `memory: false` neither reads nor writes.
     let off = say(&server, "sk-alice", "x", QUESTION, json!({"memory": false})).await;
     assert_eq!(off.header("x-ferrite-memory-used"), "0");
-    assert_eq!(off.used(), 0);
+    assert_eq!(used(&off), 0);
     assert_eq!(
         ids(&get(&server, "sk-alice", "/v1/memory").await).len(),
         before + 1
@@ -189,7 +164,7 @@ async fn a_fact_is_recalled_in_later_conversations_and_after_a_restart() {
     let list = get(&server, "sk-alice", "/v1/memory").await;
     assert_eq!(ids(&list).len(), before + 1);
     let again = say(&server, "sk-alice", "fourth", QUESTION, json!({})).await;
-    assert!(again.context().contains("Whiskers"), "{}", again.body);
+    assert!(context(&again).contains("Whiskers"), "{}", again.body);
 }
 
 #[tokio::test]
@@ -205,8 +180,8 @@ async fn tenants_never_see_or_delete_each_others_memory() {
 
     let bob = say(&server, "sk-bob", "b", QUESTION, json!({})).await;
     assert_eq!(bob.status, 200);
-    assert_eq!(bob.used(), 0, "{}", bob.body);
-    assert!(!bob.context().contains("Whiskers"));
+    assert_eq!(used(&bob), 0, "{}", bob.body);
+    assert!(!context(&bob).contains("Whiskers"));
     // Bob's list holds only his own exchange; search finds nothing of Alice's.
     let list = get(&server, "sk-bob", "/v1/memory").await;
     assert!(!ids(&list).contains(&alice[0]));
