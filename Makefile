@@ -17,10 +17,14 @@ serve: $(MODEL) build
 	$(BIN) serve --model $(MODEL) --host $(HOST) --port $(PORT)
 
 ## test: fetch what tests need, then run every test (Rust and the openai SDK)
+## (memory tests also run against PostgreSQL and /docs in headless Chromium:
+## scripts/postgres.sh and scripts/chromium.sh provide them)
 test: $(MODEL) $(HF_MODEL)/config.json build venv
-	FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) FERRITE_TEST_SAFETENSORS=$(CURDIR)/$(HF_MODEL) \
-		cargo test --release --workspace --locked
-	FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) $(VENV)/bin/python -m pytest -q tests/python
+	PG_URL=$$(scripts/postgres.sh) && CHROMIUM=$$(scripts/chromium.sh) && \
+	export FERRITE_TEST_POSTGRES_URL=$$PG_URL FERRITE_TEST_CHROMIUM=$$CHROMIUM \
+		FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) FERRITE_TEST_SAFETENSORS=$(CURDIR)/$(HF_MODEL) && \
+	cargo test --release --workspace --locked && \
+	$(VENV)/bin/python -m pytest -q tests/python
 
 ## bench: concurrency 1 and 8 against a fresh server on port 18123
 bench: $(MODEL) build

@@ -36,6 +36,7 @@ pub struct MistralEngine {
     slots: Arc<Semaphore>,
     info: ModelInfo,
     vocab_size: Option<u32>,
+    max_tokens: Option<usize>,
 }
 
 /// Everything one engine sequence needs besides its prompt.
@@ -115,6 +116,7 @@ impl MistralEngine {
             runner: loaded.runner,
             info: loaded.info,
             vocab_size: loaded.vocab_size,
+            max_tokens: opts.max_tokens,
         })
     }
 
@@ -175,9 +177,10 @@ impl MistralEngine {
             ))
             .with_param(param_for_prompt(param)));
         }
+        let cap = self.max_tokens.unwrap_or(usize::MAX);
         match limit {
-            None => Ok(ctx - prompt),
-            Some(n) if prompt + n as usize <= ctx => Ok(n as usize),
+            None => Ok((ctx - prompt).min(cap)),
+            Some(n) if prompt + n as usize <= ctx => Ok((n as usize).min(cap)),
             Some(n) => Err(ApiError::context_length_exceeded(format!(
                 "This model's maximum context length is {ctx} tokens. However, you requested {} tokens ({prompt} in the prompt, {n} for the completion). Please reduce the prompt or `{param}`.",
                 prompt + n as usize

@@ -69,6 +69,9 @@ pub struct EngineOptions {
     /// GPU memory for the PagedAttention KV cache, in MiB; unset = 90% of free.
     pub paged_attn_mem_mb: Option<usize>,
     pub paged_attn_block_size: usize,
+    /// Most tokens one completion may generate, whatever it asks for
+    /// (llama.cpp's `--n-predict`); unset = what the context leaves.
+    pub max_tokens: Option<usize>,
 }
 
 impl Default for EngineOptions {
@@ -84,6 +87,7 @@ impl Default for EngineOptions {
             paged_attn: true,
             paged_attn_mem_mb: None,
             paged_attn_block_size: 32,
+            max_tokens: None,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod budget;
 pub mod cache;
 pub mod memory;
+pub mod memory_postgres;
 pub mod memory_store;
 mod pipeline;
 pub mod precompute;

@@ -32,6 +32,9 @@ pub struct MemoryConfig {
     pub enabled: bool,
     /// The SQLite file (default: `memory.db` in the data directory).
     pub path: Option<PathBuf>,
+    /// A PostgreSQL URL (`postgres://user:password@host/db`): memory lives
+    /// there instead of the SQLite file, shared by every replica.
+    pub url: Option<String>,
     /// Most tokens of past exchanges injected into one prompt.
     pub max_context_tokens: usize,
     /// Candidates fetched from the store before the token budget applies.
@@ -45,6 +48,7 @@ impl Default for MemoryConfig {
         Self {
             enabled: false,
             path: None,
+            url: None,
             max_context_tokens: 512,
             max_results: 8,
             timeout_ms: 1000,

@@ -1,6 +1,6 @@
 //! Where conversation memory lives: a small async trait, so that a shared
-//! database can back several replicas, and its SQLite implementation (one
-//! file, WAL, FTS5 full-text search ranked by bm25).
+//! database (`memory_postgres`) can back several replicas, and its SQLite
+//! implementation (one file, WAL, FTS5 full-text search ranked by bm25).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -28,6 +28,8 @@ pub enum StoreError {
     Busy,
     #[error("memory store: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("memory store (PostgreSQL): {0}")]
+    Postgres(String),
     #[error("memory store task failed: {0}")]
     Task(String),
 }
@@ -142,9 +144,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Memory> {
     })
 }
 
-/// An FTS5 query matching any of the text's words, each quoted so that no
-/// user text is read as FTS syntax. `None` when the text has no words.
-pub fn fts_query(text: &str) -> Option<String> {
+/// The text's distinct words (letters and digits only, lowercased, at
+/// least two characters, at most 64), so that no user text is read as query
+/// syntax by either store.
+pub fn search_terms(text: &str) -> Vec<String> {
     let mut terms: Vec<String> = Vec::new();
     for word in text.split(|c: char| !c.is_alphanumeric()) {
         let word = word.to_lowercase();
@@ -155,6 +158,13 @@ pub fn fts_query(text: &str) -> Option<String> {
             break;
         }
     }
+    terms
+}
+
+/// An FTS5 query matching any of the text's words, each quoted. `None` when
+/// the text has no words.
+pub fn fts_query(text: &str) -> Option<String> {
+    let terms = search_terms(text);
     (!terms.is_empty()).then(|| {
         terms
             .iter()
@@ -164,7 +174,7 @@ pub fn fts_query(text: &str) -> Option<String> {
     })
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -272,15 +282,11 @@ impl MemoryStore for SqliteStore {
     }
 }
 
+/// Checks every store must pass, run by each store's own tests against a
+/// fresh store; tenants `a` and `b` start empty.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store(name: &str) -> SqliteStore {
-        let dir = std::env::temp_dir().join(format!("ferrite-mem-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        SqliteStore::open(&dir.join("memory.db"), Duration::from_millis(100)).expect("open")
-    }
+pub(crate) mod conformance {
+    use super::{MemoryStore, NewMemory};
 
     fn memory(tenant: &str, prompt: &str, answer: &str) -> NewMemory {
         NewMemory {
@@ -294,6 +300,62 @@ mod tests {
         }
     }
 
+    pub async fn search_ranks_by_relevance_within_a_tenant(s: &dyn MemoryStore, a: &str, b: &str) {
+        s.insert(memory(a, "The weather is nice", "Yes it is"))
+            .await
+            .unwrap();
+        let cat = s
+            .insert(memory(a, "My cat is called Whiskers", "Nice name"))
+            .await
+            .unwrap();
+        s.insert(memory(b, "My cat is called Felix", "Ok"))
+            .await
+            .unwrap();
+        let hits = s.search(a, "what is my cat called?", 5).await.unwrap();
+        assert_eq!(hits[0].id, cat);
+        assert!(hits[0].score.is_some_and(|x| x > 0.0));
+        assert!(hits.iter().all(|m| !m.prompt.contains("Felix")));
+        // Query syntax of either store is just text.
+        let syntax = "\"unbalanced & | !( NEAR(";
+        assert!(s.search(a, syntax, 5).await.unwrap().is_empty());
+    }
+
+    pub async fn lists_pages_and_deletes_per_tenant(s: &dyn MemoryStore, a: &str, b: &str) {
+        let mut ids = vec![];
+        for i in 0..5 {
+            let m = memory(a, &format!("note number{i}"), "x");
+            ids.push(s.insert(m).await.unwrap());
+        }
+        let other = s.insert(memory(b, "p", "x")).await.unwrap();
+        let (page, more) = s.list(a, None, 2).await.unwrap();
+        assert_eq!(
+            page.iter().map(|m| m.id).collect::<Vec<_>>(),
+            [ids[4], ids[3]]
+        );
+        assert!(more);
+        let (page, more) = s.list(a, Some(ids[1]), 2).await.unwrap();
+        assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), [ids[0]]);
+        assert!(!more);
+        assert!(!s.delete(a, other).await.unwrap());
+        assert!(s.delete(a, ids[0]).await.unwrap());
+        assert_eq!(s.search(a, "number1", 5).await.unwrap().len(), 1);
+        assert_eq!(s.delete_all(a).await.unwrap(), 4);
+        assert_eq!(s.list(b, None, 10).await.unwrap().0.len(), 1);
+        // The search index followed the deletions.
+        assert!(s.search(a, "number1", 5).await.unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(name: &str) -> SqliteStore {
+        let dir = std::env::temp_dir().join(format!("ferrite-mem-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        SqliteStore::open(&dir.join("memory.db"), Duration::from_millis(100)).expect("open")
+    }
+
     #[test]
     fn fts_queries_quote_every_word() {
         assert_eq!(
@@ -305,45 +367,11 @@ mod tests {
 
     #[tokio::test]
     async fn search_ranks_by_relevance_within_a_tenant() {
-        let s = store("rank");
-        s.insert(memory("a", "The weather is nice", "Yes it is"))
-            .await
-            .unwrap();
-        let cat = s
-            .insert(memory("a", "My cat is called Whiskers", "Nice name"))
-            .await
-            .unwrap();
-        s.insert(memory("b", "My cat is called Felix", "Ok"))
-            .await
-            .unwrap();
-        let hits = s.search("a", "what is my cat called?", 5).await.unwrap();
-        assert_eq!(hits[0].id, cat);
-        assert!(hits.iter().all(|m| !m.prompt.contains("Felix")));
-        assert!(s.search("a", "\"unbalanced", 5).await.unwrap().is_empty());
+        conformance::search_ranks_by_relevance_within_a_tenant(&store("rank"), "a", "b").await;
     }
 
     #[tokio::test]
     async fn lists_pages_and_deletes_per_tenant() {
-        let s = store("list");
-        let mut ids = vec![];
-        for i in 0..5 {
-            ids.push(s.insert(memory("a", &format!("p{i}"), "x")).await.unwrap());
-        }
-        let other = s.insert(memory("b", "p", "x")).await.unwrap();
-        let (page, more) = s.list("a", None, 2).await.unwrap();
-        assert_eq!(
-            page.iter().map(|m| m.id).collect::<Vec<_>>(),
-            [ids[4], ids[3]]
-        );
-        assert!(more);
-        let (page, more) = s.list("a", Some(ids[1]), 2).await.unwrap();
-        assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), [ids[0]]);
-        assert!(!more);
-        assert!(!s.delete("a", other).await.unwrap());
-        assert!(s.delete("a", ids[0]).await.unwrap());
-        assert_eq!(s.delete_all("a").await.unwrap(), 4);
-        assert_eq!(s.list("b", None, 10).await.unwrap().0.len(), 1);
-        // The FTS index followed the deletions.
-        assert!(s.search("a", "p1", 5).await.unwrap().is_empty());
+        conformance::lists_pages_and_deletes_per_tenant(&store("list"), "a", "b").await;
     }
 }

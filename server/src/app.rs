@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::http::{HeaderName, HeaderValue, Method, Request};
-use axum::routing::{delete, get, post};
 use axum::{BoxError, Router};
 use ferrite_middleware::auth::AuthLayer;
 use ferrite_openapi::ApiError;
@@ -15,9 +14,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::http_metrics;
-use crate::routes::{chat, completions, fallback, health, memory, metrics, models};
 use crate::state::AppState;
+use crate::{api, http_metrics};
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -42,25 +40,7 @@ pub fn router(state: AppState, auth: AuthLayer, prometheus: PrometheusHandle) ->
     let cors = cors(&http.cors_origins);
     let request_id = HeaderName::from_static(REQUEST_ID);
 
-    let router = Router::new()
-        .route("/v1/chat/completions", post(chat::chat_completions))
-        .route("/v1/completions", post(completions::completions))
-        .route("/v1/models", get(models::list))
-        .route("/v1/models/{*id}", get(models::get))
-        .route("/v1/memory", get(memory::list).delete(memory::delete_all))
-        .route("/v1/memory/search", get(memory::search))
-        .route("/v1/memory/{id}", delete(memory::delete))
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .fallback(fallback::not_found)
-        .method_not_allowed_fallback(fallback::method_not_allowed)
-        .with_state(state)
-        .merge(
-            Router::new()
-                .route("/metrics", get(metrics::render))
-                .with_state(prometheus),
-        );
-
+    let router = api::routes(state, prometheus);
     let router = router.layer(axum::middleware::from_fn(http_metrics::track));
     // The timeout covers the time to the response head: streams run on.
     let router = router.layer(

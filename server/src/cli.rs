@@ -24,6 +24,8 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Time response-cache hits against a running server.
     BenchCache(crate::bench_cache::CacheBenchArgs),
+    /// Print the OpenAPI 3.1 document (the same one `/openapi.json` serves).
+    Openapi,
 }
 
 /// Flags override the config file and `FERRITE_*` variables.

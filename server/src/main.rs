@@ -1,5 +1,6 @@
 //! The `ferrite` binary.
 
+mod api;
 mod app;
 mod bench;
 mod bench_cache;
@@ -26,6 +27,7 @@ async fn main() -> ExitCode {
         cli::Command::Serve(args) => serve::run(*args).await,
         cli::Command::Bench(args) => bench::run(args).await,
         cli::Command::BenchCache(args) => bench_cache::run(args).await,
+        cli::Command::Openapi => print_openapi(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -34,4 +36,9 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn print_openapi() -> anyhow::Result<()> {
+    println!("{}", api::document().to_pretty_json()?);
+    Ok(())
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ferrite_engine::{Engine, MistralEngine};
 use ferrite_middleware::auth::{AuthLayer, Authenticator};
+use ferrite_middleware::memory_postgres::PostgresStore;
 use ferrite_middleware::memory_store::{MemoryStore, SqliteStore};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::TcpListener;
@@ -77,16 +78,42 @@ fn open_memory(config: &Config) -> Option<Arc<dyn MemoryStore>> {
     if !config.memory.enabled {
         return None;
     }
-    let path = config.memory_path();
-    match SqliteStore::open(&path, Duration::from_millis(config.memory.timeout_ms)) {
+    let timeout = Duration::from_millis(config.memory.timeout_ms);
+    let (store, place) = match &config.memory.url {
+        Some(url) => (
+            PostgresStore::connect(url, timeout).map(|s| Arc::new(s) as Arc<dyn MemoryStore>),
+            redact(url),
+        ),
+        None => {
+            let path = config.memory_path();
+            let store = SqliteStore::open(&path, timeout);
+            (
+                store.map(|s| Arc::new(s) as Arc<dyn MemoryStore>),
+                path.display().to_string(),
+            )
+        }
+    };
+    match store {
         Ok(store) => {
-            info!(path = %path.display(), "conversation memory on");
-            Some(Arc::new(store))
+            info!(store = %place, "conversation memory on");
+            Some(store)
         }
         Err(e) => {
-            error!(path = %path.display(), "conversation memory unavailable: {e}");
+            error!(store = %place, "conversation memory unavailable: {e}");
             None
         }
+    }
+}
+
+/// A database URL fit for the log: the password is masked.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            // Only fails for URLs that cannot have a password.
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 

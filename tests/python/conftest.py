@@ -27,17 +27,21 @@ def _serve(extra_env=None):
     env.update(extra_env or {})
     # The data dir of the user running the tests stays untouched.
     env["FERRITE_DATA_DIR"] = tempfile.mkdtemp(prefix="ferrite-pytest-")
+    # A file, not a pipe: nobody reads the log while tests run, and a full
+    # pipe would block the server's next log line.
+    log = tempfile.TemporaryFile(prefix="ferrite-pytest-log-")
     proc = subprocess.Popen(
         [binary, "serve", "--model", model, "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"ferrite exited: {proc.stderr.read().decode()}")
+            log.seek(0)
+            raise RuntimeError(f"ferrite exited: {log.read().decode()}")
         try:
             with urllib.request.urlopen(f"{url}/ready", timeout=2) as r:
                 if r.status == 200:

@@ -1,6 +1,7 @@
 """The deployment files: Dockerfiles linted with hadolint, Kubernetes manifests
 rendered with kustomize and validated against the Kubernetes schemas, and their
 ports, probes and config keys checked against what the real binary serves."""
+import json
 import os
 import pathlib
 import shutil
@@ -62,6 +63,21 @@ def test_manifests_are_valid_kubernetes(target, tmp_path):
     if target.endswith("gpu"):
         limits = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
         assert limits["nvidia.com/gpu"] == "1"
+
+
+def psql(url, sql):
+    out = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qtAc", sql], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def postgres_database(name):
+    """A fresh database on the test PostgreSQL server (see scripts/postgres.sh)."""
+    base = os.environ["FERRITE_TEST_POSTGRES_URL"]
+    db = f"ferrite_py_{name}_{os.getpid()}"
+    psql(base, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    psql(base, f"CREATE DATABASE {db}")
+    return base.rsplit("/", 1)[0] + "/" + db
 
 
 def serve(env_overrides, config=None):
@@ -133,6 +149,9 @@ def test_the_deployment_matches_what_the_binary_serves(tmp_path):
     cfg.write_text(config_text)
     env = {e["name"]: e.get("value", "test-key") for e in container["env"] if e["name"].startswith("FERRITE_")}
     env.pop("FERRITE_CONFIG")
+    # The memory Secret points at a real PostgreSQL database here.
+    assert config["memory"]["enabled"] is True and "FERRITE_MEMORY__URL" in env
+    env["FERRITE_MEMORY__URL"] = postgres_database("deploy")
     proc, url, data = serve(env, config=str(cfg))
     try:
         wait_ok(proc, url + probes["startupProbe"]["path"])
@@ -141,6 +160,17 @@ def test_the_deployment_matches_what_the_binary_serves(tmp_path):
                 assert r.status == 200
         with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
             assert r.status == 200
+        # A chat is remembered in PostgreSQL.
+        auth = {"Authorization": "Bearer test-key", "Content-Type": "application/json"}
+        body = json.dumps({"messages": [{"role": "user", "content": "My dog is Rex."}], "max_tokens": 4})
+        req = urllib.request.Request(url + "/v1/chat/completions", body.encode(), auth)
+        with urllib.request.urlopen(req, timeout=60) as r:
+            assert r.headers["x-ferrite-memory-used"] == "0"
+        deadline = time.time() + 10
+        while (stored := psql(env["FERRITE_MEMORY__URL"], "SELECT prompt FROM memories")) == "":
+            assert time.time() < deadline, "nothing stored"
+            time.sleep(0.2)
+        assert stored == "My dog is Rex.", stored
     finally:
         stop(proc, data)
 

@@ -415,3 +415,31 @@ pub fn chat(content: &str, extra: Value) -> Value {
     }
     body
 }
+
+/// A fresh, empty PostgreSQL database for one test, on the server that
+/// `FERRITE_TEST_POSTGRES_URL` names (`make test` starts one with
+/// scripts/postgres.sh). Returns its URL.
+pub fn postgres_database(name: &str) -> String {
+    let base = std::env::var("FERRITE_TEST_POSTGRES_URL").expect(
+        "FERRITE_TEST_POSTGRES_URL must name a PostgreSQL server; `make test` sets it from scripts/postgres.sh",
+    );
+    let db = format!("ferrite_{name}_{}", std::process::id());
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        format!("CREATE DATABASE {db}"),
+    ] {
+        let out = std::process::Command::new("psql")
+            .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", &sql])
+            .output()
+            .expect("psql (PostgreSQL's client) runs");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (server, _) = base
+        .rsplit_once('/')
+        .expect("FERRITE_TEST_POSTGRES_URL ends in /database");
+    format!("{server}/{db}")
+}

@@ -110,3 +110,26 @@ async fn stop_sequences_apply_to_text_completions() {
     assert_eq!(cut["choices"][0]["text"], text[..text.find(',').unwrap()]);
     assert_eq!(cut["choices"][0]["finish_reason"], "stop");
 }
+
+/// Found by schemathesis: a choice whose last token ends inside a multi-byte
+/// character used to lose its final chunk, and the request failed with 500
+/// (vendor/README.md, patch 5). Prompts of odd characters make the model
+/// emit byte tokens, so some choices end mid-character.
+#[tokio::test]
+async fn choices_ending_inside_a_character_still_finish() {
+    let prompts = ["5å$", "\u{1f}Í\u{cad70}\u{95}", "oý¿$â", "𝐓𝐡𝐞 \u{1a}*>ÿô"];
+    for seed in 0..6 {
+        let (status, body) = post(
+            &url(),
+            &json!({"prompt": prompts, "max_tokens": 16, "seed": seed, "temperature": 1}),
+        )
+        .await;
+        assert_eq!(status, 200, "seed {seed}: {body}");
+        let choices = body["choices"].as_array().unwrap();
+        assert_eq!(choices.len(), prompts.len());
+        assert!(
+            choices.iter().all(|c| c["finish_reason"].is_string()),
+            "{body}"
+        );
+    }
+}

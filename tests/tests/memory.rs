@@ -1,11 +1,12 @@
-//! Conversation memory against the real server, model and SQLite file:
-//! recall across conversations and restarts, tenant isolation, the memory
-//! API, a SIGKILL mid-write, and a locked or unopenable store.
+//! Conversation memory against the real server and model, stored in a real
+//! SQLite file and in a real PostgreSQL database: recall across
+//! conversations and restarts, tenant isolation and the memory API on both;
+//! a SIGKILL mid-write and a locked or unopenable store on SQLite.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ferrite_tests::{chat, client, post_sse, send, Reply, Server};
+use ferrite_tests::{chat, client, post_sse, postgres_database, send, Reply, Server};
 use serde_json::{json, Value};
 
 /// A fresh directory for one test's config and data.
@@ -16,15 +17,35 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Where a test keeps its memory.
+enum Store {
+    Sqlite,
+    /// A database URL.
+    Postgres(String),
+}
+
+impl Store {
+    fn postgres(name: &str) -> Self {
+        Store::Postgres(postgres_database(name))
+    }
+
+    fn config(&self) -> String {
+        match self {
+            Store::Sqlite => String::new(),
+            Store::Postgres(url) => format!("url = \"{url}\"\n"),
+        }
+    }
+}
+
 /// A server with memory on, API keys for two tenants and one key that may
 /// chat but not delete.
-fn start(dir: &Path) -> Server {
+fn start(dir: &Path, store: &Store) -> Server {
     let config = dir.join("ferrite.toml");
     let text = format!(
         r#"data_dir = "{}"
 [memory]
 enabled = true
-[[auth.api_keys]]
+{}[[auth.api_keys]]
 name = "alice"
 key = "sk-alice"
 [[auth.api_keys]]
@@ -35,7 +56,8 @@ name = "alice-readonly"
 key = "sk-ro"
 scopes = ["chat"]
 "#,
-        dir.join("data").display()
+        dir.join("data").display(),
+        store.config()
     );
     std::fs::write(&config, text).unwrap();
     Server::start(&["--config", config.to_str().unwrap()])
@@ -90,8 +112,17 @@ const QUESTION: &str = "What is the name of my cat?";
 
 #[tokio::test]
 async fn a_fact_is_recalled_in_later_conversations_and_after_a_restart() {
-    let dir = scratch("recall");
-    let server = start(&dir);
+    recall("recall", Store::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_a_fact_is_recalled_in_later_conversations_and_after_a_restart() {
+    recall("recall_pg", Store::postgres("recall")).await;
+}
+
+async fn recall(name: &str, store: Store) {
+    let dir = scratch(name);
+    let server = start(&dir, &store);
     let told = say(&server, "sk-alice", "first", FACT, json!({})).await;
     assert_eq!(told.status, 200, "{}", told.body);
     assert_eq!(told.header("x-ferrite-memory-used"), "0");
@@ -160,7 +191,7 @@ async fn a_fact_is_recalled_in_later_conversations_and_after_a_restart() {
 
     // A restart keeps everything.
     drop(server);
-    let server = start(&dir);
+    let server = start(&dir, &store);
     let list = get(&server, "sk-alice", "/v1/memory").await;
     assert_eq!(ids(&list).len(), before + 1);
     let again = say(&server, "sk-alice", "fourth", QUESTION, json!({})).await;
@@ -169,8 +200,17 @@ async fn a_fact_is_recalled_in_later_conversations_and_after_a_restart() {
 
 #[tokio::test]
 async fn tenants_never_see_or_delete_each_others_memory() {
-    let dir = scratch("tenants");
-    let server = start(&dir);
+    tenants("tenants", Store::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_tenants_never_see_or_delete_each_others_memory() {
+    tenants("tenants_pg", Store::postgres("tenants")).await;
+}
+
+async fn tenants(name: &str, store: Store) {
+    let dir = scratch(name);
+    let server = start(&dir, &store);
     assert_eq!(
         say(&server, "sk-alice", "a", FACT, json!({})).await.status,
         200
@@ -262,7 +302,7 @@ fn integrity(db: &Path) -> (String, i64) {
 async fn killing_the_server_during_writes_leaves_a_readable_store() {
     let dir = scratch("kill");
     let db = dir.join("data/memory.db");
-    let server = start(&dir);
+    let server = start(&dir, &Store::Sqlite);
     // Many short exchanges finishing (and being stored) at different
     // moments; the server is killed while the rest are still arriving.
     let url = server.url("/v1/chat/completions");
@@ -299,7 +339,7 @@ async fn killing_the_server_during_writes_leaves_a_readable_store() {
     assert!(rows as usize >= stored, "{rows} rows, {stored} were listed");
 
     // It reopens, lists what was committed, and takes new writes.
-    let server = start(&dir);
+    let server = start(&dir, &Store::Sqlite);
     let list = get(&server, "sk-alice", "/v1/memory?limit=100").await;
     assert_eq!(ids(&list).len(), rows as usize);
     assert_eq!(
@@ -316,7 +356,7 @@ async fn killing_the_server_during_writes_leaves_a_readable_store() {
 async fn a_locked_store_degrades_to_answering_without_memory() {
     let dir = scratch("locked");
     let db = dir.join("data/memory.db");
-    let server = start(&dir);
+    let server = start(&dir, &Store::Sqlite);
     assert_eq!(
         say(&server, "sk-alice", "a", FACT, json!({})).await.status,
         200
@@ -384,4 +424,23 @@ async fn a_store_that_cannot_open_leaves_the_server_answering() {
     let list = send(client().get(server.url("/v1/memory"))).await;
     assert_eq!(list.status, 503);
     assert_eq!(list.body["error"]["type"], "server_error");
+}
+
+#[tokio::test]
+async fn postgres_that_is_down_leaves_the_server_answering() {
+    let dir = scratch("pg_down");
+    // Nothing listens on this port: every store call fails fast.
+    let port = ferrite_tests::free_port();
+    let store = Store::Postgres(format!("postgres://ferrite:secret@127.0.0.1:{port}/none"));
+    let server = start(&dir, &store);
+    assert!(
+        !server.log().contains("secret"),
+        "the password stays out of the log"
+    );
+    let reply = say(&server, "sk-alice", "a", QUESTION, json!({})).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("x-ferrite-memory"), "unavailable");
+    let list = get(&server, "sk-alice", "/v1/memory").await;
+    assert_eq!(list.status, 503, "{}", list.body);
+    assert_eq!(list.body["error"]["code"], "service_unavailable");
 }

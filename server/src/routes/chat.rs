@@ -8,7 +8,8 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferrite_openapi::aggregate::ChatAccumulator;
-use ferrite_openapi::chat::{CallContext, ChatCompletionChunk, ChatRequest};
+use ferrite_openapi::chat::{CallContext, ChatCompletion, ChatCompletionChunk, ChatRequest};
+use ferrite_openapi::doc::ApiErrors;
 use ferrite_openapi::ApiError;
 use futures::StreamExt;
 use tower::ServiceExt;
@@ -53,6 +54,32 @@ fn context(tenant: String, request: &ChatRequest, headers: &HeaderMap) -> CallCo
     }
 }
 
+/// Creates a chat completion; `stream: true` answers with server-sent events.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions", operation_id = "createChatCompletion",
+    tag = "openai",
+    request_body = ChatRequest,
+    params(
+        ("x-ferrite-conversation" = Option<String>, Header, description = "ferrite extension: the conversation this call belongs to, for memory (defaults to `user`)."),
+        ("x-ferrite-memory" = Option<String>, Header, description = "ferrite extension: `off` skips conversation memory for this call."),
+        ("x-ferrite-debug" = Option<String>, Header, description = "ferrite extension: `1` adds what the middleware did to the `ferrite` field."),
+        ("cache-control" = Option<String>, Header, description = "`no-cache` skips the response cache lookup, `no-store` keeps the answer out of it."),
+    ),
+    responses(
+        (status = 200, description = "The completion, or (with `stream: true`) `data:` events of chunks ending with `data: [DONE]`.",
+            content(
+                (ChatCompletion = "application/json"),
+                (ChatCompletionChunk = "text/event-stream"),
+            ),
+            headers(
+                ("x-ferrite-cache" = String, description = "`hit`, `miss` or `bypass` when the response cache is on."),
+                ("server-timing" = String, description = "Time to the response head."),
+            )
+        ),
+        ApiErrors,
+    )
+)]
 pub async fn chat_completions(
     State(state): State<AppState>,
     Caller(caller): Caller,

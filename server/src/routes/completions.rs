@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferrite_openapi::aggregate::CompletionAccumulator;
 use ferrite_openapi::completions::{Completion, CompletionRequest};
+use ferrite_openapi::doc::ApiErrors;
 use ferrite_openapi::ApiError;
 use futures::StreamExt;
 
@@ -13,6 +14,23 @@ use crate::routes::append_headers;
 use crate::state::AppState;
 use crate::{sse, telemetry};
 
+/// Creates a text completion (the legacy API); `stream: true` answers with
+/// server-sent events.
+#[utoipa::path(
+    post,
+    path = "/v1/completions", operation_id = "createCompletion",
+    tag = "openai",
+    request_body = CompletionRequest,
+    responses(
+        (status = 200, description = "The completion, or (with `stream: true`) `data:` events of completion chunks ending with `data: [DONE]`.",
+            content(
+                (Completion = "application/json"),
+                (Completion = "text/event-stream"),
+            )
+        ),
+        ApiErrors,
+    )
+)]
 pub async fn completions(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -2,20 +2,30 @@
 
 use axum::extract::State;
 use axum::Json;
-use ferrite_openapi::ApiError;
-use serde_json::{json, Value};
+use ferrite_openapi::health::{Health, Readiness};
+use ferrite_openapi::{ApiError, ErrorBody};
 
 use crate::state::AppState;
 
 /// The process is up and serving HTTP, model loaded or not.
-pub async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/health", operation_id = "getHealth", tag = "operations", security(()),
+    responses((status = 200, body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// 200 once the model can answer, 503 with an OpenAI error before.
-pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/ready", operation_id = "getReadiness", tag = "operations", security(()),
+    responses(
+        (status = 200, body = Readiness),
+        (status = 503, description = "The model is still loading, or the server is draining.", body = ErrorBody),
+    ))]
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let ready = state.ready()?;
-    Ok(Json(
-        json!({"status": "ready", "model": ready.engine.info().id}),
-    ))
+    Ok(Json(Readiness {
+        status: "ready".into(),
+        model: ready.engine.info().id.clone(),
+    }))
 }

@@ -5,26 +5,35 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::Json;
 use ferrite_middleware::memory_store::{MemoryStore, StoreError};
+use ferrite_openapi::doc::ApiErrors;
 use ferrite_openapi::memory::{MemoryDeleted, MemoryList};
 use ferrite_openapi::{ApiError, ApiResult};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::extract::{Caller, QueryParams};
 use crate::state::AppState;
 
 const MAX_LIMIT: usize = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
     /// Cursor: the `last_id` of the previous page.
     after: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
+    /// Words to look for in past prompts and answers.
+    #[param(min_length = 1, pattern = r"\S")]
     q: String,
+    /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
 }
 
@@ -55,6 +64,9 @@ fn failed(e: StoreError) -> ApiError {
     ApiError::unavailable(format!("The memory store is unavailable: {e}."))
 }
 
+/// The caller's memories, newest first, a page at a time.
+#[utoipa::path(get, path = "/v1/memory", operation_id = "listMemories", tag = "memory", params(ListParams),
+    responses((status = 200, body = MemoryList), ApiErrors))]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -68,6 +80,9 @@ pub async fn list(
     Ok(Json(MemoryList::new(items, more)))
 }
 
+/// The caller's memories most relevant to `q`, best first.
+#[utoipa::path(get, path = "/v1/memory/search", operation_id = "searchMemories", tag = "memory", params(SearchParams),
+    responses((status = 200, body = MemoryList), ApiErrors))]
 pub async fn search(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -84,6 +99,10 @@ pub async fn search(
     Ok(Json(MemoryList::new(items, false)))
 }
 
+/// Forgets one memory (needs the `memory:write` scope under JWT auth).
+#[utoipa::path(delete, path = "/v1/memory/{id}", operation_id = "deleteMemory", tag = "memory",
+    params(("id" = i64, Path, description = "The memory's id")),
+    responses((status = 200, body = MemoryDeleted), ApiErrors))]
 pub async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -104,6 +123,9 @@ pub async fn delete(
     }))
 }
 
+/// Forgets every memory of the caller.
+#[utoipa::path(delete, path = "/v1/memory", operation_id = "deleteMemories", tag = "memory",
+    responses((status = 200, body = MemoryDeleted), ApiErrors))]
 pub async fn delete_all(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod completions;
+pub mod docs;
 pub mod fallback;
 pub mod health;
 pub mod memory;

@@ -3,6 +3,7 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use ferrite_engine::ModelInfo;
+use ferrite_openapi::doc::ApiErrors;
 use ferrite_openapi::models::{ModelList, ModelObject};
 use ferrite_openapi::ApiError;
 
@@ -18,6 +19,9 @@ fn object(info: &ModelInfo) -> ModelObject {
     }
 }
 
+/// Lists the models this server answers for.
+#[utoipa::path(get, path = "/v1/models", operation_id = "listModels", tag = "openai",
+    responses((status = 200, body = ModelList), ApiErrors))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
     let ready = state.ready()?;
     Ok(Json(ModelList {
@@ -26,6 +30,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiE
     }))
 }
 
+/// One model, by id or alias. The id may contain `/` (`publisher/repo`).
+#[utoipa::path(get, path = "/v1/models/{model}", operation_id = "retrieveModel", tag = "openai",
+    params(("model" = String, Path, description = "Model id or alias")),
+    responses((status = 200, body = ModelObject), ApiErrors))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,

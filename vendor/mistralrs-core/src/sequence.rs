@@ -1013,6 +1013,15 @@ impl Sequence {
         new_decoded
     }
 
+    /// ferrite patch: the rest of the text, lossily decoded, for a sequence
+    /// that ends inside a multi-byte character. Without it the last chunk,
+    /// which carries the finish reason, is never sent.
+    pub fn take_delta_lossy(&mut self) -> String {
+        let rest = String::from_utf8_lossy(&self.completion_bytes[self.stream_idx..]).to_string();
+        self.stream_idx = self.completion_bytes.len();
+        rest
+    }
+
     /// Peeks at the delta between the last two decoded sequences, but does not advance the stream index.
     pub fn peek_delta(&self) -> Result<Option<String>, Box<dyn std::error::Error + Send + Sync>> {
         let is_first = self.stream_idx == 0;

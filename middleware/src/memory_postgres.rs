@@ -1,0 +1,241 @@
+//! Conversation memory in PostgreSQL, for replicas that share one store:
+//! full-text search over a generated `tsvector` (GIN index), ranked by
+//! `ts_rank_cd` with the prompt weighted above the answer.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ferrite_openapi::memory::Memory;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+use tokio::sync::OnceCell;
+
+use crate::memory_store::{now, search_terms, MemoryStore, NewMemory, StoreError};
+
+/// Replicas starting together must not race each other's `CREATE`s.
+const SCHEMA_LOCK: i64 = 0x6665_7272_6974_6501;
+
+const SCHEMA: [&str; 3] = [
+    "CREATE TABLE IF NOT EXISTS memories (
+        id BIGSERIAL PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        conversation TEXT,
+        model TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        search TSVECTOR GENERATED ALWAYS AS (
+            setweight(to_tsvector('english', prompt), 'A')
+            || setweight(to_tsvector('english', answer), 'B')
+        ) STORED
+    )",
+    "CREATE INDEX IF NOT EXISTS memories_by_tenant ON memories (tenant, id)",
+    "CREATE INDEX IF NOT EXISTS memories_search ON memories USING GIN (search)",
+];
+
+const COLUMNS: &str = "id, conversation, model, prompt, answer, \
+                       prompt_tokens, completion_tokens, created_at";
+
+pub struct PostgresStore {
+    pool: PgPool,
+    schema: OnceCell<()>,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut => StoreError::Busy,
+            e => StoreError::Postgres(e.to_string()),
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Checks the URL but connects on first use, so that ferrite starts
+    /// (and answers without memory) while the database is still coming up.
+    pub fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(timeout)
+            .connect_lazy(url)?;
+        Ok(Self {
+            pool,
+            schema: OnceCell::new(),
+        })
+    }
+
+    async fn pool(&self) -> Result<&PgPool, StoreError> {
+        self.schema
+            .get_or_try_init(|| async {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(SCHEMA_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                for statement in SCHEMA {
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
+                tx.commit().await.map_err(StoreError::from)
+            })
+            .await?;
+        Ok(&self.pool)
+    }
+}
+
+fn tokens(r: &PgRow, column: &str) -> Result<u32, sqlx::Error> {
+    let n: i64 = r.try_get(column)?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+fn row(r: &PgRow) -> Result<Memory, sqlx::Error> {
+    Ok(Memory {
+        id: r.try_get("id")?,
+        object: "memory".into(),
+        conversation: r.try_get("conversation")?,
+        model: r.try_get("model")?,
+        prompt: r.try_get("prompt")?,
+        answer: r.try_get("answer")?,
+        prompt_tokens: tokens(r, "prompt_tokens")?,
+        completion_tokens: tokens(r, "completion_tokens")?,
+        created_at: r.try_get("created_at")?,
+        score: None,
+    })
+}
+
+#[async_trait]
+impl MemoryStore for PostgresStore {
+    async fn insert(&self, m: NewMemory) -> Result<i64, StoreError> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO memories (tenant, conversation, model, prompt, answer, \
+             prompt_tokens, completion_tokens, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(&m.tenant)
+        .bind(&m.conversation)
+        .bind(&m.model)
+        .bind(&m.prompt)
+        .bind(&m.answer)
+        .bind(i64::from(m.prompt_tokens))
+        .bind(i64::from(m.completion_tokens))
+        .bind(now())
+        .fetch_one(self.pool().await?)
+        .await?;
+        Ok(id)
+    }
+
+    async fn search(
+        &self,
+        tenant: &str,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<Memory>, StoreError> {
+        let terms = search_terms(query);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Terms are letters and digits only, so none reads as tsquery syntax.
+        let tsquery = terms.join(" | ");
+        let sql = format!(
+            "SELECT {COLUMNS}, ts_rank_cd(search, q)::FLOAT8 AS rank \
+             FROM memories, to_tsquery('english', $1) q \
+             WHERE tenant = $2 AND search @@ q \
+             ORDER BY rank DESC, id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tsquery)
+            .bind(tenant)
+            .bind(limit as i64)
+            .fetch_all(self.pool().await?)
+            .await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut m = row(r)?;
+            m.score = Some(r.try_get("rank")?);
+            found.push(m);
+        }
+        Ok(found)
+    }
+
+    async fn list(
+        &self,
+        tenant: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<(Vec<Memory>, bool), StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM memories \
+             WHERE tenant = $1 AND ($2::BIGINT IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(before)
+            .bind(limit as i64 + 1)
+            .fetch_all(self.pool().await?)
+            .await?;
+        let mut items = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        Ok((items, more))
+    }
+
+    async fn delete(&self, tenant: &str, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM memories WHERE id = $1 AND tenant = $2")
+            .bind(id)
+            .bind(tenant)
+            .execute(self.pool().await?)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_all(&self, tenant: &str) -> Result<usize, StoreError> {
+        let done = sqlx::query("DELETE FROM memories WHERE tenant = $1")
+            .bind(tenant)
+            .execute(self.pool().await?)
+            .await?;
+        Ok(done.rows_affected() as usize)
+    }
+}
+
+/// Against a real server when `FERRITE_TEST_POSTGRES_URL` is set (as
+/// `make test` does; the end-to-end memory tests require it); the same
+/// checks as the SQLite store's.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory_store::conformance;
+
+    /// A store in a fresh database of its own.
+    async fn store() -> Option<PostgresStore> {
+        let base = std::env::var("FERRITE_TEST_POSTGRES_URL").ok()?;
+        let db = format!("ferrite_unit_{}", uuid::Uuid::new_v4().simple());
+        let admin = PgPool::connect(&base).await.expect("connect");
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        let (server, _) = base.rsplit_once('/').expect("URL ends in /database");
+        let url = format!("{server}/{db}");
+        Some(PostgresStore::connect(&url, Duration::from_secs(5)).expect("url"))
+    }
+
+    #[tokio::test]
+    async fn search_ranks_by_relevance_within_a_tenant() {
+        let Some(s) = store().await else {
+            eprintln!("FERRITE_TEST_POSTGRES_URL unset: skipped");
+            return;
+        };
+        conformance::search_ranks_by_relevance_within_a_tenant(&s, "a", "b").await;
+    }
+
+    #[tokio::test]
+    async fn lists_pages_and_deletes_per_tenant() {
+        let Some(s) = store().await else {
+            eprintln!("FERRITE_TEST_POSTGRES_URL unset: skipped");
+            return;
+        };
+        conformance::lists_pages_and_deletes_per_tenant(&s, "a", "b").await;
+    }
+}

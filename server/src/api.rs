@@ -1,0 +1,109 @@
+//! Every route, and the OpenAPI document built from the same annotated
+//! handlers, so that the two cannot drift apart.
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use ferrite_openapi::doc::ApiDoc;
+use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa::openapi::OpenApi as Document;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::routes::{chat, completions, docs, fallback, health, memory, metrics, models};
+use crate::state::AppState;
+
+/// Paths axum spells differently: a model id may contain `/`, which the
+/// router matches with a catch-all that OpenAPI cannot express.
+#[derive(OpenApi)]
+#[openapi(paths(models::get))]
+struct CatchAll;
+
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(chat::chat_completions))
+        .routes(routes!(completions::completions))
+        .routes(routes!(models::list))
+        .route("/v1/models/{*id}", get(models::get))
+        .routes(routes!(memory::list, memory::delete_all))
+        .routes(routes!(memory::search))
+        .routes(routes!(memory::delete))
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+}
+
+fn operations() -> OpenApiRouter<PrometheusHandle> {
+    OpenApiRouter::new().routes(routes!(metrics::render))
+}
+
+fn documentation() -> OpenApiRouter<docs::Document> {
+    OpenApiRouter::new()
+        .routes(routes!(docs::openapi))
+        .routes(routes!(docs::page))
+        .routes(routes!(docs::asset))
+}
+
+/// The routers, waiting for their state, and the whole document.
+fn split() -> (
+    Router<AppState>,
+    Router<PrometheusHandle>,
+    Router<docs::Document>,
+    Document,
+) {
+    let (api, mut doc) = api().split_for_parts();
+    let (ops, ops_doc) = operations().split_for_parts();
+    let (docs, docs_doc) = documentation().split_for_parts();
+    doc.merge(ops_doc);
+    doc.merge(docs_doc);
+    doc.merge(CatchAll::openapi());
+    (api, ops, docs, doc)
+}
+
+/// The OpenAPI document (`ferrite openapi` prints it without a model).
+pub fn document() -> Document {
+    split().3
+}
+
+pub fn routes(state: AppState, prometheus: PrometheusHandle) -> Router {
+    let (api, ops, docs, doc) = split();
+    // Serializing a document built from our own types cannot fail.
+    let json: docs::Document = Arc::from(doc.to_json().expect("OpenAPI document serializes"));
+    api.with_state(state)
+        .merge(ops.with_state(prometheus))
+        .merge(docs.with_state(json))
+        .fallback(fallback::not_found)
+        .method_not_allowed_fallback(fallback::method_not_allowed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::document;
+
+    #[test]
+    fn document_is_openapi_3_1_with_every_path() {
+        let doc = serde_json::to_value(document()).expect("serializes");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        for p in [
+            "/v1/chat/completions",
+            "/v1/completions",
+            "/v1/models",
+            "/v1/models/{model}",
+            "/v1/memory",
+            "/v1/memory/search",
+            "/v1/memory/{id}",
+            "/health",
+            "/ready",
+            "/metrics",
+            "/openapi.json",
+            "/docs",
+            "/docs/{file}",
+        ] {
+            assert!(paths.contains_key(p), "{p} missing");
+        }
+        assert_eq!(paths.len(), 13, "{:?}", paths.keys());
+        assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    }
+}
