@@ -113,11 +113,11 @@ pub struct ChatRequest {
     pub draft_model: Option<String>,
 
     // ferrite extensions.
-    /// `false` turns conversation memory off for this request (no retrieval,
-    /// no storage).
+    /// ferrite extension: `false` turns conversation memory off for this
+    /// request (no retrieval, no storage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<bool>,
-    /// `false` bypasses the response cache for this request.
+    /// ferrite extension: `false` bypasses the response cache for this request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<bool>,
 
@@ -380,6 +380,7 @@ pub struct ChatCompletion {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     pub system_fingerprint: Option<String>,
+    /// ferrite extension: what the middleware did (memory used, cache).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ferrite: Option<ResponseExtension>,
 }
@@ -413,7 +414,7 @@ pub struct ChatCompletionChunk {
     pub choices: Vec<ChunkChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
-    /// Sent on the first chunk only.
+    /// ferrite extension: what the middleware did; on the first chunk only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ferrite: Option<ResponseExtension>,
 }
