@@ -24,6 +24,7 @@ under `extra_body`.",
     security((), ("bearer" = [])),
     tags(
         (name = "openai", description = "The OpenAI API surface LM Studio serves."),
+        (name = "lmstudio", description = "LM Studio's REST API v0: OpenAI bodies plus `stats`, `model_info`, `runtime`."),
         (name = "memory", description = "ferrite extension: the caller's conversation memory."),
         (name = "operations", description = "Probes, metrics and this document.")
     )

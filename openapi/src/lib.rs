@@ -8,6 +8,7 @@ pub mod completions;
 pub mod doc;
 pub mod error;
 pub mod health;
+pub mod lmstudio;
 pub mod memory;
 pub mod models;
 pub mod parse;

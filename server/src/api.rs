@@ -12,13 +12,13 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::routes::{chat, completions, docs, fallback, health, memory, metrics, models};
+use crate::routes::{chat, completions, docs, fallback, health, lmstudio, memory, metrics, models};
 use crate::state::AppState;
 
 /// Paths axum spells differently: a model id may contain `/`, which the
 /// router matches with a catch-all that OpenAPI cannot express.
 #[derive(OpenApi)]
-#[openapi(paths(models::get))]
+#[openapi(paths(models::get, lmstudio::get))]
 struct CatchAll;
 
 fn api() -> OpenApiRouter<AppState> {
@@ -30,6 +30,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(memory::list, memory::delete_all))
         .routes(routes!(memory::search))
         .routes(routes!(memory::delete))
+        .routes(routes!(lmstudio::list))
+        .route("/api/v0/models/{*id}", get(lmstudio::get))
+        .routes(routes!(lmstudio::chat_completions))
+        .routes(routes!(lmstudio::completions))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
 }
@@ -100,10 +104,14 @@ mod tests {
             "/openapi.json",
             "/docs",
             "/docs/{file}",
+            "/api/v0/models",
+            "/api/v0/models/{model}",
+            "/api/v0/chat/completions",
+            "/api/v0/completions",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
-        assert_eq!(paths.len(), 13, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 17, "{:?}", paths.keys());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }
 }

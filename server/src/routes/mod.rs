@@ -5,6 +5,7 @@ pub mod completions;
 pub mod docs;
 pub mod fallback;
 pub mod health;
+pub mod lmstudio;
 pub mod memory;
 pub mod metrics;
 pub mod models;
