@@ -1,5 +1,5 @@
 //! Facts read from a GGUF header before loading: architecture, vocabulary
-//! size and the dominant weight quantization.
+//! (size and token bytes) and the dominant weight quantization.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -7,11 +7,14 @@ use std::path::Path;
 use anyhow::Context;
 use candle_core::quantized::gguf_file::Content;
 
-#[derive(Debug, Clone, Default)]
+use crate::vocab::Vocab;
+
+#[derive(Debug, Default)]
 pub struct GgufMeta {
     pub architecture: Option<String>,
     pub vocab_size: Option<u32>,
     pub quantization: Option<String>,
+    pub vocab: Option<Vocab>,
 }
 
 pub fn read(path: &Path) -> anyhow::Result<GgufMeta> {
@@ -46,5 +49,6 @@ pub fn read(path: &Path) -> anyhow::Result<GgufMeta> {
         architecture,
         vocab_size,
         quantization,
+        vocab: Vocab::from_gguf(&content).ok(),
     })
 }

@@ -11,11 +11,14 @@ mod logits;
 mod logprobs;
 mod mistral_engine;
 mod options;
+mod reasoning_split;
 pub mod scripted;
 mod stop;
 mod stream;
+mod thinking;
+mod vocab;
 
 pub use backend::{ChatStream, CompletionStream, Engine, ModelInfo};
 pub use gauge::GaugeGuard;
 pub use mistral_engine::MistralEngine;
-pub use options::{EngineOptions, IsqChoice, ModelFormat};
+pub use options::{Delimiters, EngineOptions, IsqChoice, ModelFormat};

@@ -21,12 +21,15 @@ use tracing::info;
 use crate::backend::ModelInfo;
 use crate::gguf_meta;
 use crate::options::{EngineOptions, IsqChoice, ModelFormat};
+use crate::vocab::Vocab;
 
 /// A loaded runner plus what the adapter needs to know about it.
 pub struct Loaded {
     pub runner: Arc<MistralRs>,
     pub info: ModelInfo,
     pub vocab_size: Option<u32>,
+    /// Token bytes, for thinking budgets; `None` if the tokenizer is unreadable.
+    pub vocab: Option<Arc<Vocab>>,
 }
 
 /// Where the weights are and in which format.
@@ -153,74 +156,85 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
         info!("PagedAttention is off: it needs a CUDA or Metal build and device");
     }
 
-    let (loader, isq, architecture, quantization, vocab_size): (Box<dyn Loader>, _, _, _, _) =
-        match located.format {
-            ModelFormat::Gguf => {
-                let file = located.file.clone().context("GGUF file name")?;
-                let meta = gguf_meta::read(&located.dir.join(&file))?;
-                if opts.isq != IsqChoice::None {
-                    info!(
-                        "ISQ does not apply to GGUF models (already quantized: {:?})",
-                        meta.quantization
-                    );
-                }
-                let loader = GGUFLoaderBuilder::new(
-                    None,
-                    None,
-                    located.dir.to_string_lossy().into_owned(),
-                    vec![file],
-                    GGUFSpecificConfig { topology: None },
-                    false,
-                    None,
-                )
-                .build();
-                (
-                    loader,
-                    None,
-                    meta.architecture,
-                    meta.quantization,
-                    meta.vocab_size,
-                )
+    let (loader, isq, architecture, quantization, vocab_size, vocab): (
+        Box<dyn Loader>,
+        _,
+        _,
+        _,
+        _,
+        _,
+    ) = match located.format {
+        ModelFormat::Gguf => {
+            let file = located.file.clone().context("GGUF file name")?;
+            let meta = gguf_meta::read(&located.dir.join(&file))?;
+            if opts.isq != IsqChoice::None {
+                info!(
+                    "ISQ does not apply to GGUF models (already quantized: {:?})",
+                    meta.quantization
+                );
             }
-            ModelFormat::Safetensors => {
-                let cfg: HfConfig = std::fs::read(located.dir.join("config.json"))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .unwrap_or_default();
-                let isq = opts
-                    .isq
-                    .mistral_name()
-                    .map(|name| parse_isq_value(name, Some(&device)).map_err(anyhow::Error::msg))
-                    .transpose()?;
-                let loader = NormalLoaderBuilder::new(
-                    NormalSpecificConfig {
-                        topology: None,
-                        organization: Default::default(),
-                        write_uqff: None,
-                        from_uqff: None,
-                        imatrix: None,
-                        calibration_file: None,
-                        hf_cache_path: None,
-                        matformer_config_path: None,
-                        matformer_slice_name: None,
-                    },
-                    None,
-                    None,
-                    Some(located.dir.to_string_lossy().into_owned()),
-                    false,
-                    None,
-                )
-                .build(None)?;
-                let quant = isq.map(|t| format!("{t:?}"));
-                (
-                    loader,
-                    isq,
-                    cfg.architectures.first().cloned(),
-                    quant,
-                    cfg.vocab_size,
-                )
-            }
-        };
+            let loader = GGUFLoaderBuilder::new(
+                None,
+                None,
+                located.dir.to_string_lossy().into_owned(),
+                vec![file],
+                GGUFSpecificConfig { topology: None },
+                false,
+                None,
+            )
+            .build();
+            (
+                loader,
+                None,
+                meta.architecture,
+                meta.quantization,
+                meta.vocab_size,
+                meta.vocab,
+            )
+        }
+        ModelFormat::Safetensors => {
+            let cfg: HfConfig = std::fs::read(located.dir.join("config.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            let isq = opts
+                .isq
+                .mistral_name()
+                .map(|name| parse_isq_value(name, Some(&device)).map_err(anyhow::Error::msg))
+                .transpose()?;
+            let loader = NormalLoaderBuilder::new(
+                NormalSpecificConfig {
+                    topology: None,
+                    organization: Default::default(),
+                    write_uqff: None,
+                    from_uqff: None,
+                    imatrix: None,
+                    calibration_file: None,
+                    hf_cache_path: None,
+                    matformer_config_path: None,
+                    matformer_slice_name: None,
+                },
+                None,
+                None,
+                Some(located.dir.to_string_lossy().into_owned()),
+                false,
+                None,
+            )
+            .build(None)?;
+            let quant = isq.map(|t| format!("{t:?}"));
+            let vocab = Vocab::from_tokenizer_json(&located.dir.join("tokenizer.json"))
+                .map_err(|e| info!("no token table, thinking budgets are off: {e:#}"))
+                .ok();
+            (
+                loader,
+                isq,
+                cfg.architectures.first().cloned(),
+                quant,
+                cfg.vocab_size,
+                vocab,
+            )
+        }
+    };
 
     info!(
         path = %opts.path.display(),
@@ -324,6 +338,7 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
             meta,
         },
         vocab_size,
+        vocab: vocab.map(Arc::new),
     })
 }
 

@@ -10,6 +10,8 @@ use mistralrs::{CustomLogitsProcessor, DType, Result, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::thinking::Control;
+
 /// Counts sampled tokens (the engine runs processors once per sampled
 /// token), up to `max_len`: mistral.rs samples one token past a `max_len` of
 /// 1 and then drops it.
@@ -60,9 +62,10 @@ impl CustomLogitsProcessor for LogitBias {
 /// natural-log probability, for the stream to report as `logprobs`.
 pub type Choices = Arc<Mutex<VecDeque<(u32, f32)>>>;
 
-/// Ferrite's own sampler, used when a request has a `seed` or wants
+/// Ferrite's own sampler, used when a request has a `seed`, wants
 /// `logprobs` (mistral.rs 0.8.1 has no per-request seed and reports log10 of
-/// unnormalised values). The engine is then run greedily on its output:
+/// unnormalised values) or has a thinking budget (which may replace the
+/// token picked). The engine is then run greedily on its output:
 /// - without logprobs, only the chosen token stays finite;
 /// - with logprobs, the output is the probability of every token, with the
 ///   chosen one lifted above 1 so that it is the argmax; the engine's top-k
@@ -75,6 +78,8 @@ pub struct Sampler {
     top_p: Option<f64>,
     min_p: Option<f64>,
     record: Option<Choices>,
+    /// Thinking budgets: may replace the token picked.
+    steer: Option<Mutex<Control>>,
 }
 
 impl Sampler {
@@ -93,7 +98,13 @@ impl Sampler {
             top_p,
             min_p,
             record,
+            steer: None,
         }
+    }
+
+    pub fn steered(mut self, control: Control) -> Self {
+        self.steer = Some(Mutex::new(control));
+        self
     }
 
     /// Picks a token index from raw logits.
@@ -165,7 +176,16 @@ fn softmax(logits: &[f32]) -> (Vec<f32>, f32) {
 impl CustomLogitsProcessor for Sampler {
     fn apply(&self, logits: &Tensor, _context: &[u32]) -> Result<Tensor> {
         let v = to_f32_vec(logits)?;
-        let chosen = self.pick(&v);
+        let mut chosen = self.pick(&v);
+        if let Some(control) = &self.steer {
+            if let Ok(mut c) = control.lock() {
+                let steered = c.steer(chosen as u32) as usize;
+                // A token table that disagrees with the model is ignored.
+                if steered < v.len() {
+                    chosen = steered;
+                }
+            }
+        }
         let out = match &self.record {
             None => {
                 let mut out = vec![f32::NEG_INFINITY; v.len()];

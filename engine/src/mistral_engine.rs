@@ -8,6 +8,7 @@ use either::Either;
 use ferrite_openapi::chat::ChatRequest;
 use ferrite_openapi::common::unix_now;
 use ferrite_openapi::completions::{CompletionRequest, PromptInput};
+use ferrite_openapi::thinking::ThinkingOptions;
 use ferrite_openapi::{ApiError, ApiResult};
 use indexmap::IndexMap;
 use mistralrs::core::{DetokenizationRequest, TokenizationRequest, Tool, ToolChoice};
@@ -25,8 +26,10 @@ use crate::gauge::GaugeGuard;
 use crate::load;
 use crate::logits::{Choices, LogitBias, Sampler, TokenCounter};
 use crate::logprobs::LogprobReport;
-use crate::options::EngineOptions;
+use crate::options::{Delimiters, EngineOptions};
 use crate::stream::{self, Head, Run};
+use crate::thinking::{Control, Plan};
+use crate::vocab::Vocab;
 
 pub struct MistralEngine {
     runner: Arc<MistralRs>,
@@ -37,6 +40,8 @@ pub struct MistralEngine {
     info: ModelInfo,
     vocab_size: Option<u32>,
     max_tokens: Option<usize>,
+    vocab: Option<Arc<Vocab>>,
+    delimiters: Delimiters,
 }
 
 /// Everything one engine sequence needs besides its prompt.
@@ -52,6 +57,8 @@ struct SeqParams {
     bias: Option<Arc<LogitBias>>,
     /// Set when ferrite samples instead of the engine.
     own: Option<OwnSampling>,
+    /// Thinking budget (ferrite then samples).
+    thinking: Option<Plan>,
 }
 
 /// Ferrite samples itself when the request has a `seed` or wants `logprobs`.
@@ -110,6 +117,10 @@ fn new_id(prefix: &str) -> String {
 
 impl MistralEngine {
     pub async fn load(opts: &EngineOptions) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !opts.thinking.open.trim().is_empty() && !opts.thinking.close.trim().is_empty(),
+            "model.thinking.open and model.thinking.close must not be empty"
+        );
         let loaded = load::load(opts).await?;
         Ok(Self {
             slots: Arc::new(Semaphore::new(opts.max_seqs.max(1))),
@@ -117,6 +128,8 @@ impl MistralEngine {
             info: loaded.info,
             vocab_size: loaded.vocab_size,
             max_tokens: opts.max_tokens,
+            vocab: loaded.vocab,
+            delimiters: opts.thinking.clone(),
         })
     }
 
@@ -136,12 +149,27 @@ impl MistralEngine {
         text: Either<Vec<IndexMap<String, MessageContent>>, String>,
         tools: Option<Vec<Tool>>,
     ) -> ApiResult<Vec<u32>> {
+        self.tokenize_with(text, tools, true).await
+    }
+
+    /// Tokens of a piece of text spliced into a sequence (no BOS).
+    async fn tokenize_piece(&self, text: &str) -> ApiResult<Vec<u32>> {
+        self.tokenize_with(Either::Right(text.to_string()), None, false)
+            .await
+    }
+
+    async fn tokenize_with(
+        &self,
+        text: Either<Vec<IndexMap<String, MessageContent>>, String>,
+        tools: Option<Vec<Tool>>,
+        special: bool,
+    ) -> ApiResult<Vec<u32>> {
         let (tx, mut rx) = channel(1);
         self.send(Request::Tokenize(TokenizationRequest {
             text,
             tools,
             add_generation_prompt: true,
-            add_special_tokens: true,
+            add_special_tokens: special,
             enable_thinking: None,
             reasoning_effort: None,
             response: tx,
@@ -189,6 +217,58 @@ impl MistralEngine {
         }
     }
 
+    /// A thinking budget with its strings tokenized.
+    async fn plan_thinking(&self, t: &ThinkingOptions) -> ApiResult<Plan> {
+        if self.vocab.is_none() {
+            return Err(ApiError::unsupported(
+                "thinking",
+                "This model's tokenizer could not be read, so thinking budgets are unavailable.",
+            ));
+        }
+        let close = &self.delimiters.close;
+        let (after_newline, on_new_line) = (format!("\n{close}\n\n"), format!("{close}\n\n"));
+        let wait_after_text = match t.wait() {
+            w if w.starts_with(char::is_whitespace) => w.to_string(),
+            w => format!(" {w}"),
+        };
+        let (wait, wait_after_text, after_newline, on_new_line) = tokio::try_join!(
+            self.tokenize_piece(t.wait()),
+            self.tokenize_piece(&wait_after_text),
+            self.tokenize_piece(&after_newline),
+            self.tokenize_piece(&on_new_line),
+        )?;
+        Ok(Plan {
+            max: t.max_tokens,
+            min: t.min_tokens.unwrap_or(0),
+            max_waits: t.max_waits(),
+            wait,
+            wait_after_text,
+            close_text: close.as_bytes().to_vec(),
+            close_after_newline: after_newline,
+            close_on_new_line: on_new_line,
+        })
+    }
+
+    /// Opens the thinking block at the end of a rendered prompt, unless the
+    /// model's template already did.
+    async fn open_thinking(&self, prompt: &mut Vec<u32>) -> ApiResult<()> {
+        let open = &self.delimiters.open;
+        let tail: Vec<u8> = match &self.vocab {
+            Some(v) => prompt
+                .iter()
+                .rev()
+                .take(8)
+                .rev()
+                .flat_map(|&t| v.bytes(t).to_vec())
+                .collect(),
+            None => Vec::new(),
+        };
+        if !tail.trim_ascii_end().ends_with(open.as_bytes()) {
+            prompt.extend(self.tokenize_piece(&format!("{open}\n")).await?);
+        }
+        Ok(())
+    }
+
     fn check_tokens(&self, ids: &[u32]) -> ApiResult<()> {
         match self.vocab_size {
             Some(v) if ids.iter().any(|&t| t >= v) => Err(ApiError::invalid(
@@ -208,6 +288,11 @@ impl MistralEngine {
         log_id: &str,
     ) -> ApiResult<Run> {
         let counter = Arc::new(AtomicU32::new(0));
+        let control = match (&p.thinking, &self.vocab) {
+            (Some(plan), Some(vocab)) => Some(Control::new(plan.clone(), vocab.clone())),
+            _ => None,
+        };
+        let reasoning = control.as_ref().map(Control::counter);
         let mut processors: Vec<Arc<dyn CustomLogitsProcessor>> = vec![Arc::new(TokenCounter {
             count: counter.clone(),
             max_len: p.sampling.max_len.unwrap_or(usize::MAX),
@@ -220,14 +305,18 @@ impl MistralEngine {
             top,
         });
         if let Some(own) = p.own {
-            processors.push(Arc::new(Sampler::new(
+            let sampler = Sampler::new(
                 own.seed.wrapping_add(seed_offset),
                 own.temperature,
                 p.sampling.top_k,
                 p.sampling.top_p,
                 p.sampling.min_p,
                 report.as_ref().map(|r| r.record.clone()),
-            )));
+            );
+            processors.push(Arc::new(match control {
+                Some(c) => sampler.steered(c),
+                None => sampler,
+            }));
         }
         let waiting = GaugeGuard::new("ferrite:requests_waiting");
         let permit = self
@@ -265,6 +354,7 @@ impl MistralEngine {
             echo: None,
             cancel,
             logprobs: report,
+            reasoning,
         })
     }
 }
@@ -295,9 +385,16 @@ impl Engine for MistralEngine {
         let constraint = convert::constraint(req.response_format.as_ref(), forced)?;
         let bias = convert::logit_bias(req.logit_bias.as_ref(), self.vocab_size)?;
 
-        let prompt = self
+        let thinking = match req.thinking.as_ref().filter(|t| t.thinks()) {
+            Some(t) => Some(self.plan_thinking(t).await?),
+            None => None,
+        };
+        let mut prompt = self
             .tokenize(Either::Left(messages.clone()), tools.clone())
             .await?;
+        if thinking.is_some() {
+            self.open_thinking(&mut prompt).await?;
+        }
         let limit_param = if req.max_completion_tokens.is_some() {
             "max_completion_tokens"
         } else {
@@ -314,7 +411,13 @@ impl Engine for MistralEngine {
             repeat_penalty: req.repeat_penalty,
             top_logprobs: wants_logprobs.then(|| req.top_logprobs.unwrap_or(0)),
         };
-        let own = OwnSampling::plan(req.seed, req.temperature, wants_logprobs);
+        let own = OwnSampling::plan(req.seed, req.temperature, wants_logprobs).or_else(|| {
+            // Budgets need ferrite's sampler; greedy unless asked, like the engine.
+            thinking.as_ref().map(|_| OwnSampling {
+                seed: rand::random(),
+                temperature: req.temperature.unwrap_or(0.0),
+            })
+        });
         let params = SeqParams {
             sampling: sampling(&knobs, max_len, own.is_some()),
             constraint,
@@ -324,14 +427,20 @@ impl Engine for MistralEngine {
             top_logprobs: knobs.top_logprobs.map(|n| n as usize),
             bias: bias.map(|b| Arc::new(LogitBias(b))),
             own,
+            thinking,
         };
         let id = new_id("chatcmpl");
         let mut runs = Vec::new();
         for index in 0..req.n.unwrap_or(1) {
-            let msg = RequestMessage::Chat {
-                messages: messages.clone(),
-                enable_thinking: None,
-                reasoning_effort: None,
+            // A thinking answer's prompt is ferrite's own (the block is opened in it).
+            let msg = if params.thinking.is_some() {
+                RequestMessage::CompletionTokens(prompt.clone())
+            } else {
+                RequestMessage::Chat {
+                    messages: messages.clone(),
+                    enable_thinking: None,
+                    reasoning_effort: None,
+                }
             };
             let run = self.submit(msg, &params, index.into(), &id).await?;
             runs.push(Run { index, ..run });
@@ -342,6 +451,7 @@ impl Engine for MistralEngine {
             model: self.info.id.clone(),
             prompt_tokens: prompt.len() as u32,
             stops: req.stop.as_ref().map(|s| s.to_vec()).unwrap_or_default(),
+            thinking: params.thinking.is_some().then(|| self.delimiters.clone()),
         };
         Ok(stream::chat_stream(head, runs))
     }
@@ -397,6 +507,7 @@ impl Engine for MistralEngine {
                 top_logprobs: req.logprobs.map(|n| n as usize),
                 bias: bias.clone(),
                 own,
+                thinking: None,
             };
             for choice in 0..n {
                 let index = p_index as u32 * n + choice;
@@ -415,6 +526,7 @@ impl Engine for MistralEngine {
             model: self.info.id.clone(),
             prompt_tokens,
             stops: req.stop.as_ref().map(|s| s.to_vec()).unwrap_or_default(),
+            thinking: None,
         };
         Ok(stream::completion_stream(head, runs))
     }

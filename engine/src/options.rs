@@ -72,6 +72,25 @@ pub struct EngineOptions {
     /// Most tokens one completion may generate, whatever it asks for
     /// (llama.cpp's `--n-predict`); unset = what the context leaves.
     pub max_tokens: Option<usize>,
+    /// How this model's thinking block is delimited.
+    pub thinking: Delimiters,
+}
+
+/// The strings around a thinking block in the model's output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Delimiters {
+    pub open: String,
+    pub close: String,
+}
+
+impl Default for Delimiters {
+    fn default() -> Self {
+        Self {
+            open: "<think>".into(),
+            close: "</think>".into(),
+        }
+    }
 }
 
 impl Default for EngineOptions {
@@ -88,6 +107,7 @@ impl Default for EngineOptions {
             paged_attn_mem_mb: None,
             paged_attn_block_size: 32,
             max_tokens: None,
+            thinking: Delimiters::default(),
         }
     }
 }

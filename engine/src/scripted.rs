@@ -96,6 +96,7 @@ impl Engine for ScriptedEngine {
                 },
                 usage,
                 ferrite: None,
+                comment: None,
             })
         };
         let mut items = vec![];

@@ -16,8 +16,10 @@ use ferrite_openapi::common::{Logprobs, TokenLogprob, Usage};
 use ferrite_openapi::completions::{Completion, CompletionChoice, CompletionLogprobs};
 use ferrite_openapi::ApiError;
 use futures::stream::{select_all, StreamExt};
-use mistralrs::core::ToolCallResponse;
-use mistralrs::core::{ChatCompletionChunkResponse, CompletionChunkResponse, Response};
+use mistralrs::core::{
+    ChatCompletionChunkResponse, ChunkChoice as ChunkChoiceResponse, CompletionChunkChoice,
+    CompletionChunkResponse, Response, ResponseLogprob, ToolCallResponse,
+};
 use tokio::sync::mpsc::{unbounded_channel, Receiver, UnboundedReceiver};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +27,8 @@ use tracing::{info, warn};
 
 use crate::backend::{ChatStream, CompletionStream};
 use crate::logprobs::{token_text, LogprobReport};
+use crate::options::Delimiters;
+use crate::reasoning_split::{ReasoningSplit, Split};
 use crate::stop::StopGate;
 
 pub enum Event {
@@ -126,6 +130,8 @@ pub struct Run {
     pub cancel: CancellationToken,
     /// Set when the client asked for logprobs.
     pub logprobs: Option<LogprobReport>,
+    /// Thinking tokens so far, when the choice has a thinking block.
+    pub reasoning: Option<Arc<AtomicU32>>,
 }
 
 /// The parts every chunk of one response repeats.
@@ -136,6 +142,9 @@ pub struct Head {
     pub model: String,
     pub prompt_tokens: u32,
     pub stops: Vec<String>,
+    /// The thinking block's delimiters, when the prompt opened one: the
+    /// text is then split into `reasoning_content` and `content`.
+    pub thinking: Option<Delimiters>,
 }
 
 fn merged(runs: Vec<Run>) -> impl futures::Stream<Item = (u32, Event)> {
@@ -159,6 +168,7 @@ fn tool_delta(c: &ToolCallResponse) -> ToolCallDelta {
 
 pub fn chat_stream(head: Head, runs: Vec<Run>) -> ChatStream {
     let counters: Vec<Arc<AtomicU32>> = runs.iter().map(|r| r.generated.clone()).collect();
+    let reasoning: Vec<Arc<AtomicU32>> = runs.iter().filter_map(|r| r.reasoning.clone()).collect();
     let cancels: BTreeMap<u32, CancellationToken> =
         runs.iter().map(|r| (r.index, r.cancel.clone())).collect();
     let reports: BTreeMap<u32, LogprobReport> = runs
@@ -177,6 +187,7 @@ pub fn chat_stream(head: Head, runs: Vec<Run>) -> ChatStream {
             choices,
             usage,
             ferrite: None,
+            comment: None,
         }
     };
     let one = |index: u32, delta: Delta, logprobs: Vec<TokenLogprob>, finish: Option<String>| {
@@ -189,54 +200,73 @@ pub fn chat_stream(head: Head, runs: Vec<Run>) -> ChatStream {
             finish_reason: finish,
         }]
     };
-    let text = |t: String| Delta {
-        content: Some(t),
+    let delta = |content: String, reasoning: String| Delta {
+        content: (!content.is_empty()).then_some(content),
+        reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
         ..Delta::default()
     };
     Box::pin(async_stream::stream! {
         let mut gates: BTreeMap<u32, StopGate<TokenLogprob>> = BTreeMap::new();
+        let mut splits: BTreeMap<u32, ReasoningSplit> = BTreeMap::new();
         let mut done: BTreeMap<u32, bool> = BTreeMap::new();
         while let Some((index, event)) = events.next().await {
             if done.get(&index).copied().unwrap_or(false) {
                 continue;
             }
-            let c = match event {
-                Event::Chat(c) => c,
+            let pieces: Vec<Piece> = match event {
+                Event::Chat(c) => c.choices.into_iter().map(Piece::from_chat).collect(),
+                Event::Text(c) => c.choices.into_iter().map(Piece::from_text).collect(),
                 Event::Error(e) => {
                     yield Err(e);
                     return;
                 }
-                Event::Text(_) => continue,
             };
-            for ch in c.choices {
+            for p in pieces {
                 let gate = gates.entry(index).or_insert_with(|| StopGate::new(head.stops.clone()));
                 if gate_is_new(&done, index) {
                     done.insert(index, false);
-                    let role = Delta { role: Some("assistant".into()), content: Some(String::new()), ..Delta::default() };
+                    // A thinking block shows even when empty (`thinking.max_tokens: 0`).
+                    let role = Delta {
+                        role: Some("assistant".into()),
+                        content: Some(String::new()),
+                        reasoning_content: head.thinking.as_ref().map(|_| String::new()),
+                        ..Delta::default()
+                    };
                     yield Ok(chunk(one(index, role, vec![], None), None));
                 }
-                let lp = ch.logprobs.as_ref().and_then(|lp| reports.get(&index).map(|r| r.token(lp)));
-                let out = gate.push(ch.delta.content.as_deref().unwrap_or(""), lp);
-                let reasoning = ch.delta.reasoning_content.filter(|t| !t.is_empty());
-                let tools = ch.delta.tool_calls.as_ref().map(|calls| calls.iter().map(tool_delta).collect::<Vec<_>>());
-                if !out.text.is_empty() || !out.logprobs.is_empty() || reasoning.is_some() || tools.is_some() {
-                    let delta = Delta {
-                        content: (!out.text.is_empty()).then_some(out.text),
-                        reasoning_content: reasoning,
-                        tool_calls: tools,
-                        role: None,
-                    };
-                    yield Ok(chunk(one(index, delta, out.logprobs, None), None));
+                let mut lp = p.logprobs.as_ref().and_then(|lp| reports.get(&index).map(|r| r.token(lp)));
+                let (mut text, mut reasoning) = (p.content, p.reasoning);
+                if let Some(d) = &head.thinking {
+                    let split = splits.entry(index).or_insert_with(|| ReasoningSplit::new(&d.open, &d.close));
+                    let mut out = split.push(&text);
+                    if p.finish_reason.is_some() {
+                        let rest = split.finish();
+                        out.reasoning.push_str(&rest.reasoning);
+                        out.content.push_str(&rest.content);
+                    }
+                    let Split { reasoning: r, content: c } = out;
+                    // Thinking tokens report no logprobs, as with OpenAI.
+                    if c.is_empty() {
+                        lp = None;
+                    }
+                    reasoning.push_str(&r);
+                    text = c;
+                }
+                let out = gate.push(&text, lp);
+                let tools = p.tool_calls;
+                if !out.text.is_empty() || !out.logprobs.is_empty() || !reasoning.is_empty() || tools.is_some() {
+                    let d = Delta { tool_calls: tools, ..delta(out.text, reasoning) };
+                    yield Ok(chunk(one(index, d, out.logprobs, None), None));
                 }
                 let finish = if out.stopped {
                     if let Some(t) = cancels.get(&index) {
                         t.cancel();
                     }
                     Some("stop".to_string())
-                } else if let Some(reason) = ch.finish_reason {
+                } else if let Some(reason) = p.finish_reason {
                     let rest = gate.finish();
                     if !rest.text.is_empty() || !rest.logprobs.is_empty() {
-                        yield Ok(chunk(one(index, text(rest.text), rest.logprobs, None), None));
+                        yield Ok(chunk(one(index, delta(rest.text, String::new()), rest.logprobs, None), None));
                     }
                     Some(reason)
                 } else {
@@ -254,8 +284,48 @@ pub fn chat_stream(head: Head, runs: Vec<Run>) -> ChatStream {
             return;
         }
         let generated: u32 = counters.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-        yield Ok(chunk(vec![], Some(Usage::new(head.prompt_tokens, generated))));
+        let mut usage = Usage::new(head.prompt_tokens, generated);
+        if head.thinking.is_some() {
+            usage = usage.with_reasoning(reasoning.iter().map(|c| c.load(Ordering::Relaxed)).sum());
+        }
+        yield Ok(chunk(vec![], Some(usage)));
     })
+}
+
+/// One choice's share of an engine chunk, from a chat or a text sequence
+/// (a thinking answer runs as text: ferrite renders its prompt).
+struct Piece {
+    content: String,
+    reasoning: String,
+    tool_calls: Option<Vec<ToolCallDelta>>,
+    logprobs: Option<ResponseLogprob>,
+    finish_reason: Option<String>,
+}
+
+impl Piece {
+    fn from_chat(ch: ChunkChoiceResponse) -> Self {
+        Self {
+            tool_calls: ch
+                .delta
+                .tool_calls
+                .as_ref()
+                .map(|calls| calls.iter().map(tool_delta).collect()),
+            content: ch.delta.content.unwrap_or_default(),
+            reasoning: ch.delta.reasoning_content.unwrap_or_default(),
+            logprobs: ch.logprobs,
+            finish_reason: ch.finish_reason,
+        }
+    }
+
+    fn from_text(ch: CompletionChunkChoice) -> Self {
+        Self {
+            content: ch.text,
+            reasoning: String::new(),
+            tool_calls: None,
+            logprobs: ch.logprobs,
+            finish_reason: ch.finish_reason,
+        }
+    }
 }
 
 /// True before a choice's first event: its role chunk is still to be sent.

@@ -1,7 +1,7 @@
 //! The chat pipeline: a `tower::Service<ChatRequest>` whose innermost service
 //! is the engine. Features are layers added around it with `ServiceBuilder`;
 //! handlers only ever call the stack. Outermost first: budgets, memory,
-//! cache, engine (auth is an HTTP layer: it runs before the body is read).
+//! cache, thinking, engine (auth is an HTTP layer: it runs before the body is read).
 
 pub mod auth;
 pub mod budget;
@@ -12,6 +12,7 @@ pub mod memory_store;
 mod pipeline;
 pub mod precompute;
 mod replay;
+pub mod thinking;
 mod token_budget;
 
 pub use pipeline::{ChatResponse, ChatService, EngineService};

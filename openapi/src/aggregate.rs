@@ -44,6 +44,11 @@ impl ChatAccumulator {
         if chunk.usage.is_some() {
             self.usage = chunk.usage;
         }
+        if let (Some(head), Some(ext)) = (&mut self.head, &chunk.ferrite) {
+            head.ferrite
+                .get_or_insert_with(Default::default)
+                .merge(ext.clone());
+        }
         for c in &chunk.choices {
             let acc = self.choices.entry(c.index).or_default();
             if let Some(t) = &c.delta.content {
@@ -95,6 +100,7 @@ impl ChatAccumulator {
             choices: Vec::new(),
             usage: None,
             ferrite: None,
+            comment: None,
         });
         let choices = self
             .choices
@@ -205,6 +211,7 @@ mod tests {
             choices,
             usage,
             ferrite: None,
+            comment: None,
         }
     }
 

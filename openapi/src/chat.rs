@@ -7,6 +7,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::common::{Logprobs, StopSequences, StreamOptions, Usage};
+use crate::thinking::{ReasoningEffort, RoundReport, ThinkingOptions};
 
 /// An OpenAI chat completion request, plus the sampling extensions LM Studio
 /// and llama.cpp accept (`top_k`, `min_p`, `repeat_penalty`).
@@ -103,9 +104,6 @@ pub struct ChatRequest {
     pub function_call: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(ignore)]
-    pub reasoning_effort: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(ignore)]
     pub store: Option<bool>,
     /// LM Studio's speculative-decoding option.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,6 +118,12 @@ pub struct ChatRequest {
     /// ferrite extension: `false` bypasses the response cache for this request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<bool>,
+    /// Thinking budget, mapped to `thinking.max_tokens` by configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<ReasoningEffort>,
+    /// ferrite extension: thinking budgets and multi-round thinking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<ThinkingOptions>,
 
     /// Who is asking and what their headers said; set by the server, never
     /// read from the body.
@@ -165,11 +169,24 @@ impl Default for CallContext {
 pub struct ResponseExtension {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryReport>,
+    /// Each round's answer (`thinking.return_rounds`), the last one last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<Vec<RoundReport>>,
 }
 
 impl ResponseExtension {
     pub fn is_empty(&self) -> bool {
-        self.memory.is_none()
+        self.memory.is_none() && self.rounds.is_none()
+    }
+
+    /// Fields set in `other` win.
+    pub fn merge(&mut self, other: ResponseExtension) {
+        if other.memory.is_some() {
+            self.memory = other.memory;
+        }
+        if other.rounds.is_some() {
+            self.rounds = other.rounds;
+        }
     }
 }
 
@@ -414,9 +431,27 @@ pub struct ChatCompletionChunk {
     pub choices: Vec<ChunkChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
-    /// ferrite extension: what the middleware did; on the first chunk only.
+    /// ferrite extension: what the middleware did; on the first chunk, and
+    /// on the usage chunk for what is known only at the end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ferrite: Option<ResponseExtension>,
+    /// Progress sent as an SSE comment line instead of a chunk (multi-round
+    /// thinking); never in a JSON body.
+    #[serde(skip)]
+    pub comment: Option<String>,
+}
+
+impl ChatCompletionChunk {
+    /// A chunk that only carries an SSE comment.
+    pub fn comment(like: &ChatCompletionChunk, text: impl Into<String>) -> Self {
+        Self {
+            choices: Vec::new(),
+            usage: None,
+            ferrite: None,
+            comment: Some(text.into()),
+            ..like.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -31,6 +31,15 @@ pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub total_tokens: u32,
+    /// Set when the answer had a thinking block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CompletionTokensDetails {
+    /// Completion tokens spent thinking (`reasoning_content`).
+    pub reasoning_tokens: u32,
 }
 
 impl Usage {
@@ -39,6 +48,28 @@ impl Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
+            completion_tokens_details: None,
+        }
+    }
+
+    pub fn with_reasoning(mut self, reasoning_tokens: u32) -> Self {
+        self.completion_tokens_details = Some(CompletionTokensDetails { reasoning_tokens });
+        self
+    }
+
+    pub fn reasoning_tokens(&self) -> Option<u32> {
+        self.completion_tokens_details.map(|d| d.reasoning_tokens)
+    }
+
+    /// Both usages together (the rounds of one answer).
+    pub fn plus(self, other: Usage) -> Usage {
+        let sum = Usage::new(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        );
+        match (self.reasoning_tokens(), other.reasoning_tokens()) {
+            (None, None) => sum,
+            (a, b) => sum.with_reasoning(a.unwrap_or(0) + b.unwrap_or(0)),
         }
     }
 }

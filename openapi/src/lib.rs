@@ -12,6 +12,7 @@ pub mod lmstudio;
 pub mod memory;
 pub mod models;
 pub mod parse;
+pub mod thinking;
 pub mod validate;
 
 pub use error::{ApiError, ApiResult, ErrorBody};

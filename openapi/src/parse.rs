@@ -2,11 +2,17 @@
 
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
+use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 
 /// Parses a JSON request body; errors say which field (`param`) is wrong.
+/// An `extra_body` object (what the OpenAI SDKs' `extra_body=` argument is
+/// when a client sends it literally) is merged into the top level.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    if memchr_str(body, b"\"extra_body\"") {
+        return parse_with_extra_body(body);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -18,6 +24,30 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     })?;
     de.end().map_err(|e| invalid_json(&e))?;
     Ok(value)
+}
+
+fn memchr_str(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn parse_with_extra_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let mut value: Value = serde_json::from_slice(body).map_err(|e| invalid_json(&e))?;
+    if let Value::Object(top) = &mut value {
+        match top.remove("extra_body") {
+            Some(Value::Object(extra)) => top.extend(extra),
+            None | Some(Value::Null) => {}
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "extra_body",
+                    "`extra_body` must be an object.",
+                ))
+            }
+        }
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        data_error(path, &err.into_inner())
+    })
 }
 
 fn invalid_json(err: &serde_json::Error) -> ApiError {
@@ -76,6 +106,20 @@ mod tests {
         assert_eq!(err.param.as_deref(), Some("messages"));
         let err = parse_json::<ChatRequest>(br#"{"messages":[{"content":"x"}]}"#).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("messages[0].role"));
+    }
+
+    #[test]
+    fn merges_a_literal_extra_body() {
+        let req = parse_json::<ChatRequest>(
+            br#"{"messages":[{"role":"user","content":"hi"}],"extra_body":{"thinking":{"max_tokens":4}}}"#,
+        )
+        .unwrap();
+        assert_eq!(req.thinking.and_then(|t| t.max_tokens), Some(4));
+        let err = parse_json::<ChatRequest>(
+            br#"{"messages":[{"role":"user","content":"hi"}],"extra_body":{"thinking":{"max_tokens":"x"}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("thinking.max_tokens"));
     }
 
     #[test]

@@ -176,6 +176,7 @@ impl ChatRequest {
             }
         }
         self.validate_tools()?;
+        self.validate_thinking()?;
         if let Some(ResponseFormat::JsonSchema { json_schema }) = &self.response_format {
             if !json_schema.schema.as_ref().is_some_and(|s| s.is_object()) {
                 return Err(ApiError::invalid(
@@ -185,6 +186,32 @@ impl ChatRequest {
             }
         }
         self.refuse_unsupported()
+    }
+
+    fn validate_thinking(&self) -> ApiResult<()> {
+        let Some(t) = &self.thinking else {
+            return Ok(());
+        };
+        t.validate()?;
+        if t.thinks() && self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+            return Err(ApiError::unsupported(
+                "thinking",
+                "Thinking budgets cannot be combined with `tools` yet.",
+            ));
+        }
+        if t.thinks() && !matches!(self.response_format, None | Some(ResponseFormat::Text)) {
+            return Err(ApiError::unsupported(
+                "thinking",
+                "Thinking budgets cannot be combined with a structured `response_format`.",
+            ));
+        }
+        if t.rounds() > 1 && self.n.unwrap_or(1) > 1 {
+            return Err(ApiError::unsupported(
+                "thinking.rounds",
+                "Multi-round thinking answers one choice: `n` must be 1.",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_tools(&self) -> ApiResult<()> {
@@ -262,11 +289,6 @@ impl ChatRequest {
             "function_call",
             &self.function_call,
             "`function_call` is deprecated and not supported; use `tool_choice`.",
-        )?;
-        refuse(
-            "reasoning_effort",
-            &self.reasoning_effort,
-            "`reasoning_effort` is not supported by this server yet.",
         )?;
         refuse(
             "draft_model",

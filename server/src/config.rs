@@ -9,6 +9,7 @@ use ferrite_middleware::auth::AuthConfig;
 use ferrite_middleware::budget::BudgetConfig;
 use ferrite_middleware::cache::CacheConfig;
 use ferrite_middleware::memory::MemoryConfig;
+use ferrite_middleware::thinking::ThinkingConfig;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,8 @@ pub struct Config {
     pub memory: MemoryConfig,
     pub cache: CacheConfig,
     pub budgets: BudgetConfig,
+    /// `reasoning_effort` budgets and multi-round thinking limits.
+    pub thinking: ThinkingConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +71,7 @@ impl Default for Config {
             memory: MemoryConfig::default(),
             cache: CacheConfig::default(),
             budgets: BudgetConfig::default(),
+            thinking: ThinkingConfig::default(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The chat pipeline stack, outermost first: budgets, memory, cache, engine.
+//! The chat pipeline stack, outermost first: budgets, memory, cache,
+//! thinking, engine.
 //! Each layer is there only when its config section turns it on.
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use ferrite_middleware::cache::{CacheLayer, ResponseCache};
 use ferrite_middleware::memory::MemoryLayer;
 use ferrite_middleware::memory_store::MemoryStore;
 use ferrite_middleware::precompute::{Idle, Precompute};
+use ferrite_middleware::thinking::ThinkingLayer;
 use ferrite_middleware::{ChatService, EngineService};
 use tower::{Layer, ServiceBuilder};
 use tracing::warn;
@@ -30,7 +32,8 @@ pub fn build(
     idle: Idle,
 ) -> Pipeline {
     let model = engine.info().id.clone();
-    let generate = EngineService::new(engine.clone());
+    let generate =
+        ThinkingLayer::new(config.thinking.clone()).layer(EngineService::new(engine.clone()));
     let mut precompute = None;
     let core = if config.cache.enabled {
         let cache = ResponseCache::new(&config.cache);

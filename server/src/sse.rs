@@ -24,6 +24,23 @@ pub async fn peek<T: Send + 'static>(
     }
 }
 
+/// Chunks that may stand for an SSE comment line (progress no SDK parses).
+pub trait Comment {
+    fn comment(&self) -> Option<&str>;
+}
+
+impl Comment for ferrite_openapi::chat::ChatCompletionChunk {
+    fn comment(&self) -> Option<&str> {
+        self.comment.as_deref()
+    }
+}
+
+impl Comment for ferrite_openapi::completions::Completion {
+    fn comment(&self) -> Option<&str> {
+        None
+    }
+}
+
 fn data<T: Serialize>(value: &T) -> Event {
     match serde_json::to_string(value) {
         Ok(json) => Event::default().data(json),
@@ -42,7 +59,7 @@ pub fn sse<T, G>(
     guard: G,
 ) -> Response
 where
-    T: Serialize + Send + 'static,
+    T: Serialize + Comment + Send + 'static,
     G: Send + Sync + 'static,
 {
     let events = async_events(stream, keep, guard);
@@ -57,13 +74,16 @@ fn async_events<T, G>(
     guard: G,
 ) -> impl Stream<Item = Result<Event, Infallible>>
 where
-    T: Serialize + Send + 'static,
+    T: Serialize + Comment + Send + 'static,
     G: Send + Sync + 'static,
 {
     async_stream::stream! {
         let _guard = guard;
         while let Some(item) = stream.next().await {
             match item {
+                Ok(chunk) if chunk.comment().is_some() => {
+                    yield Ok(Event::default().comment(chunk.comment().unwrap_or_default()));
+                }
                 Ok(chunk) if keep(&chunk) => yield Ok(data(&chunk)),
                 Ok(_) => {}
                 Err(e) => {

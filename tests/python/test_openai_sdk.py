@@ -146,3 +146,53 @@ def test_rate_limits_raise_rate_limit_error_with_openai_headers(budget_url):
     assert e.value.code == "rate_limit_exceeded"
     assert int(e.value.response.headers["retry-after"]) >= 1
     assert e.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_thinking_budget_and_rounds_through_the_sdk(client):
+    question = [{"role": "user", "content": "What is 12 + 7? Think it through."}]
+    no_eos = {"0": -100, "2": -100}
+    r = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=question,
+        max_tokens=30,
+        temperature=0,
+        logit_bias=no_eos,
+        extra_body={"thinking": {"max_tokens": 6}},
+    )
+    message = r.choices[0].message
+    assert r.usage.completion_tokens_details.reasoning_tokens == 6
+    assert message.reasoning_content and message.content
+    # Streaming: the SDK hands reasoning deltas through as extra fields.
+    stream = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=question,
+        max_tokens=30,
+        temperature=0,
+        logit_bias=no_eos,
+        stream=True,
+        extra_body={"thinking": {"max_tokens": 6}},
+    )
+    reasoning, content = "", ""
+    for chunk in stream:
+        for c in chunk.choices:
+            reasoning += getattr(c.delta, "reasoning_content", None) or ""
+            content += c.delta.content or ""
+    assert (reasoning, content) == (message.reasoning_content, message.content)
+    # OpenAI's own knob maps to a configured budget.
+    effort = client.chat.completions.create(
+        model="smollm2-135m-instruct", messages=question, max_tokens=40, temperature=0,
+        reasoning_effort="minimal",
+    )
+    assert effort.usage.completion_tokens_details.reasoning_tokens <= 64
+    # Two rounds: SSE progress comments do not disturb the SDK's parser.
+    rounds = client.chat.completions.create(
+        model="smollm2-135m-instruct", messages=question, max_tokens=30, temperature=0,
+        stream=True, extra_body={"thinking": {"max_tokens": 4, "rounds": 2}},
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in rounds if c.choices)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model="smollm2-135m-instruct", messages=question,
+            extra_body={"thinking": {"min_tokens": 5, "max_tokens": 1}},
+        )
+    assert err.value.body["param"] == "thinking.min_tokens"

@@ -348,6 +348,22 @@ pub async fn open(url: &str, body: &Value) -> reqwest::Response {
     resp
 }
 
+/// The sum of a Prometheus metric's samples whose line contains `labels`.
+pub async fn metric(server: &Server, name: &str, labels: &str) -> u64 {
+    let text = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// A parsed SSE response: the JSON events, and whether `[DONE]` ended it.
 pub struct Sse {
     pub status: u16,

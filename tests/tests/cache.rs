@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ferrite_tests::{chat, client, post_sse, streamed_text, Server};
+use ferrite_tests::{chat, client, metric, post_sse, streamed_text, Server};
 use serde_json::{json, Value};
 
 fn start(extra_env: &[(&str, &str)]) -> Server {
@@ -35,20 +35,6 @@ async fn ask(server: &Server, body: &Value, cache_control: Option<&str>) -> (u16
 
 /// A counter's value in `/metrics` (0 when absent), summed over labels that
 /// contain `labels`.
-async fn metric(server: &Server, name: &str, labels: &str) -> u64 {
-    let text = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
 
 #[tokio::test]
 async fn a_hit_replays_the_identical_answer_and_changes_miss() {

@@ -119,7 +119,10 @@ pub async fn chat_completions(
         let chunks = chunks
             .map(move |item| {
                 item.map(|mut c| {
-                    c.ferrite = extension.take();
+                    // Not on a comment: those carry no JSON.
+                    if let Some(ext) = extension.take_if(|_| c.comment.is_none()) {
+                        c.ferrite.get_or_insert_with(Default::default).merge(ext);
+                    }
                     c
                 })
             })
@@ -129,7 +132,9 @@ pub async fn chat_completions(
         let acc = sse::collect(chunks, ChatAccumulator::default(), ChatAccumulator::push).await?;
         drop(slot);
         let mut body = acc.finish();
-        body.ferrite = extension;
+        if let Some(ext) = extension {
+            body.ferrite.get_or_insert_with(Default::default).merge(ext);
+        }
         Json(body).into_response()
     };
     // Time to the response head (the whole answer, unless streaming).
