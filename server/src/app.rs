@@ -15,7 +15,7 @@ use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::state::AppState;
-use crate::{api, http_metrics};
+use crate::{api, http_metrics, unread_body};
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -84,6 +84,7 @@ pub fn router(state: AppState, auth: AuthLayer, prometheus: PrometheusHandle) ->
                     // while the model loads is not worth an error line.
                     .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
             )
-            .layer(PropagateRequestIdLayer::new(request_id)),
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(axum::middleware::from_fn(unread_body::close_if_unread)),
     )
 }

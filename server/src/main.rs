@@ -15,6 +15,7 @@ mod serve;
 mod sse;
 mod state;
 mod telemetry;
+mod unread_body;
 
 use std::process::ExitCode;
 

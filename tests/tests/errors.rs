@@ -305,3 +305,40 @@ async fn the_server_still_answers_after_bad_input() {
         Server::shared().log()
     );
 }
+
+/// Sends a request head announcing a body that has not arrived yet, and
+/// returns the response head the server answers with.
+async fn head_before_body(path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url("").trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 64\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(30), tcp.read(&mut buf))
+        .await
+        .expect("a response before the body")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase()
+}
+
+#[tokio::test]
+async fn responses_that_skip_the_body_close_the_connection() {
+    // Answered without reading the body: keep-alive would be a lie (hyper
+    // drops the connection), so the response says so and clients reconnect.
+    for path in ["/v1/nope", "/health"] {
+        let head = head_before_body(path).await;
+        assert!(head.contains("connection: close"), "{path}: {head}");
+    }
+    // Bodies that are read keep the connection alive.
+    let resp = client()
+        .post(url("/v1/chat/completions"))
+        .json(&chat("Hi", json!({"max_tokens": 1})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("connection").is_none());
+}
