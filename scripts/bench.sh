@@ -35,6 +35,10 @@ run_server
 bench --concurrency 1 --requests 4
 bench --concurrency 8 --requests 16
 echo
+echo "## thinking budget: half the tokens in a forced thinking block (ferrite's sampler steers)"
+bench --concurrency 1 --requests 4 --thinking-max $((max_tokens / 2))
+bench --concurrency 8 --requests 16 --thinking-max $((max_tokens / 2))
+echo
 echo "## response cache: hits of one deterministic request"
 "$bin" bench-cache --base-url "http://127.0.0.1:$port" --requests 2000
 kill $server; wait $server 2>/dev/null || true

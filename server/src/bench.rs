@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// request generates exactly --max-tokens.
     #[arg(long = "logit-bias", value_parser = parse_bias)]
     pub logit_bias: Vec<(u32, f32)>,
+    /// Ask for a thinking block of at most this many tokens (ferrite's
+    /// `thinking.max_tokens`); its tokens count as generated tokens.
+    #[arg(long)]
+    pub thinking_max: Option<u32>,
     #[arg(long, env = "OPENAI_API_KEY")]
     pub api_key: Option<String>,
     /// Also print the figures as one JSON line.
@@ -109,6 +113,9 @@ async fn one(client: &reqwest::Client, args: &BenchArgs) -> anyhow::Result<Sampl
     if let Some(m) = &args.model {
         body["model"] = json!(m);
     }
+    if let Some(n) = args.thinking_max {
+        body["thinking"] = json!({ "max_tokens": n });
+    }
     if !args.logit_bias.is_empty() {
         let bias: serde_json::Map<String, Value> = args
             .logit_bias
@@ -155,9 +162,10 @@ async fn one(client: &reqwest::Client, args: &BenchArgs) -> anyhow::Result<Sampl
                 if let Some(err) = v.get("error") {
                     bail!("stream error: {err}");
                 }
-                let has_text = v["choices"][0]["delta"]["content"]
-                    .as_str()
-                    .is_some_and(|s| !s.is_empty());
+                let delta = &v["choices"][0]["delta"];
+                let has_text = ["content", "reasoning_content"]
+                    .iter()
+                    .any(|f| delta[f].as_str().is_some_and(|s| !s.is_empty()));
                 if has_text {
                     chunks += 1;
                     first.get_or_insert_with(Instant::now);
