@@ -254,11 +254,8 @@ impl MistralEngine {
     async fn open_thinking(&self, prompt: &mut Vec<u32>) -> ApiResult<()> {
         let open = &self.delimiters.open;
         let tail: Vec<u8> = match &self.vocab {
-            Some(v) => prompt
+            Some(v) => prompt[prompt.len().saturating_sub(8)..]
                 .iter()
-                .rev()
-                .take(8)
-                .rev()
                 .flat_map(|&t| v.bytes(t).to_vec())
                 .collect(),
             None => Vec::new(),

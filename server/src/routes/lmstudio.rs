@@ -225,18 +225,21 @@ pub async fn chat_completions(
     let read = read_stream(body, |c: &ChatCompletionChunk| {
         c.choices.iter().any(|ch| {
             ch.delta.content.as_deref().is_some_and(|t| !t.is_empty())
+                || ch
+                    .delta
+                    .reasoning_content
+                    .as_deref()
+                    .is_some_and(|t| !t.is_empty())
                 || ch.delta.tool_calls.is_some()
         })
     })
     .await?;
+    // The accumulator keeps the `ferrite` extension of every chunk.
     let mut acc = ChatAccumulator::default();
-    let mut extension = None;
     for chunk in &read.chunks {
-        extension = extension.or_else(|| chunk.ferrite.clone());
         acc.push(chunk);
     }
-    let mut completion = acc.finish();
-    completion.ferrite = extension;
+    let completion = acc.finish();
     let tokens = completion.usage.as_ref().map_or(0, |u| u.completion_tokens);
     let finish = completion
         .choices
