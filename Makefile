@@ -4,13 +4,15 @@ CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release/ferrite
 MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
+# A second real model for the multi-model tests, made by `ferrite quantize`.
+MODEL_Q8 := models/SmolLM2-135M-Instruct.Q8_0.gguf
 # The default model as a safetensors folder, for the ISQ tests.
 HF_MODEL := models/smollm2-135m-hf
 VENV := .venv
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
-.PHONY: serve test build model venv bench lint fmt clippy clean
+.PHONY: serve test build model venv bench bench-swap lint fmt clippy clean
 
 ## serve: fetch the default model if missing, build, serve on $(HOST):$(PORT)
 serve: $(MODEL) build
@@ -19,10 +21,10 @@ serve: $(MODEL) build
 ## test: fetch what tests need, then run every test (Rust and the openai SDK)
 ## (memory tests also run against PostgreSQL and /docs in headless Chromium:
 ## scripts/postgres.sh and scripts/chromium.sh provide them)
-test: $(MODEL) $(HF_MODEL)/config.json build venv
+test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) venv
 	PG_URL=$$(scripts/postgres.sh) && CHROMIUM=$$(scripts/chromium.sh) && \
 	export FERRITE_TEST_POSTGRES_URL=$$PG_URL FERRITE_TEST_CHROMIUM=$$CHROMIUM \
-		FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) FERRITE_TEST_SAFETENSORS=$(CURDIR)/$(HF_MODEL) && \
+		FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) FERRITE_TEST_MODEL_Q8=$(CURDIR)/$(MODEL_Q8) FERRITE_TEST_SAFETENSORS=$(CURDIR)/$(HF_MODEL) && \
 	cargo test --release --workspace --locked && \
 	$(VENV)/bin/python -m pytest -q tests/python
 
@@ -30,12 +32,19 @@ test: $(MODEL) $(HF_MODEL)/config.json build venv
 bench: $(MODEL) build
 	scripts/bench.sh $(BIN) $(MODEL)
 
+## bench-swap: what a just-in-time model swap costs (max_loaded_models = 1)
+bench-swap: $(MODEL) build $(MODEL_Q8)
+	scripts/bench-swap.sh $(BIN) $(MODEL) $(MODEL_Q8)
+
 build:
 	cargo build --release --locked -p ferrite-server
 
 model: $(MODEL)
 $(MODEL):
 	scripts/fetch-model.sh models
+
+$(MODEL_Q8): $(MODEL) | build
+	$(BIN) quantize $(MODEL) $(MODEL_Q8) --type q8_0
 
 $(HF_MODEL)/config.json: $(MODEL) venv scripts/gguf-to-hf.py
 	$(VENV)/bin/python scripts/gguf-to-hf.py $(MODEL) $(HF_MODEL).tmp

@@ -18,16 +18,8 @@ pub type CompletionStream = BoxStream<'static, ApiResult<Completion>>;
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
     pub id: String,
-    /// Other names a request may use for this model.
-    pub aliases: Vec<String>,
     pub created: u64,
     pub meta: ModelMeta,
-}
-
-impl ModelInfo {
-    pub fn answers_to(&self, name: &str) -> bool {
-        name.eq_ignore_ascii_case(&self.id) || self.aliases.iter().any(|a| a == name)
-    }
 }
 
 /// A text-generation backend. Implementations start generating when called

@@ -14,6 +14,8 @@ pub struct GgufMeta {
     pub architecture: Option<String>,
     pub vocab_size: Option<u32>,
     pub quantization: Option<String>,
+    /// The context the model was trained for (`{arch}.context_length`).
+    pub context_length: Option<u32>,
     pub vocab: Option<Vocab>,
 }
 
@@ -27,6 +29,11 @@ pub fn read(path: &Path) -> anyhow::Result<GgufMeta> {
         .get("general.architecture")
         .and_then(|v| v.to_string().ok())
         .cloned();
+    let context_length = architecture
+        .as_ref()
+        .and_then(|a| md.get(&format!("{a}.context_length")))
+        .and_then(|v| v.to_u64().ok().or_else(|| v.to_u32().ok().map(u64::from)))
+        .and_then(|n| u32::try_from(n).ok());
     let vocab_size = md
         .get("tokenizer.ggml.tokens")
         .and_then(|v| v.to_vec().ok())
@@ -49,6 +56,7 @@ pub fn read(path: &Path) -> anyhow::Result<GgufMeta> {
         architecture,
         vocab_size,
         quantization,
+        context_length,
         vocab: Vocab::from_gguf(&content).ok(),
     })
 }

@@ -33,15 +33,35 @@ pub struct Loaded {
 }
 
 /// Where the weights are and in which format.
-struct Located {
-    format: ModelFormat,
+pub(crate) struct Located {
+    pub format: ModelFormat,
     /// The folder mistral.rs treats as the model id.
-    dir: PathBuf,
+    pub dir: PathBuf,
     /// The GGUF file name inside `dir`.
-    file: Option<String>,
+    pub file: Option<String>,
 }
 
-fn locate(path: &Path) -> anyhow::Result<Located> {
+impl Located {
+    /// Bytes of weights: the GGUF file, or the folder's safetensors.
+    pub fn size_bytes(&self) -> u64 {
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        match &self.file {
+            Some(file) => size(&self.dir.join(file)),
+            None => std::fs::read_dir(&self.dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+                        .map(|p| size(&p))
+                        .sum()
+                })
+                .unwrap_or(0),
+        }
+    }
+}
+
+pub(crate) fn locate(path: &Path) -> anyhow::Result<Located> {
     if path.is_file() {
         if path.extension().and_then(|e| e.to_str()) != Some("gguf") {
             bail!("{} is not a .gguf file", path.display());
@@ -94,7 +114,7 @@ fn locate(path: &Path) -> anyhow::Result<Located> {
 }
 
 /// `SmolLM2-135M-Instruct.Q4_1.gguf` -> `smollm2-135m-instruct`.
-fn default_id(path: &Path) -> String {
+pub fn default_id(path: &Path) -> String {
     let name = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
@@ -126,10 +146,20 @@ fn dtype_for(opts: &EngineOptions, on_cpu: bool) -> anyhow::Result<ModelDType> {
 }
 
 #[derive(serde::Deserialize, Default)]
-struct HfConfig {
+pub(crate) struct HfConfig {
     #[serde(default)]
-    architectures: Vec<String>,
-    vocab_size: Option<u32>,
+    pub architectures: Vec<String>,
+    pub vocab_size: Option<u32>,
+    pub max_position_embeddings: Option<u32>,
+}
+
+impl HfConfig {
+    pub fn read(dir: &Path) -> Self {
+        std::fs::read(dir.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
 }
 
 pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
@@ -193,10 +223,7 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
             )
         }
         ModelFormat::Safetensors => {
-            let cfg: HfConfig = std::fs::read(located.dir.join("config.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default();
+            let cfg = HfConfig::read(&located.dir);
             let isq = opts
                 .isq
                 .mistral_name()
@@ -289,7 +316,8 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
         .ok()
         .flatten()
         .and_then(|n| u32::try_from(n).ok())
-        .unwrap_or(4096);
+        .unwrap_or(4096)
+        .min(opts.context_length.unwrap_or(u32::MAX).max(1));
 
     let meta = ModelMeta {
         format: match located.format {
@@ -300,12 +328,13 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
         architecture,
         quantization,
         context_length,
-        device: if on_cpu {
+        size_bytes: located.size_bytes(),
+        device: Some(if on_cpu {
             "cpu".into()
         } else {
             format!("{device:?}")
-        },
-        activation_dtype: dtype.to_string(),
+        }),
+        activation_dtype: Some(dtype.to_string()),
         isq: isq.map(|t| format!("{t:?}")),
         paged_attention: paged_active,
         prefix_cache: opts.prefix_cache > 0,
@@ -325,15 +354,10 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
         max_seqs = meta.max_seqs,
         "model loaded"
     );
-    let mut aliases = vec![];
-    if let Some(name) = opts.path.file_name() {
-        aliases.push(name.to_string_lossy().into_owned());
-    }
     Ok(Loaded {
         runner,
         info: ModelInfo {
             id,
-            aliases,
             created: ferrite_openapi::common::unix_now(),
             meta,
         },

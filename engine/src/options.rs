@@ -72,6 +72,8 @@ pub struct EngineOptions {
     /// Most tokens one completion may generate, whatever it asks for
     /// (llama.cpp's `--n-predict`); unset = what the context leaves.
     pub max_tokens: Option<usize>,
+    /// Caps the context below what the model supports (prompt + completion).
+    pub context_length: Option<u32>,
     /// How this model's thinking block is delimited.
     pub thinking: Delimiters,
 }
@@ -107,6 +109,7 @@ impl Default for EngineOptions {
             paged_attn_mem_mb: None,
             paged_attn_block_size: 32,
             max_tokens: None,
+            context_length: None,
             thinking: Delimiters::default(),
         }
     }

@@ -26,7 +26,6 @@ impl ScriptedEngine {
         Self {
             info: ModelInfo {
                 id: "scripted".into(),
-                aliases: vec![],
                 created: 0,
                 meta: ModelMeta {
                     format: "scripted".into(),
@@ -34,8 +33,9 @@ impl ScriptedEngine {
                     architecture: None,
                     quantization: None,
                     context_length: 2048,
-                    device: "cpu".into(),
-                    activation_dtype: "f32".into(),
+                    size_bytes: 0,
+                    device: Some("cpu".into()),
+                    activation_dtype: Some("f32".into()),
                     isq: None,
                     paged_attention: false,
                     prefix_cache: false,

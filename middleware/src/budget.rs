@@ -288,6 +288,17 @@ impl Budgets {
         })
     }
 
+    /// The same tenants' budgets, counting tokens with another model's
+    /// tokenizer: every loaded model draws on one budget per tenant.
+    pub fn share(&self, engine: Arc<dyn Engine>) -> Arc<Self> {
+        Arc::new(Self {
+            config: self.config.clone(),
+            // A moka cache's clones share their entries.
+            tenants: self.tenants.clone(),
+            engine,
+        })
+    }
+
     /// Reserves `prompt + completion` tokens and one request for `tenant`,
     /// or the 429 saying what ran out.
     pub fn admit(&self, tenant: &str, prompt: u64, completion: u64) -> Result<Admission, ApiError> {

@@ -133,6 +133,7 @@ pub fn canonical(req: &ChatRequest) -> ChatRequest {
         user: None,
         cache: None,
         memory: None,
+        ttl: None,
         context: Default::default(),
         ..req.clone()
     }

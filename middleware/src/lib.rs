@@ -12,6 +12,7 @@ pub mod memory_store;
 mod pipeline;
 pub mod precompute;
 mod replay;
+pub mod route_classifier;
 pub mod thinking;
 mod token_budget;
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ferrite_engine::{ChatStream, Engine};
 use ferrite_openapi::chat::{
-    ChatMessage, ChatRequest, ContentPart, MemoryReport, MessageContent, Role,
+    last_user_text, ChatMessage, ChatRequest, ContentPart, MemoryReport, MessageContent, Role,
 };
 use ferrite_openapi::memory::Memory;
 use ferrite_openapi::ApiError;
@@ -102,23 +102,6 @@ impl<S> Layer<S> for MemoryLayer {
 pub struct MemoryService<S> {
     inner: S,
     shared: Arc<MemoryShared>,
-}
-
-/// The text of the last user message: what the exchange is about.
-fn last_user_text(messages: &[ChatMessage]) -> Option<String> {
-    let m = messages.iter().rev().find(|m| m.role == Role::User)?;
-    let text = match m.content.as_ref()? {
-        MessageContent::Text(t) => t.clone(),
-        MessageContent::Parts(parts) => parts
-            .iter()
-            .filter_map(|p| match p {
-                ContentPart::Text { text } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-    };
-    (!text.trim().is_empty()).then_some(text)
 }
 
 /// Whether the conversation already carries this exchange (clients resend

@@ -8,10 +8,14 @@ use std::time::Duration;
 use ferrite_openapi::chat::ChatRequest;
 use futures::StreamExt;
 use tower::ServiceExt;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cache::{key, ResponseCache};
 use crate::pipeline::ChatService;
+
+/// The error code of a request whose model is not resident: precompute
+/// then waits for it instead of loading it.
+pub const NOT_LOADED: &str = "model_not_loaded";
 
 /// Whether live traffic leaves the engine free.
 pub type Idle = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -93,6 +97,9 @@ impl Precompute {
                     secs = started.elapsed().as_secs_f32(),
                     "precomputed a cached answer"
                 );
+            }
+            Err(e) if e.code.as_deref() == Some(NOT_LOADED) => {
+                debug!("precompute skipped: its model is not loaded")
             }
             // A configured prompt the model refuses stays a config problem.
             Err(e) => warn!(error = %e.message, "precompute failed"),

@@ -124,6 +124,10 @@ pub struct ChatRequest {
     /// ferrite extension: thinking budgets and multi-round thinking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking: Option<ThinkingOptions>,
+    /// LM Studio's idle time-to-live in seconds for the model this request
+    /// loads (or keeps loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
 
     /// Who is asking and what their headers said; set by the server, never
     /// read from the body.
@@ -172,11 +176,14 @@ pub struct ResponseExtension {
     /// Each round's answer (`thinking.return_rounds`), the last one last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rounds: Option<Vec<RoundReport>>,
+    /// Which model a router picked, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteReport>,
 }
 
 impl ResponseExtension {
     pub fn is_empty(&self) -> bool {
-        self.memory.is_none() && self.rounds.is_none()
+        self.memory.is_none() && self.rounds.is_none() && self.route.is_none()
     }
 
     /// Fields set in `other` win.
@@ -186,6 +193,9 @@ impl ResponseExtension {
         }
         if other.rounds.is_some() {
             self.rounds = other.rounds;
+        }
+        if other.route.is_some() {
+            self.route = other.route;
         }
     }
 }
@@ -271,6 +281,30 @@ impl ChatMessage {
 pub enum MessageContent {
     Text(String),
     Parts(Vec<ContentPart>),
+}
+
+impl MessageContent {
+    /// The text, its text parts joined by newlines.
+    pub fn text(&self) -> String {
+        match self {
+            MessageContent::Text(t) => t.clone(),
+            MessageContent::Parts(parts) => parts
+                .iter()
+                .filter_map(|p| match p {
+                    ContentPart::Text { text } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+/// The text of the last user message: what the exchange is about.
+pub fn last_user_text(messages: &[ChatMessage]) -> Option<String> {
+    let m = messages.iter().rev().find(|m| m.role == Role::User)?;
+    let text = m.content.as_ref()?.text();
+    (!text.trim().is_empty()).then_some(text)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -442,6 +476,21 @@ pub struct ChatCompletionChunk {
 }
 
 impl ChatCompletionChunk {
+    /// A comment before any chunk exists (e.g. while the model loads).
+    pub fn note(model: &str, text: impl Into<String>) -> Self {
+        Self {
+            id: String::new(),
+            object: "chat.completion.chunk".into(),
+            created: crate::common::unix_now(),
+            model: model.into(),
+            system_fingerprint: None,
+            choices: Vec::new(),
+            usage: None,
+            ferrite: None,
+            comment: Some(text.into()),
+        }
+    }
+
     /// A chunk that only carries an SSE comment.
     pub fn comment(like: &ChatCompletionChunk, text: impl Into<String>) -> Self {
         Self {
@@ -491,4 +540,34 @@ pub struct FunctionCallDelta {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<String>,
+}
+
+/// A router's decision: the model that answered, the route, and why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RouteReport {
+    /// The virtual model the request named.
+    pub router: String,
+    /// The route chosen, or `default` below the confidence threshold.
+    pub route: String,
+    /// The model that answered.
+    pub model: String,
+    /// The classifier's confidence in `route`, 0 to 1.
+    pub confidence: f64,
+    /// What matched: a keyword, a pattern, a similar example, or the threshold.
+    pub reason: String,
+    /// Candidates that failed before `model` answered, with their errors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<RouteFallback>,
+    /// The model that reviewed the specialist's answer, when review is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_by: Option<String>,
+    /// The specialist whose answer was reviewed, when review is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specialist: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RouteFallback {
+    pub model: String,
+    pub error: String,
 }

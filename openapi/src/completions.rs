@@ -67,6 +67,9 @@ pub struct CompletionRequest {
     pub suffix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// LM Studio's idle time-to-live in seconds for the model this request loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
 }
 
 impl CompletionRequest {

@@ -24,7 +24,7 @@ under `extra_body`.",
     security((), ("bearer" = [])),
     tags(
         (name = "openai", description = "The OpenAI API surface LM Studio serves."),
-        (name = "lmstudio", description = "LM Studio's REST API v0: OpenAI bodies plus `stats`, `model_info`, `runtime`."),
+        (name = "lmstudio", description = "LM Studio's REST API: v0 (OpenAI bodies plus `stats`, `model_info`, `runtime`) and v1 model management (list, load with progress, unload)."),
         (name = "memory", description = "ferrite extension: the caller's conversation memory."),
         (name = "operations", description = "Probes, metrics and this document.")
     )
@@ -80,4 +80,47 @@ pub enum ApiErrors {
     /// The model is still loading, the server is full or draining.
     #[response(status = 503)]
     Unavailable(ErrorBody),
+}
+
+/// Before OpenAPI 3.2, a `text/event-stream` schema describes one event
+/// (`event`, `data`, `id`, `retry`), not its payload. The handlers name the
+/// payload; this wraps each into an event whose `data` is that JSON (or an
+/// error object) or the final `[DONE]`.
+pub fn describe_sse_events(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let error = serde_json::json!({"$ref": "#/components/schemas/ErrorBody"});
+    for operation in paths.values_mut().filter_map(|p| p.as_object_mut()) {
+        for op in operation.values_mut() {
+            let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) else {
+                continue;
+            };
+            for response in responses.values_mut() {
+                let Some(sse) = response.pointer_mut("/content/text~1event-stream") else {
+                    continue;
+                };
+                let Some(payload) = sse.get("schema").cloned() else {
+                    continue;
+                };
+                sse["schema"] = serde_json::json!({
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {
+                        "event": {"type": "string"},
+                        "id": {"type": "string"},
+                        "retry": {"type": "integer"},
+                        "data": {"anyOf": [
+                            {"const": "[DONE]"},
+                            {
+                                "type": "string",
+                                "contentMediaType": "application/json",
+                                "contentSchema": {"anyOf": [payload, error.clone()]}
+                            }
+                        ]}
+                    }
+                });
+            }
+        }
+    }
 }

@@ -9,6 +9,7 @@ pub mod doc;
 pub mod error;
 pub mod health;
 pub mod lmstudio;
+pub mod manage;
 pub mod memory;
 pub mod models;
 pub mod parse;

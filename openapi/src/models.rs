@@ -20,7 +20,8 @@ pub struct ModelObject {
     pub meta: Option<ModelMeta>,
 }
 
-/// Facts about a loaded model. Every flag reports what is actually active.
+/// Facts about a model. Once loaded, every flag reports what is actually
+/// active; before, the header's facts and the configured settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelMeta {
     pub format: String,
@@ -28,13 +29,19 @@ pub struct ModelMeta {
     pub architecture: Option<String>,
     pub quantization: Option<String>,
     pub context_length: u32,
-    pub device: String,
-    pub activation_dtype: String,
+    /// Weight file bytes (a folder's `*.safetensors` summed).
+    pub size_bytes: u64,
+    /// Where it runs (once loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_dtype: Option<String>,
     /// The in-situ quantization applied at load time, if any.
     pub isq: Option<String>,
     pub paged_attention: bool,
     pub prefix_cache: bool,
     pub continuous_batching: bool,
     pub max_seqs: u32,
+    /// `loaded`, `loading` or `not-loaded` (LM Studio's words).
     pub state: String,
 }

@@ -12,7 +12,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::routes::{chat, completions, docs, fallback, health, lmstudio, memory, metrics, models};
+use crate::routes::{
+    chat, completions, docs, fallback, health, lmstudio, manage, memory, metrics, models,
+};
 use crate::state::AppState;
 
 /// Paths axum spells differently: a model id may contain `/`, which the
@@ -34,6 +36,9 @@ fn api() -> OpenApiRouter<AppState> {
         .route("/api/v0/models/{*id}", get(lmstudio::get))
         .routes(routes!(lmstudio::chat_completions))
         .routes(routes!(lmstudio::completions))
+        .routes(routes!(manage::list))
+        .routes(routes!(manage::load))
+        .routes(routes!(manage::unload))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
 }
@@ -70,10 +75,17 @@ pub fn document() -> Document {
     split().3
 }
 
+/// The document as served, its event streams described event by event.
+pub fn document_json(doc: &Document) -> serde_json::Value {
+    // Serializing a document built from our own types cannot fail.
+    let mut json = serde_json::to_value(doc).expect("OpenAPI document serializes");
+    ferrite_openapi::doc::describe_sse_events(&mut json);
+    json
+}
+
 pub fn routes(state: AppState, prometheus: PrometheusHandle) -> Router {
     let (api, ops, docs, doc) = split();
-    // Serializing a document built from our own types cannot fail.
-    let json: docs::Document = Arc::from(doc.to_json().expect("OpenAPI document serializes"));
+    let json: docs::Document = Arc::from(document_json(&doc).to_string());
     api.with_state(state)
         .merge(ops.with_state(prometheus))
         .merge(docs.with_state(json))
@@ -108,10 +120,13 @@ mod tests {
             "/api/v0/models/{model}",
             "/api/v0/chat/completions",
             "/api/v0/completions",
+            "/api/v1/models",
+            "/api/v1/models/load",
+            "/api/v1/models/unload",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
-        assert_eq!(paths.len(), 17, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 20, "{:?}", paths.keys());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }
 }

@@ -26,6 +26,21 @@ pub enum Command {
     BenchCache(crate::bench_cache::CacheBenchArgs),
     /// Print the OpenAPI 3.1 document (the same one `/openapi.json` serves).
     Openapi,
+    /// List the models a running server can load.
+    Ls(crate::models_cmd::ListArgs),
+    /// List the models a running server has loaded, with memory and idle time.
+    Ps(crate::models_cmd::ListArgs),
+    /// Load a model into a running server, with a progress bar.
+    Load(crate::models_cmd::LoadArgs),
+    /// Unload a model (or --all) from a running server.
+    Unload(crate::models_cmd::UnloadArgs),
+    /// Chat with a model of a running server in the terminal (streaming).
+    Chat(crate::chat_cmd::ChatArgs),
+    /// Start, stop or check a background server.
+    #[command(subcommand)]
+    Server(crate::daemon::ServerCommand),
+    /// Re-quantize a GGUF model file (e.g. to Q8_0).
+    Quantize(crate::quantize_cmd::QuantizeArgs),
 }
 
 /// Flags override the config file and `FERRITE_*` variables.
@@ -94,6 +109,15 @@ pub struct ServeArgs {
     /// Turn the response cache off.
     #[arg(long)]
     pub no_cache: bool,
+    /// Models resident at once; loading another evicts the least recently used.
+    #[arg(long)]
+    pub max_loaded_models: Option<usize>,
+    /// A folder of models to offer (LM Studio's `publisher/repo/file.gguf` layout works).
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    /// Idle seconds before a just-in-time loaded model unloads (0 = never).
+    #[arg(long)]
+    pub ttl: Option<u64>,
     /// Require this bearer token on /v1 routes (tenant `default`).
     #[arg(long, env = "FERRITE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -149,6 +173,19 @@ impl ServeArgs {
             self.paged_attn_block_size.map(Value::from),
         );
 
+        let mut registry = Map::new();
+        put(
+            &mut registry,
+            "max_loaded_models",
+            self.max_loaded_models.map(Value::from),
+        );
+        put(
+            &mut registry,
+            "dir",
+            self.models_dir.as_ref().map(|p| json!(p)),
+        );
+        put(&mut registry, "ttl_secs", self.ttl.map(Value::from));
+
         let mut http = Map::new();
         put(
             &mut http,
@@ -195,6 +232,7 @@ impl ServeArgs {
 
         for (key, section) in [
             ("model", model),
+            ("registry", registry),
             ("http", http),
             ("log", log),
             ("auth", auth),

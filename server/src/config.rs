@@ -9,17 +9,25 @@ use ferrite_middleware::auth::AuthConfig;
 use ferrite_middleware::budget::BudgetConfig;
 use ferrite_middleware::cache::CacheConfig;
 use ferrite_middleware::memory::MemoryConfig;
+use ferrite_middleware::route_classifier::RouterConfig;
 use ferrite_middleware::thinking::ThinkingConfig;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+
+use crate::registry::catalog::RegistryConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub host: String,
     pub port: u16,
+    /// The startup model, and the engine settings other models start from.
     pub model: EngineOptions,
+    /// The other models: a directory to scan, entries, residency limits.
+    pub registry: RegistryConfig,
+    /// Virtual models that route each request to a specialist model.
+    pub routers: Vec<RouterConfig>,
     pub http: HttpOptions,
     pub log: LogOptions,
     pub auth: AuthConfig,
@@ -64,6 +72,8 @@ impl Default for Config {
             host: "127.0.0.1".into(),
             port: 1234,
             model: EngineOptions::default(),
+            registry: RegistryConfig::default(),
+            routers: Vec::new(),
             http: HttpOptions::default(),
             log: LogOptions::default(),
             auth: AuthConfig::default(),
@@ -109,8 +119,9 @@ fn default_data_dir() -> PathBuf {
     }
 }
 
-const SECTIONS: [&str; 10] = [
-    "host", "port", "model", "http", "log", "auth", "data_dir", "memory", "cache", "budgets",
+const SECTIONS: [&str; 13] = [
+    "host", "port", "model", "registry", "routers", "http", "log", "auth", "data_dir", "memory",
+    "cache", "budgets", "thinking",
 ];
 
 impl Config {

@@ -4,12 +4,19 @@ mod api;
 mod app;
 mod bench;
 mod bench_cache;
+mod chat_cmd;
 mod cli;
 mod config;
+mod daemon;
+mod experts;
 mod extract;
 mod http_metrics;
 mod logging;
+mod models_cmd;
 mod pipeline;
+mod quantize_cmd;
+mod registry;
+mod remote;
 mod routes;
 mod serve;
 mod sse;
@@ -29,6 +36,13 @@ async fn main() -> ExitCode {
         cli::Command::Bench(args) => bench::run(args).await,
         cli::Command::BenchCache(args) => bench_cache::run(args).await,
         cli::Command::Openapi => print_openapi(),
+        cli::Command::Ls(args) => models_cmd::ls(args).await,
+        cli::Command::Ps(args) => models_cmd::ps(args).await,
+        cli::Command::Load(args) => models_cmd::load(args).await,
+        cli::Command::Unload(args) => models_cmd::unload(args).await,
+        cli::Command::Chat(args) => chat_cmd::run(args).await,
+        cli::Command::Server(command) => daemon::run(command).await,
+        cli::Command::Quantize(args) => quantize_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,6 +54,7 @@ async fn main() -> ExitCode {
 }
 
 fn print_openapi() -> anyhow::Result<()> {
-    println!("{}", api::document().to_pretty_json()?);
+    let doc = api::document_json(&api::document());
+    println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
 }

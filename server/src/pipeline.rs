@@ -1,87 +1,84 @@
-//! The chat pipeline stack, outermost first: budgets, memory, cache,
-//! thinking, engine.
-//! Each layer is there only when its config section turns it on.
+//! One model's chat pipeline, outermost first: budgets, memory, cache,
+//! thinking, engine. Each layer is there only when its config section turns
+//! it on. What must outlive a model (the response cache, the tenants'
+//! budgets, the memory store) is shared by every model's pipeline.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ferrite_engine::Engine;
 use ferrite_middleware::budget::{BudgetLayer, Budgets};
 use ferrite_middleware::cache::{CacheLayer, ResponseCache};
 use ferrite_middleware::memory::MemoryLayer;
 use ferrite_middleware::memory_store::MemoryStore;
-use ferrite_middleware::precompute::{Idle, Precompute};
 use ferrite_middleware::thinking::ThinkingLayer;
 use ferrite_middleware::{ChatService, EngineService};
 use tower::{Layer, ServiceBuilder};
-use tracing::warn;
 
 use crate::config::Config;
 
+pub struct Shared {
+    config: Arc<Config>,
+    pub cache: Option<Arc<ResponseCache>>,
+    memory: Option<Arc<dyn MemoryStore>>,
+    /// Created with the first model: it counts tokens with a model's tokenizer.
+    budgets: OnceLock<Arc<Budgets>>,
+}
+
+impl Shared {
+    pub fn new(config: Arc<Config>, memory: Option<Arc<dyn MemoryStore>>) -> Self {
+        let cache = config
+            .cache
+            .enabled
+            .then(|| ResponseCache::new(&config.cache));
+        Self {
+            config,
+            cache,
+            memory,
+            budgets: OnceLock::new(),
+        }
+    }
+
+    fn budgets(&self, engine: &Arc<dyn Engine>) -> Option<Arc<Budgets>> {
+        let config = &self.config.budgets;
+        config.enabled().then(|| {
+            let root = self
+                .budgets
+                .get_or_init(|| Budgets::new(config.clone(), engine.clone()));
+            root.share(engine.clone())
+        })
+    }
+}
+
 pub struct Pipeline {
     pub service: ChatService,
-    /// The cache's background worker, when it has anything to do.
-    pub precompute: Option<Precompute>,
+    /// Cache, thinking and engine only: what precompute runs.
+    pub core: ChatService,
     /// The tenants' budgets, also charged by text completions.
     pub budgets: Option<Arc<Budgets>>,
 }
 
-pub fn build(
-    engine: Arc<dyn Engine>,
-    config: &Config,
-    memory: Option<Arc<dyn MemoryStore>>,
-    idle: Idle,
-) -> Pipeline {
-    let model = engine.info().id.clone();
+pub fn build(engine: Arc<dyn Engine>, shared: &Shared) -> Pipeline {
+    let config = &shared.config;
     let generate =
         ThinkingLayer::new(config.thinking.clone()).layer(EngineService::new(engine.clone()));
-    let mut precompute = None;
-    let core = if config.cache.enabled {
-        let cache = ResponseCache::new(&config.cache);
-        let layer = CacheLayer::new(cache.clone());
-        let requests: Vec<_> = config
-            .cache
-            .precompute
-            .iter()
-            .map(|r| Precompute::prepare(r.clone(), &model))
-            .filter(|r| match r.validate() {
-                Ok(()) => true,
-                Err(e) => {
-                    warn!(error = %e.message, "skipping an invalid cache.precompute request");
-                    false
-                }
-            })
-            .collect();
-        let popular_after_hits = config.cache.refresh_popular_after_hits;
-        if !requests.is_empty() || popular_after_hits > 0 {
-            precompute = Some(Precompute {
-                service: ChatService::new(layer.layer(generate.clone())),
-                cache,
-                requests,
-                popular_after_hits,
-                idle,
-            });
-        }
-        ChatService::new(layer.layer(generate))
-    } else {
-        ChatService::new(generate)
+    let core = match &shared.cache {
+        Some(cache) => ChatService::new(CacheLayer::new(cache.clone()).layer(generate)),
+        None => ChatService::new(generate),
     };
     let memory = config
         .memory
         .enabled
-        .then(|| MemoryLayer::new(config.memory.clone(), memory, engine.clone()));
-    let budgets = config
-        .budgets
-        .enabled()
-        .then(|| Budgets::new(config.budgets.clone(), engine.clone()));
+        .then(|| MemoryLayer::new(config.memory.clone(), shared.memory.clone(), engine.clone()));
+    let budgets = shared.budgets(&engine);
     let service = ChatService::new(
         ServiceBuilder::new()
             .option_layer(budgets.clone().map(BudgetLayer::new))
             .option_layer(memory)
-            .service(core),
+            .service(core.clone()),
     );
     Pipeline {
         service,
-        precompute,
+        core,
         budgets,
     }
 }

@@ -4,18 +4,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ferrite_engine::{Engine, MistralEngine};
 use ferrite_middleware::auth::{AuthLayer, Authenticator};
 use ferrite_middleware::memory_postgres::PostgresStore;
 use ferrite_middleware::memory_store::{MemoryStore, SqliteStore};
+use ferrite_middleware::precompute::{Precompute, NOT_LOADED};
+use ferrite_middleware::ChatService;
+use ferrite_openapi::chat::ChatRequest;
+use ferrite_openapi::ApiError;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::ServiceExt;
 use tracing::{error, info, warn};
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
-use crate::state::{AppState, Ready};
+use crate::experts::Experts;
+use crate::registry::{Builder, Origin, Registry};
+use crate::state::AppState;
 use crate::{app, logging, pipeline};
 
 /// Seconds, from a fast cache hit to a long generation.
@@ -42,8 +48,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("metrics buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    let state = AppState::new(config.clone(), open_memory(&config));
-    tokio::spawn(load(state.clone()));
+    let config = Arc::new(config);
+    let memory = open_memory(&config);
+    let shared = Arc::new(pipeline::Shared::new(config.clone(), memory.clone()));
+    let build: Builder = {
+        let shared = shared.clone();
+        Arc::new(move |engine| pipeline::build(engine, &shared))
+    };
+    let registry = Registry::new(config.clone(), build)?;
+    let experts = Arc::new(Experts::new(&config.routers)?);
+    let state = AppState::new(config.clone(), registry.clone(), experts, memory);
+    registry.spawn_reaper();
+    tokio::spawn(load(state.clone(), shared));
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let drain = Duration::from_secs(config.http.drain_timeout_secs);
@@ -117,34 +133,74 @@ fn redact(url: &str) -> String {
     }
 }
 
-async fn load(state: AppState) {
-    let started = std::time::Instant::now();
-    match MistralEngine::load(&state.config.model).await {
-        Ok(engine) => {
-            metrics::gauge!("ferrite:model_load_seconds").set(started.elapsed().as_secs_f64());
-            let engine: Arc<dyn Engine> = Arc::new(engine);
-            let idle = {
-                let state = state.clone();
-                Arc::new(move || state.idle())
-            };
-            let built = pipeline::build(engine.clone(), &state.config, state.memory.clone(), idle);
-            let id = engine.info().id.clone();
-            state.set_ready(Ready {
-                engine,
-                pipeline: built.service,
-                budgets: built.budgets,
-            });
+/// Loads the startup model; nothing is ready before it.
+async fn load(state: AppState, shared: Arc<pipeline::Shared>) {
+    let lease = state
+        .registry
+        .acquire(None, Origin::Explicit { ttl: None })
+        .await;
+    match lease {
+        Ok(lease) => {
+            let id = lease.id().to_string();
+            drop(lease);
+            state.registry.mark_ready();
             info!(model = %id, "ready");
-            if let Some(worker) = built.precompute {
+            if let Some(worker) = precompute(&state, &shared, &id) {
                 worker.spawn();
             }
         }
         Err(e) => {
-            // Nothing can be served without a model: fail loudly, non-zero.
-            error!("failed to load the model: {e:#}");
+            // A server that cannot load the model it was started with is
+            // misconfigured: fail loudly, non-zero.
+            error!("failed to load the model: {}", e.message);
             std::process::exit(1);
         }
     }
+}
+
+/// The cache's background worker, when it has anything to do. It runs
+/// through whichever model a request names, and only while it is resident.
+fn precompute(state: &AppState, shared: &pipeline::Shared, model: &str) -> Option<Precompute> {
+    let cache = shared.cache.clone()?;
+    let config = &state.config.cache;
+    let requests: Vec<_> = config
+        .precompute
+        .iter()
+        .map(|r| Precompute::prepare(r.clone(), model))
+        .filter(|r| match r.validate() {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e.message, "skipping an invalid cache.precompute request");
+                false
+            }
+        })
+        .collect();
+    if requests.is_empty() && config.refresh_popular_after_hits == 0 {
+        return None;
+    }
+    let registry = state.registry.clone();
+    let service = ChatService::new(tower::service_fn(move |req: ChatRequest| {
+        let lease = registry.loaded(req.model.as_deref().unwrap_or_default());
+        async move {
+            let lease = lease.ok_or_else(|| {
+                ApiError::unavailable("The model is not loaded.").with_code(NOT_LOADED)
+            })?;
+            let mut answer = lease.pipeline.core.clone().oneshot(req).await?;
+            answer.stream = lease.hold(answer.stream);
+            Ok::<_, ApiError>(answer)
+        }
+    }));
+    let idle = {
+        let state = state.clone();
+        Arc::new(move || state.idle())
+    };
+    Some(Precompute {
+        service,
+        cache,
+        requests,
+        popular_after_hits: config.refresh_popular_after_hits,
+        idle,
+    })
 }
 
 async fn shutdown_signal() {

@@ -1,23 +1,16 @@
-//! Shared server state: the config, the model once loaded, admission control.
+//! Shared server state: the config, the model registry, the expert
+//! routers, admission control.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use ferrite_engine::{Engine, GaugeGuard};
-use ferrite_middleware::budget::Budgets;
+use ferrite_engine::GaugeGuard;
 use ferrite_middleware::memory_store::MemoryStore;
-use ferrite_middleware::ChatService;
 use ferrite_openapi::{ApiError, ApiResult};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
-
-/// What exists once the model has loaded.
-pub struct Ready {
-    pub engine: Arc<dyn Engine>,
-    pub pipeline: ChatService,
-    /// Budgets for what does not go through the chat pipeline.
-    pub budgets: Option<Arc<Budgets>>,
-}
+use crate::experts::Experts;
+use crate::registry::{Lease, Origin, Registry};
 
 /// A request's place among those in flight, held until its answer is sent.
 pub struct Slot {
@@ -28,18 +21,25 @@ pub struct Slot {
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    ready: Arc<OnceLock<Ready>>,
+    pub registry: Arc<Registry>,
+    pub experts: Arc<Experts>,
     slots: Arc<Semaphore>,
     /// The conversation memory store, when memory is on and it opened.
     pub memory: Option<Arc<dyn MemoryStore>>,
 }
 
 impl AppState {
-    pub fn new(config: Config, memory: Option<Arc<dyn MemoryStore>>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        registry: Arc<Registry>,
+        experts: Arc<Experts>,
+        memory: Option<Arc<dyn MemoryStore>>,
+    ) -> Self {
         let slots = Arc::new(Semaphore::new(config.http.max_in_flight.max(1)));
         Self {
-            config: Arc::new(config),
-            ready: Arc::new(OnceLock::new()),
+            config,
+            registry,
+            experts,
             slots,
             memory,
         }
@@ -50,16 +50,21 @@ impl AppState {
         self.slots.available_permits() == self.config.http.max_in_flight.max(1)
     }
 
-    pub fn set_ready(&self, ready: Ready) {
-        // Loaded once per process; a second call would be a bug, not input.
-        let _ = self.ready.set(ready);
+    /// 503 until the startup model has loaded.
+    pub fn ready(&self) -> ApiResult<()> {
+        if self.registry.is_ready() {
+            Ok(())
+        } else {
+            Err(ApiError::unavailable(
+                "The model is still loading; retry shortly.",
+            ))
+        }
     }
 
-    /// The loaded model, or 503 while it is still loading.
-    pub fn ready(&self) -> ApiResult<&Ready> {
-        self.ready
-            .get()
-            .ok_or_else(|| ApiError::unavailable("The model is still loading; retry shortly."))
+    /// The model a request names, loaded just in time.
+    pub async fn model(&self, name: Option<&str>, ttl: Option<u64>) -> ApiResult<Lease> {
+        self.ready()?;
+        self.registry.acquire(name, Origin::Request { ttl }).await
     }
 
     /// A slot for one generating request, or 503 when the server is full.
@@ -74,14 +79,5 @@ impl AppState {
             _permit: permit,
             _in_flight: GaugeGuard::new("ferrite:requests_in_flight"),
         })
-    }
-
-    /// Resolves the request's `model`: absent or empty selects the loaded one.
-    pub fn check_model(&self, ready: &Ready, model: Option<&str>) -> ApiResult<()> {
-        match model.map(str::trim).filter(|m| !m.is_empty()) {
-            None => Ok(()),
-            Some(m) if ready.engine.info().answers_to(m) => Ok(()),
-            Some(m) => Err(ApiError::model_not_found(m)),
-        }
     }
 }

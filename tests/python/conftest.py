@@ -27,6 +27,8 @@ def _serve(extra_env=None):
     env.update(extra_env or {})
     # The data dir of the user running the tests stays untouched.
     env["FERRITE_DATA_DIR"] = tempfile.mkdtemp(prefix="ferrite-pytest-")
+    # Models in the user's own models folder must not change what tests see.
+    env.setdefault("FERRITE_REGISTRY__SCAN", "false")
     # A file, not a pipe: nobody reads the log while tests run, and a full
     # pipe would block the server's next log line.
     log = tempfile.TemporaryFile(prefix="ferrite-pytest-log-")
@@ -66,3 +68,17 @@ def base_url():
 def budget_url():
     """A server allowing two requests a minute."""
     yield from _serve({"FERRITE_BUDGETS__REQUESTS_PER_MINUTE": "2"})
+
+
+@pytest.fixture(scope="module")
+def registry_url(tmp_path_factory):
+    """A server offering a second model (the Q8_0 copy) and an `auto` router."""
+    q8 = os.environ.get("FERRITE_TEST_MODEL_Q8", str(ROOT / "models/SmolLM2-135M-Instruct.Q8_0.gguf"))
+    config = tmp_path_factory.mktemp("registry") / "ferrite.toml"
+    config.write_text(
+        "[registry]\nscan = false\nmax_loaded_models = 1\n"
+        f'[[registry.models]]\nid = "smol-q8"\npath = "{q8}"\n'
+        '[[routers]]\nname = "auto"\ndefault_model = "smollm2-135m-instruct"\n'
+        '[[routers.routes]]\nname = "code"\nmodel = "smol-q8"\nkeywords = ["python"]\n'
+    )
+    yield from _serve({"FERRITE_CONFIG": str(config)})

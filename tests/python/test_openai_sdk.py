@@ -196,3 +196,35 @@ def test_thinking_budget_and_rounds_through_the_sdk(client):
             extra_body={"thinking": {"min_tokens": 5, "max_tokens": 1}},
         )
     assert err.value.body["param"] == "thinking.min_tokens"
+
+
+def test_models_load_just_in_time_and_route_through_the_sdk(registry_url):
+    client = OpenAI(base_url=registry_url, api_key="lm-studio")
+    ids = [m.id for m in client.models.list().data]
+    assert ids == ["smollm2-135m-instruct", "smol-q8", "auto"]
+
+    # Not loaded yet: the stream opens with SSE comment pings, which the SDK skips.
+    stream = client.chat.completions.create(
+        model="smol-q8",
+        messages=[{"role": "user", "content": "Say hi."}],
+        max_tokens=5,
+        stream=True,
+    )
+    chunks = list(stream)
+    assert all(c.model == "smol-q8" for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto",
+        messages=[{"role": "user", "content": "Write Python that prints 1."}],
+        max_tokens=5,
+    )
+    assert raw.headers["x-ferrite-routed-model"] == "smol-q8"
+    assert raw.headers["x-ferrite-route"] == "code"
+    completion = raw.parse()
+    assert completion.model == "smol-q8"
+    assert completion.model_extra["ferrite"]["route"]["reason"] == "keywords `python`"
+
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "Hi"}])
+    assert e.value.code == "model_not_found"

@@ -127,6 +127,12 @@ def conforms(doc, template, method, resp, media="application/json"):
     declared = doc["paths"][template][method]["responses"][str(resp.status_code)]
     assert resp.headers["content-type"].split(";")[0] == media
     schema = declared["content"][media]["schema"]
+    if media == "text/event-stream":
+        # Each event's `data` is documented as JSON with its own schema.
+        data = schema["properties"]["data"]["anyOf"]
+        assert data[0] == {"const": "[DONE]"}
+        assert data[1]["contentMediaType"] == "application/json"
+        schema = data[1]["contentSchema"]["anyOf"][0]
     bodies = (
         [json.loads(line[6:]) for line in resp.text.splitlines() if line.startswith("data: {")]
         if media == "text/event-stream"
@@ -158,6 +164,11 @@ def test_real_responses_match_their_schemas(doc, base):
         conforms(doc, "/v1/memory", "get", c.get("/v1/memory"))
         conforms(doc, "/v1/memory/search", "get", c.get("/v1/memory/search", params={"q": "hi"}))
         conforms(doc, "/v1/memory", "delete", c.delete("/v1/memory"))
+        conforms(doc, "/api/v1/models", "get", c.get("/api/v1/models"))
+        load = {"model": "smollm2-135m-instruct"}
+        conforms(doc, "/api/v1/models/load", "post", c.post("/api/v1/models/load", json=load))
+        streamed = c.post("/api/v1/models/load", json={**load, "stream": True})
+        conforms(doc, "/api/v1/models/load", "post", streamed, "text/event-stream")
         conforms(doc, "/health", "get", c.get("/health"))
         conforms(doc, "/ready", "get", c.get("/ready"))
         metrics = c.get("/metrics")

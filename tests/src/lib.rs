@@ -31,6 +31,24 @@ pub fn model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
+/// `FERRITE_TEST_MODEL_Q8`: the default model re-quantized to Q8_0 by
+/// `ferrite quantize` (`make test` makes it).
+pub fn model_q8() -> PathBuf {
+    if let Ok(p) = std::env::var("FERRITE_TEST_MODEL_Q8") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q8_0.gguf")
+}
+
+/// A config file of the test's own, in a fresh temporary folder.
+pub fn config_file(name: &str, toml: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferrite-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("ferrite.toml");
+    std::fs::write(&path, toml).expect("write config");
+    path
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -68,6 +86,8 @@ impl Server {
             // response cache would answer them without the engine. The
             // cache tests turn it back on through `env`.
             .env("FERRITE_CACHE__ENABLED", "false")
+            // Models in the user's own models folder must not change what tests see.
+            .env("FERRITE_REGISTRY__SCAN", "false")
             .env_remove("FERRITE_CONFIG")
             .env_remove("FERRITE_API_KEY")
             .stdin(Stdio::null())

@@ -93,7 +93,13 @@ async fn metrics_follow_real_traffic() {
         );
         assert!(m.contains(&format!("{name}_bucket{{")), "{name}");
     }
-    assert!(value(&m, "ferrite:model_load_seconds") > 0.0);
+    assert!(
+        value(
+            &m,
+            "ferrite:model_load_seconds{model=\"smollm2-135m-instruct\"}"
+        ) > 0.0
+    );
+    assert_eq!(value(&m, "ferrite:models_loaded"), 1.0);
     assert_eq!(value(&m, "ferrite:requests_in_flight"), 0.0);
     assert_eq!(value(&m, "ferrite:requests_running"), 0.0);
 }

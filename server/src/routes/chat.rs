@@ -1,22 +1,27 @@
 //! `POST /v1/chat/completions`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::header::CACHE_CONTROL;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ferrite_engine::ChatStream;
+use ferrite_middleware::ChatResponse;
 use ferrite_openapi::aggregate::ChatAccumulator;
-use ferrite_openapi::chat::{CallContext, ChatCompletion, ChatCompletionChunk, ChatRequest};
+use ferrite_openapi::chat::{
+    CallContext, ChatCompletion, ChatCompletionChunk, ChatRequest, ResponseExtension,
+};
 use ferrite_openapi::doc::ApiErrors;
 use ferrite_openapi::ApiError;
 use futures::StreamExt;
 use tower::ServiceExt;
 
 use crate::extract::{Caller, JsonBody};
+use crate::registry::Origin;
 use crate::routes::append_headers;
-use crate::state::AppState;
+use crate::state::{AppState, Slot};
 use crate::{sse, telemetry};
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -74,6 +79,8 @@ fn context(tenant: String, request: &ChatRequest, headers: &HeaderMap) -> CallCo
             ),
             headers(
                 ("x-ferrite-cache" = String, description = "`hit`, `miss` or `bypass` when the response cache is on."),
+                ("x-ferrite-routed-model" = String, description = "With a router model (e.g. `auto`): the model that answered."),
+                ("x-ferrite-route" = String, description = "With a router model: the route chosen, or `default`."),
                 ("server-timing" = String, description = "Time to the response head."),
             )
         ),
@@ -88,62 +95,136 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     request.validate()?;
-    let ready = state.ready()?;
-    state.check_model(ready, request.model.as_deref())?;
-    // One name per model, so that the cache sees one request.
-    request.model = Some(ready.engine.info().id.clone());
+    state.ready()?;
     request.context = context(caller.tenant, &request, &headers);
     let span = tracing::Span::current();
     span.record("tenant", request.context.tenant.as_str());
-    span.record("model", request.model.as_deref());
-    let log_content = state.config.log.content;
-    if log_content {
+    if state.config.log.content {
         let messages = serde_json::to_string(&request.messages).unwrap_or_default();
         tracing::info!(%messages, "chat request");
     }
-    let slot = state.admit()?;
-    let streaming = request.is_stream();
-    let include_usage = request.include_usage();
+    let reply = Reply {
+        started,
+        streaming: request.is_stream(),
+        include_usage: request.include_usage(),
+        log_content: state.config.log.content,
+    };
 
-    let answer = ready.pipeline.clone().oneshot(request).await?;
-    let extension = (!answer.extension.is_empty()).then_some(answer.extension);
-    let metered = telemetry::meter("chat", started, log_content, answer.stream);
-    let chunks = match sse::peek(metered).await {
-        Ok(chunks) => chunks,
-        Err(e) => return Err(e.with_headers(answer.headers)),
-    };
-    let mut response = if streaming {
-        let keep = move |c: &ChatCompletionChunk| include_usage || c.usage.is_none();
-        // The extension rides on the first chunk.
-        let mut extension = extension;
-        let chunks = chunks
-            .map(move |item| {
-                item.map(|mut c| {
-                    // Not on a comment: those carry no JSON.
-                    if let Some(ext) = extension.take_if(|_| c.comment.is_none()) {
-                        c.ferrite.get_or_insert_with(Default::default).merge(ext);
-                    }
-                    c
-                })
+    if let Some(router) = state.experts.get(request.model.as_deref()) {
+        span.record("model", router.config.name.as_str());
+        let slot = state.admit()?;
+        let answer = router.answer(&state, request).await?;
+        return reply.send(answer, slot).await;
+    }
+    let spec = state.registry.resolve(request.model.as_deref())?;
+    // One name per model, so that the cache sees one request.
+    request.model = Some(spec.id.clone());
+    span.record("model", spec.id.as_str());
+    let slot = state.admit()?;
+    if reply.streaming && !state.registry.is_loaded(&spec.id) {
+        return Ok(reply.while_loading(&state, spec.id.clone(), request, slot));
+    }
+    let lease = state.model(Some(&spec.id), request.ttl).await?;
+    let mut answer = lease.pipeline.service.clone().oneshot(request).await?;
+    answer.stream = lease.hold(answer.stream);
+    reply.send(answer, slot).await
+}
+
+/// The extension rides on the first chunk that is not a comment.
+fn with_extension(stream: ChatStream, extension: ResponseExtension) -> ChatStream {
+    let mut extension = (!extension.is_empty()).then_some(extension);
+    stream
+        .map(move |item| {
+            item.map(|mut c| {
+                if let Some(ext) = extension.take_if(|_| c.comment.is_none()) {
+                    c.ferrite.get_or_insert_with(Default::default).merge(ext);
+                }
+                c
             })
-            .boxed();
-        sse::sse(chunks, keep, slot)
-    } else {
-        let acc = sse::collect(chunks, ChatAccumulator::default(), ChatAccumulator::push).await?;
-        drop(slot);
-        let mut body = acc.finish();
-        if let Some(ext) = extension {
-            body.ferrite.get_or_insert_with(Default::default).merge(ext);
-        }
-        Json(body).into_response()
-    };
-    // Time to the response head (the whole answer, unless streaming).
-    let ms = started.elapsed().as_secs_f64() * 1e3;
-    let timing = format!("handler;dur={ms:.3}");
-    let headers = answer
-        .headers
-        .into_iter()
-        .chain([("server-timing".into(), timing)]);
-    append_headers(&mut response, headers);
-    Ok(response)
+        })
+        .boxed()
+}
+
+/// How the answer goes back to the client.
+struct Reply {
+    started: Instant,
+    streaming: bool,
+    include_usage: bool,
+    log_content: bool,
+}
+
+impl Reply {
+    fn keep(&self) -> impl Fn(&ChatCompletionChunk) -> bool + Send + 'static {
+        let include_usage = self.include_usage;
+        move |c| include_usage || c.usage.is_none()
+    }
+
+    async fn send(self, answer: ChatResponse, slot: Slot) -> Result<Response, ApiError> {
+        let metered = telemetry::meter("chat", self.started, self.log_content, answer.stream);
+        let chunks = match sse::peek(metered).await {
+            Ok(chunks) => chunks,
+            Err(e) => return Err(e.with_headers(answer.headers)),
+        };
+        let chunks = with_extension(chunks, answer.extension);
+        let mut response = if self.streaming {
+            sse::sse(chunks, self.keep(), slot)
+        } else {
+            let acc =
+                sse::collect(chunks, ChatAccumulator::default(), ChatAccumulator::push).await?;
+            drop(slot);
+            Json(acc.finish()).into_response()
+        };
+        // Time to the response head (the whole answer, unless streaming).
+        let ms = self.started.elapsed().as_secs_f64() * 1e3;
+        let timing = format!("handler;dur={ms:.3}");
+        let headers = answer
+            .headers
+            .into_iter()
+            .chain([("server-timing".into(), timing)]);
+        append_headers(&mut response, headers);
+        Ok(response)
+    }
+
+    /// A stream for a model that is not loaded yet: SSE comments report the
+    /// load every second (so clients and proxies see a live connection),
+    /// then the answer streams as usual.
+    fn while_loading(
+        self,
+        state: &AppState,
+        id: String,
+        request: ChatRequest,
+        slot: Slot,
+    ) -> Response {
+        let registry = state.registry.clone();
+        let chunks = async_stream::stream! {
+            let acquire = registry.acquire(Some(&id), Origin::Request { ttl: request.ttl });
+            tokio::pin!(acquire);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let lease = loop {
+                tokio::select! {
+                    lease = &mut acquire => break lease,
+                    _ = tick.tick() => {
+                        let p = registry.progress(&id);
+                        let note = format!("ferrite: loading model {id}: {} {:.0}%", p.phase, p.fraction * 100.0);
+                        yield Ok(ChatCompletionChunk::note(&id, note));
+                    }
+                }
+            };
+            let answer = match lease {
+                Ok(lease) => lease.pipeline.service.clone().oneshot(request).await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(answer) => {
+                    let mut chunks = with_extension(answer.stream, answer.extension);
+                    while let Some(item) = chunks.next().await {
+                        yield item;
+                    }
+                }
+                Err(e) => yield Err(e),
+            }
+        };
+        let metered = telemetry::meter("chat", self.started, self.log_content, chunks.boxed());
+        sse::sse(metered, self.keep(), slot)
+    }
 }

@@ -38,10 +38,19 @@ pub async fn completions(
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
     request.validate()?;
-    let ready = state.ready()?;
-    state.check_model(ready, request.model.as_deref())?;
+    state.ready()?;
+    if let Some(router) = state.experts.get(request.model.as_deref()) {
+        return Err(ApiError::invalid(
+            "model",
+            format!(
+                "`{}` routes chat completions only; name a model for text completions.",
+                router.config.name
+            ),
+        ));
+    }
+    let lease = state.model(request.model.as_deref(), request.ttl).await?;
     // The tenant's budgets apply here as in the chat pipeline.
-    let mut admission = match &ready.budgets {
+    let mut admission = match &lease.pipeline.budgets {
         Some(budgets) => {
             let (prompt, completion) = budgets.completion_reservation(&request).await;
             Some(budgets.admit(&caller.tenant, prompt, completion)?)
@@ -54,13 +63,13 @@ pub async fn completions(
         .unwrap_or_default();
     let span = tracing::Span::current();
     span.record("tenant", caller.tenant.as_str());
-    span.record("model", ready.engine.info().id.as_str());
+    span.record("model", lease.id());
     let slot = state.admit()?;
     let streaming = request.is_stream();
     let include_usage = request.include_usage();
 
-    let stream = match ready.engine.complete(request).await {
-        Ok(s) => s,
+    let stream = match lease.engine.complete(request).await {
+        Ok(s) => lease.hold(s),
         Err(e) => return Err(e.with_headers(headers)),
     };
     let stream = stream

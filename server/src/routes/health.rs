@@ -23,9 +23,9 @@ pub async fn health() -> Json<Health> {
         (status = 503, description = "The model is still loading, or the server is draining.", body = ErrorBody),
     ))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
-    let ready = state.ready()?;
+    state.ready()?;
     Ok(Json(Readiness {
         status: "ready".into(),
-        model: ready.engine.info().id.clone(),
+        model: state.registry.resolve(None)?.id.clone(),
     }))
 }

@@ -3,7 +3,6 @@
 //! the pipeline; the answer is then sent whole, with `stats`, `model_info`
 //! and `runtime` added. Streaming requests get the /v1 stream unchanged.
 
-use std::path::Path as FsPath;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -12,7 +11,6 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_E
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ferrite_engine::ModelInfo as LoadedModel;
 use ferrite_openapi::aggregate::{ChatAccumulator, CompletionAccumulator};
 use ferrite_openapi::chat::{ChatCompletionChunk, ChatRequest};
 use ferrite_openapi::common::StreamOptions;
@@ -22,19 +20,24 @@ use ferrite_openapi::lmstudio::{
     stop_reason, ModelInfo, Runtime, Stats, V0ChatCompletion, V0Completion, V0Extras, V0Model,
     V0ModelList,
 };
+use ferrite_openapi::models::ModelMeta;
 use ferrite_openapi::{ApiError, ApiResult};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::extract::{Caller, JsonBody};
+use crate::registry::catalog::Spec;
 use crate::routes::{chat, completions};
 use crate::state::AppState;
 
-fn model(info: &LoadedModel) -> V0Model {
-    let meta = &info.meta;
+fn unknown(meta: Option<&ModelMeta>, f: impl Fn(&ModelMeta) -> Option<String>) -> String {
+    meta.and_then(f).unwrap_or_else(|| "unknown".into())
+}
+
+fn model(spec: &Spec, meta: Option<&ModelMeta>) -> V0Model {
     // LM Studio's layout: models/<publisher>/<repo>/<file>.
-    let path = FsPath::new(&meta.path);
+    let path = spec.options.path.as_path();
     let publisher = path
         .ancestors()
         .nth(2)
@@ -42,37 +45,43 @@ fn model(info: &LoadedModel) -> V0Model {
         .and_then(|p| p.file_name())
         .map_or_else(|| "local".to_string(), |p| p.to_string_lossy().into_owned());
     V0Model {
-        id: info.id.clone(),
+        id: spec.id.clone(),
         object: "model".into(),
         kind: "llm".into(),
         publisher,
-        arch: meta
-            .architecture
-            .clone()
-            .unwrap_or_else(|| "unknown".into()),
-        compatibility_type: meta.format.clone(),
-        quantization: quantization(info),
-        state: "loaded".into(),
-        max_context_length: meta.context_length,
+        arch: unknown(meta, |m| m.architecture.clone()),
+        compatibility_type: unknown(meta, |m| Some(m.format.clone())),
+        quantization: unknown(meta, quantization),
+        // LM Studio knows two states; a model still loading is not loaded.
+        state: match meta.map(|m| m.state.as_str()) {
+            Some("loaded") => "loaded",
+            _ => "not-loaded",
+        }
+        .into(),
+        max_context_length: meta.map_or(0, |m| m.context_length),
     }
 }
 
-fn quantization(info: &LoadedModel) -> String {
-    let meta = &info.meta;
+fn quantization(meta: &ModelMeta) -> Option<String> {
     meta.quantization
         .clone()
         .or_else(|| meta.isq.clone())
-        .unwrap_or_else(|| meta.activation_dtype.clone())
+        .or_else(|| meta.activation_dtype.clone())
 }
 
 /// Models available to this server, with their state.
 #[utoipa::path(get, path = "/api/v0/models", tag = "lmstudio", operation_id = "listModelsV0",
     responses((status = 200, body = V0ModelList), ApiErrors))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<V0ModelList>> {
-    let ready = state.ready()?;
+    let data = state
+        .registry
+        .specs()
+        .iter()
+        .map(|s| model(s, state.registry.meta(s).as_ref()))
+        .collect();
     Ok(Json(V0ModelList {
         object: "list".into(),
-        data: vec![model(ready.engine.info())],
+        data,
     }))
 }
 
@@ -84,12 +93,14 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<V0Model>> {
-    let info = state.ready()?.engine.info();
-    if info.answers_to(&id) {
-        Ok(Json(model(info)))
-    } else {
-        Err(ApiError::model_not_found(&id))
-    }
+    let spec = state.registry.resolve(Some(&id))?;
+    Ok(Json(model(&spec, state.registry.meta(&spec).as_ref())))
+}
+
+/// The facts of the model that answered (by the id the body names).
+fn answered(state: &AppState, model: &str) -> Option<ModelMeta> {
+    let spec = state.registry.resolve(Some(model)).ok()?;
+    state.registry.meta(&spec)
 }
 
 /// A /v1 stream read back: its chunks, and when the first output arrived.
@@ -125,7 +136,15 @@ async fn read_stream<T: DeserializeOwned>(
                 let value: Value = serde_json::from_slice(data)
                     .map_err(|e| ApiError::internal(format!("bad stream event: {e}")))?;
                 if let Some(error) = value.get("error") {
-                    let mut e = ApiError::internal(error["message"].as_str().unwrap_or("failed"));
+                    // The stream's error event, with the status /v1 would have sent.
+                    let kind = error["type"].as_str().unwrap_or("server_error");
+                    let status = match kind {
+                        "invalid_request_error" => 400,
+                        _ => 500,
+                    };
+                    let mut e =
+                        ApiError::new(status, kind, error["message"].as_str().unwrap_or("failed"));
+                    e.param = error["param"].as_str().map(String::from);
                     e.code = error["code"].as_str().map(String::from);
                     return Err(e);
                 }
@@ -142,7 +161,7 @@ async fn read_stream<T: DeserializeOwned>(
 }
 
 fn extras(
-    info: &LoadedModel,
+    meta: Option<&ModelMeta>,
     started: Instant,
     first: Option<Instant>,
     tokens: u32,
@@ -151,7 +170,6 @@ fn extras(
     let now = Instant::now();
     let first = first.unwrap_or(now);
     let generation = now.duration_since(first).as_secs_f64();
-    let meta = &info.meta;
     V0Extras {
         stats: Stats {
             tokens_per_second: if generation > 0.0 {
@@ -164,16 +182,13 @@ fn extras(
             stop_reason: stop_reason(finish),
         },
         model_info: ModelInfo {
-            arch: meta
-                .architecture
-                .clone()
-                .unwrap_or_else(|| "unknown".into()),
-            quant: quantization(info),
-            format: meta.format.clone(),
-            context_length: meta.context_length,
+            arch: unknown(meta, |m| m.architecture.clone()),
+            quant: unknown(meta, quantization),
+            format: unknown(meta, |m| Some(m.format.clone())),
+            context_length: meta.map_or(0, |m| m.context_length),
         },
         runtime: Runtime {
-            name: format!("ferrite-mistralrs-{}", meta.device),
+            name: format!("ferrite-mistralrs-{}", unknown(meta, |m| m.device.clone())),
             version: env!("CARGO_PKG_VERSION").into(),
             supported_formats: vec!["gguf".into(), "safetensors".into()],
         },
@@ -219,8 +234,8 @@ pub async fn chat_completions(
     request.stream_options = Some(StreamOptions {
         include_usage: Some(true),
     });
-    let info = state.ready()?.engine.info().clone();
-    let response = chat::chat_completions(State(state), caller, headers, JsonBody(request)).await?;
+    let response =
+        chat::chat_completions(State(state.clone()), caller, headers, JsonBody(request)).await?;
     let (parts, body) = response.into_parts();
     let read = read_stream(body, |c: &ChatCompletionChunk| {
         c.choices.iter().any(|ch| {
@@ -245,7 +260,8 @@ pub async fn chat_completions(
         .choices
         .first()
         .and_then(|c| c.finish_reason.as_deref());
-    let extras = extras(&info, started, read.first_output, tokens, finish);
+    let meta = answered(&state, &completion.model);
+    let extras = extras(meta.as_ref(), started, read.first_output, tokens, finish);
     let body = V0ChatCompletion { completion, extras };
     Ok(with_headers(Json(body).into_response(), &parts.headers))
 }
@@ -271,8 +287,8 @@ pub async fn completions(
     request.stream_options = Some(StreamOptions {
         include_usage: Some(true),
     });
-    let info = state.ready()?.engine.info().clone();
-    let response = completions::completions(State(state), caller, JsonBody(request)).await?;
+    let response =
+        completions::completions(State(state.clone()), caller, JsonBody(request)).await?;
     let (parts, body) = response.into_parts();
     let read = read_stream(body, |c: &Completion| {
         c.choices.iter().any(|ch| !ch.text.is_empty())
@@ -288,7 +304,8 @@ pub async fn completions(
         .choices
         .first()
         .and_then(|c| c.finish_reason.as_deref());
-    let extras = extras(&info, started, read.first_output, tokens, finish);
+    let meta = answered(&state, &completion.model);
+    let extras = extras(meta.as_ref(), started, read.first_output, tokens, finish);
     let body = V0Completion { completion, extras };
     Ok(with_headers(Json(body).into_response(), &parts.headers))
 }

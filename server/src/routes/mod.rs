@@ -6,6 +6,7 @@ pub mod docs;
 pub mod fallback;
 pub mod health;
 pub mod lmstudio;
+pub mod manage;
 pub mod memory;
 pub mod metrics;
 pub mod models;

@@ -1,32 +1,59 @@
-//! `GET /v1/models` and `GET /v1/models/{id}`.
+//! `GET /v1/models` and `GET /v1/models/{id}`: every model the server can
+//! load (its `meta.state` says whether it is), and the router models.
 
 use axum::extract::{Path, State};
 use axum::Json;
-use ferrite_engine::ModelInfo;
 use ferrite_openapi::doc::ApiErrors;
 use ferrite_openapi::models::{ModelList, ModelObject};
 use ferrite_openapi::ApiError;
 
+use crate::experts::Router;
+use crate::registry::catalog::Spec;
 use crate::state::AppState;
 
-fn object(info: &ModelInfo) -> ModelObject {
+/// When the weights were written, as Unix seconds.
+fn created(spec: &Spec) -> u64 {
+    std::fs::metadata(&spec.options.path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+fn object(state: &AppState, spec: &Spec) -> ModelObject {
     ModelObject {
-        id: info.id.clone(),
+        id: spec.id.clone(),
         object: "model".into(),
-        created: info.created,
+        created: created(spec),
         owned_by: "ferrite".into(),
-        meta: Some(info.meta.clone()),
+        meta: state.registry.meta(spec),
     }
 }
 
-/// Lists the models this server answers for.
+fn router(r: &Router) -> ModelObject {
+    ModelObject {
+        id: r.config.name.clone(),
+        object: "model".into(),
+        created: 0,
+        owned_by: "ferrite-router".into(),
+        meta: None,
+    }
+}
+
+/// Lists the models this server answers for, loaded or not, and its routers.
 #[utoipa::path(get, path = "/v1/models", operation_id = "listModels", tag = "openai",
     responses((status = 200, body = ModelList), ApiErrors))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
-    let ready = state.ready()?;
+    let mut data: Vec<ModelObject> = state
+        .registry
+        .specs()
+        .iter()
+        .map(|s| object(&state, s))
+        .collect();
+    data.extend(state.experts.all().iter().map(router));
     Ok(Json(ModelList {
         object: "list".into(),
-        data: vec![object(ready.engine.info())],
+        data,
     }))
 }
 
@@ -38,11 +65,9 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ModelObject>, ApiError> {
-    let ready = state.ready()?;
-    let info = ready.engine.info();
-    if info.answers_to(&id) {
-        Ok(Json(object(info)))
-    } else {
-        Err(ApiError::model_not_found(&id))
+    if let Some(r) = state.experts.get(Some(&id)) {
+        return Ok(Json(router(r)));
     }
+    let spec = state.registry.resolve(Some(&id))?;
+    Ok(Json(object(&state, &spec)))
 }

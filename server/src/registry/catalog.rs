@@ -1,0 +1,300 @@
+//! Which models this server can load: the startup model, the entries in
+//! config, and every model found in the models directory (LM Studio's
+//! `publisher/repo/file.gguf` layout, or any folder of `.gguf` files and
+//! safetensors folders).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use ferrite_engine::{default_id, Delimiters, EngineOptions, IsqChoice, ModelFormat};
+use ferrite_openapi::models::ModelMeta;
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Scanned for models; default `~/.lmstudio/models` when it exists,
+    /// else `~/.cache/ferrite/models`.
+    pub dir: Option<PathBuf>,
+    /// Whether to scan `dir` at all.
+    pub scan: bool,
+    /// Models resident at once; loading one more evicts the least recently
+    /// used idle one (LM Studio's auto-evict keeps 1).
+    pub max_loaded_models: usize,
+    /// Idle seconds before a just-in-time loaded model unloads; 0 = never.
+    pub ttl_secs: u64,
+    /// Models by hand, with their own settings.
+    pub models: Vec<ModelEntry>,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            scan: true,
+            max_loaded_models: 1,
+            ttl_secs: 3600,
+            models: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    pub id: String,
+    pub path: PathBuf,
+    /// Checked against the file when given.
+    #[serde(default)]
+    pub format: Option<ModelFormat>,
+    #[serde(default)]
+    pub isq: Option<IsqChoice>,
+    #[serde(default)]
+    pub context_length: Option<u32>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub thinking: Option<Delimiters>,
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
+    /// Idle seconds before it unloads, whoever loaded it; 0 = never.
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+}
+
+/// One loadable model.
+#[derive(Debug)]
+pub struct Spec {
+    pub id: String,
+    pub aliases: Vec<String>,
+    pub options: EngineOptions,
+    /// The entry's own TTL, which beats every other.
+    pub ttl: Option<Option<Duration>>,
+    /// Header facts, read once (`None` when unreadable).
+    meta: OnceLock<Option<ModelMeta>>,
+}
+
+impl Spec {
+    fn new(id: String, aliases: Vec<String>, options: EngineOptions) -> Self {
+        Self {
+            id,
+            aliases,
+            options,
+            ttl: None,
+            meta: OnceLock::new(),
+        }
+    }
+
+    pub fn answers_to(&self, name: &str) -> bool {
+        name.eq_ignore_ascii_case(&self.id) || self.aliases.iter().any(|a| a == name)
+    }
+
+    /// What the header says, before loading.
+    pub fn meta(&self) -> Option<&ModelMeta> {
+        self.meta
+            .get_or_init(|| match ferrite_engine::inspect(&self.options) {
+                Ok(meta) => Some(meta),
+                Err(e) => {
+                    warn!(model = %self.id, "cannot read the model's header: {e:#}");
+                    None
+                }
+            })
+            .as_ref()
+    }
+}
+
+pub fn ttl_of(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+impl RegistryConfig {
+    pub fn dir(&self) -> Option<PathBuf> {
+        if let Some(dir) = &self.dir {
+            return Some(dir.clone());
+        }
+        let home = PathBuf::from(std::env::var_os("HOME").filter(|h| !h.is_empty())?);
+        let lmstudio = home.join(".lmstudio/models");
+        Some(if lmstudio.is_dir() {
+            lmstudio
+        } else {
+            home.join(".cache/ferrite/models")
+        })
+    }
+
+    /// The startup model first, then config entries, then the directory's.
+    /// `previous` keeps specs whose header was already read.
+    pub fn specs(&self, startup: &EngineOptions, previous: &[Arc<Spec>]) -> Vec<Arc<Spec>> {
+        let mut out: Vec<Arc<Spec>> = Vec::new();
+        // Config may offer one file under two ids; a scanned file already
+        // offered is not offered again.
+        let mut push = |spec: Spec, scanned: bool| {
+            let clash = out.iter().any(|s| {
+                s.answers_to(&spec.id)
+                    || (scanned && same_file(&s.options.path, &spec.options.path))
+            });
+            if clash {
+                return;
+            }
+            let kept = previous
+                .iter()
+                .find(|p| p.id == spec.id && p.options.path == spec.options.path);
+            out.push(kept.cloned().unwrap_or_else(|| Arc::new(spec)));
+        };
+        push(startup_spec(startup), false);
+        for entry in &self.models {
+            push(entry_spec(entry, startup), false);
+        }
+        if self.scan {
+            if let Some(dir) = self.dir() {
+                for (path, rel) in scan(&dir) {
+                    let mut options = startup.clone();
+                    options.path = path;
+                    options.id = None;
+                    let id = default_id(&options.path);
+                    let mut aliases = vec![rel.clone()];
+                    if let Some((repo, _)) = rel.rsplit_once('/') {
+                        aliases.push(repo.to_string());
+                    }
+                    push(Spec::new(id, aliases, options), true);
+                }
+            }
+        }
+        out
+    }
+
+    /// Config mistakes that should stop the server at startup.
+    pub fn check(&self) -> anyhow::Result<()> {
+        for e in &self.models {
+            anyhow::ensure!(
+                !e.id.trim().is_empty(),
+                "registry.models: an entry has no id"
+            );
+            if let Some(format) = e.format {
+                let gguf = e.path.extension().is_some_and(|x| x == "gguf");
+                anyhow::ensure!(
+                    gguf == (format == ModelFormat::Gguf),
+                    "registry.models `{}`: {} is not a {format:?} model",
+                    e.id,
+                    e.path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn startup_spec(opts: &EngineOptions) -> Spec {
+    let id = opts.id.clone().unwrap_or_else(|| default_id(&opts.path));
+    let aliases = opts
+        .path
+        .file_name()
+        .map(|f| vec![f.to_string_lossy().into_owned()])
+        .unwrap_or_default();
+    Spec::new(id, aliases, opts.clone())
+}
+
+fn entry_spec(e: &ModelEntry, defaults: &EngineOptions) -> Spec {
+    let mut options = defaults.clone();
+    options.path = e.path.clone();
+    options.id = Some(e.id.clone());
+    options.isq = e.isq.unwrap_or(defaults.isq);
+    options.context_length = e.context_length.or(defaults.context_length);
+    options.max_tokens = e.max_tokens.or(defaults.max_tokens);
+    if let Some(t) = &e.thinking {
+        options.thinking = t.clone();
+    }
+    let mut spec = Spec::new(e.id.clone(), e.aliases.clone(), options);
+    spec.ttl = e.ttl_secs.map(ttl_of);
+    spec
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Models under `dir` (three levels deep, as in `publisher/repo/file.gguf`),
+/// with their paths relative to `dir`.
+fn scan(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    walk(dir, dir, 0, &mut found);
+    found.sort();
+    found
+}
+
+fn walk(root: &Path, dir: &Path, depth: usize, found: &mut Vec<(PathBuf, String)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let rel = |p: &Path| {
+        p.strip_prefix(root)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_lowercase();
+        if path.is_dir() && !name.starts_with('.') {
+            let safetensors = path.join("config.json").is_file()
+                && std::fs::read_dir(&path).is_ok_and(|d| {
+                    d.filter_map(Result::ok)
+                        .any(|f| f.path().extension().is_some_and(|x| x == "safetensors"))
+                });
+            if safetensors {
+                found.push((path.clone(), rel(&path)));
+            } else if depth < 2 {
+                walk(root, &path, depth + 1, found);
+            }
+        } else if name.ends_with(".gguf") && !name.starts_with("mmproj") {
+            found.push((path.clone(), rel(&path)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scans_lmstudio_layout_and_skips_duplicates() {
+        let dir = std::env::temp_dir().join(format!("ferrite-scan-{}", std::process::id()));
+        let repo = dir.join("lmstudio-community/SmolLM2-GGUF");
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::write(repo.join("SmolLM2.Q8_0.gguf"), b"x").unwrap();
+        std::fs::write(repo.join("mmproj-f16.gguf"), b"x").unwrap();
+        std::fs::write(dir.join("other.Q4_K_M.gguf"), b"x").unwrap();
+        let config = RegistryConfig {
+            dir: Some(dir.clone()),
+            models: vec![ModelEntry {
+                id: "again".into(),
+                path: dir.join("other.Q4_K_M.gguf"),
+                format: None,
+                isq: None,
+                context_length: Some(512),
+                aliases: vec![],
+                thinking: None,
+                max_tokens: None,
+                ttl_secs: Some(0),
+            }],
+            ..RegistryConfig::default()
+        };
+        let startup = EngineOptions {
+            path: dir.join("missing.gguf"),
+            ..EngineOptions::default()
+        };
+        let specs = config.specs(&startup, &[]);
+        let ids: Vec<&str> = specs.iter().map(|s| s.id.as_str()).collect();
+        // `other` is already offered as `again`.
+        assert_eq!(ids, ["missing", "again", "smollm2"]);
+        assert_eq!(specs[1].options.context_length, Some(512));
+        assert_eq!(specs[1].ttl, Some(None));
+        assert!(specs[2].answers_to("lmstudio-community/SmolLM2-GGUF"));
+        assert!(specs[2].answers_to("lmstudio-community/SmolLM2-GGUF/SmolLM2.Q8_0.gguf"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

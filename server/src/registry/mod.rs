@@ -1,0 +1,596 @@
+//! The models this server can run and the ones resident: just-in-time
+//! loading, idle TTLs, least-recently-used eviction under
+//! `max_loaded_models`, and leases that keep a model resident while a
+//! request uses it.
+
+pub mod catalog;
+mod warm;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use ferrite_engine::{Engine, MistralEngine};
+use ferrite_openapi::models::ModelMeta;
+use ferrite_openapi::{ApiError, ApiResult};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::stream::{BoxStream, StreamExt};
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::pipeline::Pipeline;
+use catalog::{ttl_of, Spec};
+
+/// Builds a loaded model's chat pipeline.
+pub type Builder = Arc<dyn Fn(Arc<dyn Engine>) -> Pipeline + Send + Sync>;
+
+/// How far a load has come.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// `waiting` (for room), `reading` (the weights), `initializing`.
+    pub phase: &'static str,
+    /// 0 to 1.
+    pub fraction: f64,
+}
+
+/// Reading the weights is most of a load; the engine's setup is the rest.
+const READ_SHARE: f64 = 0.9;
+
+/// A model in memory.
+pub struct Resident {
+    pub spec: Arc<Spec>,
+    pub engine: Arc<dyn Engine>,
+    pub pipeline: Pipeline,
+    pub load_seconds: f64,
+    use_: Mutex<Use>,
+}
+
+struct Use {
+    last_used: Instant,
+    in_flight: usize,
+    ttl: Option<Duration>,
+}
+
+impl Resident {
+    fn use_(&self) -> MutexGuard<'_, Use> {
+        // A panic elsewhere cannot leave `Use` half-updated: keep going.
+        self.use_.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn meta(&self) -> &ModelMeta {
+        &self.engine.info().meta
+    }
+}
+
+type Loading = Shared<BoxFuture<'static, ApiResult<()>>>;
+
+enum Slot {
+    Loading {
+        done: Loading,
+        progress: watch::Receiver<Progress>,
+    },
+    Loaded(Arc<Resident>),
+}
+
+/// A loaded instance as listings show it.
+pub struct Instance {
+    /// `loading` or `loaded`.
+    pub status: &'static str,
+    pub idle: Duration,
+    pub ttl: Option<Duration>,
+    pub in_flight: usize,
+    pub load_seconds: f64,
+    pub meta: Option<ModelMeta>,
+}
+
+/// Whoever asks decides the idle TTL a fresh load gets.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin {
+    /// A request named it: the registry's TTL unless it says otherwise.
+    Request { ttl: Option<u64> },
+    /// Loaded by hand (startup, API, CLI): stays unless given a TTL.
+    Explicit { ttl: Option<u64> },
+}
+
+pub struct Registry {
+    config: Arc<Config>,
+    specs: RwLock<Vec<Arc<Spec>>>,
+    slots: Mutex<HashMap<String, Slot>>,
+    /// A lease ended, a load finished or a model left.
+    changed: Notify,
+    build: Builder,
+    ready: AtomicBool,
+}
+
+/// A model kept resident for as long as this lives.
+pub struct Lease {
+    resident: Arc<Resident>,
+    registry: Arc<Registry>,
+}
+
+impl std::ops::Deref for Lease {
+    type Target = Resident;
+    fn deref(&self) -> &Resident {
+        &self.resident
+    }
+}
+
+impl Lease {
+    pub fn id(&self) -> &str {
+        &self.resident.spec.id
+    }
+
+    /// Keeps the model resident until `stream` has been read or dropped.
+    pub fn hold<T: Send + 'static>(self, stream: BoxStream<'static, T>) -> BoxStream<'static, T> {
+        stream
+            .map(move |item| {
+                let _lease = &self;
+                item
+            })
+            .boxed()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        {
+            let mut u = self.resident.use_();
+            u.in_flight -= 1;
+            u.last_used = Instant::now();
+        }
+        self.registry.changed.notify_waiters();
+    }
+}
+
+/// The error chain's first lines: some causes carry a backtrace below.
+fn brief(e: &anyhow::Error) -> String {
+    e.chain()
+        .filter_map(|c| c.to_string().lines().next().map(str::to_string))
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn load_failed(id: &str, e: &anyhow::Error) -> ApiError {
+    ApiError::new(
+        500,
+        "server_error",
+        format!("The model `{id}` failed to load: {}", brief(e)),
+    )
+    .with_param("model")
+    .with_code("model_load_failed")
+}
+
+impl Registry {
+    pub fn new(config: Arc<Config>, build: Builder) -> anyhow::Result<Arc<Self>> {
+        config.registry.check()?;
+        let specs = config.registry.specs(&config.model, &[]);
+        Ok(Arc::new(Self {
+            config,
+            specs: RwLock::new(specs),
+            slots: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+            build,
+            ready: AtomicBool::new(false),
+        }))
+    }
+
+    fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every model available, rescanning the models directory.
+    pub fn specs(&self) -> Vec<Arc<Spec>> {
+        let previous = self.specs.read().map(|s| s.clone()).unwrap_or_default();
+        let fresh = self.config.registry.specs(&self.config.model, &previous);
+        if let Ok(mut specs) = self.specs.write() {
+            specs.clone_from(&fresh);
+        }
+        fresh
+    }
+
+    fn find(&self, name: &str) -> Option<Arc<Spec>> {
+        let known = self
+            .specs
+            .read()
+            .ok()?
+            .iter()
+            .find(|s| s.answers_to(name))
+            .cloned();
+        // A model dropped into the directory since the last scan.
+        known.or_else(|| self.specs().into_iter().find(|s| s.answers_to(name)))
+    }
+
+    /// The model a request names; none selects the most recently used
+    /// loaded model, else the startup model (as LM Studio does).
+    pub fn resolve(&self, name: Option<&str>) -> ApiResult<Arc<Spec>> {
+        match name.map(str::trim).filter(|n| !n.is_empty()) {
+            Some(name) => self
+                .find(name)
+                .ok_or_else(|| ApiError::model_not_found(name)),
+            None => {
+                let slots = self.slots();
+                let recent = slots
+                    .values()
+                    .filter_map(|s| match s {
+                        Slot::Loaded(r) => Some(r),
+                        Slot::Loading { .. } => None,
+                    })
+                    .max_by_key(|r| r.use_().last_used)
+                    .map(|r| r.spec.clone());
+                drop(slots);
+                recent
+                    .or_else(|| self.specs.read().ok()?.first().cloned())
+                    .ok_or_else(|| ApiError::unavailable("No model is configured."))
+            }
+        }
+    }
+
+    pub fn is_loaded(&self, id: &str) -> bool {
+        matches!(self.slots().get(id), Some(Slot::Loaded(_)))
+    }
+
+    pub fn progress(&self, id: &str) -> Progress {
+        match self.slots().get(id) {
+            Some(Slot::Loading { progress, .. }) => *progress.borrow(),
+            Some(Slot::Loaded(_)) => Progress {
+                phase: "loaded",
+                fraction: 1.0,
+            },
+            None => Progress {
+                phase: "waiting",
+                fraction: 0.0,
+            },
+        }
+    }
+
+    /// Whether the startup model has loaded once.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    fn lease(self: &Arc<Self>, resident: &Arc<Resident>, ttl: Option<u64>) -> Lease {
+        let mut u = resident.use_();
+        u.in_flight += 1;
+        u.last_used = Instant::now();
+        if let Some(secs) = ttl {
+            u.ttl = ttl_of(secs);
+        }
+        drop(u);
+        Lease {
+            resident: resident.clone(),
+            registry: self.clone(),
+        }
+    }
+
+    /// The model `name`, loading it first if needed; waits while it loads
+    /// or while every resident model is busy and there is no room.
+    pub async fn acquire(self: &Arc<Self>, name: Option<&str>, origin: Origin) -> ApiResult<Lease> {
+        let spec = self.resolve(name)?;
+        if !self.is_loaded(&spec.id) {
+            // A file that is not a model fails here, before anything is evicted for it.
+            if let Err(e) = ferrite_engine::inspect(&spec.options) {
+                return Err(load_failed(&spec.id, &e));
+            }
+        }
+        let asked = match origin {
+            Origin::Request { ttl } | Origin::Explicit { ttl } => ttl,
+        };
+        loop {
+            let room = self.changed.notified();
+            let load = {
+                let mut slots = self.slots();
+                let current = match slots.get(&spec.id) {
+                    Some(Slot::Loaded(r)) => return Ok(self.lease(r, asked)),
+                    Some(Slot::Loading { done, .. }) => Some(done.clone()),
+                    None => None,
+                };
+                match current {
+                    Some(done) => Some(done),
+                    None if self.make_room(&mut slots) => {
+                        let ttl = match (asked, spec.ttl, origin) {
+                            (Some(secs), _, _) => ttl_of(secs),
+                            (None, Some(own), _) => own,
+                            (None, None, Origin::Request { .. }) => {
+                                ttl_of(self.config.registry.ttl_secs)
+                            }
+                            (None, None, Origin::Explicit { .. }) => None,
+                        };
+                        Some(self.start_load(&mut slots, spec.clone(), ttl))
+                    }
+                    None => None,
+                }
+            };
+            match load {
+                Some(done) => done.await?,
+                // A lease ending wakes this; the timeout is a safety net.
+                None => {
+                    let _ = tokio::time::timeout(Duration::from_millis(500), room).await;
+                }
+            }
+        }
+    }
+
+    /// The model `name` if it is resident now (no loading).
+    pub fn loaded(self: &Arc<Self>, name: &str) -> Option<Lease> {
+        let spec = self.find(name)?;
+        match self.slots().get(&spec.id) {
+            Some(Slot::Loaded(r)) => Some(self.lease(r, None)),
+            _ => None,
+        }
+    }
+
+    /// Frees a place for one more model by evicting least recently used
+    /// idle ones; false when every resident model is busy.
+    fn make_room(&self, slots: &mut HashMap<String, Slot>) -> bool {
+        let max = self.config.registry.max_loaded_models.max(1);
+        while slots.len() >= max {
+            let victim = slots
+                .iter()
+                .filter_map(|(id, s)| match s {
+                    Slot::Loaded(r) => {
+                        let u = r.use_();
+                        (u.in_flight == 0).then(|| (id.clone(), u.last_used))
+                    }
+                    Slot::Loading { .. } => None,
+                })
+                .min_by_key(|(_, last)| *last)
+                .map(|(id, _)| id);
+            match victim {
+                Some(id) => {
+                    slots.remove(&id);
+                    self.unloaded(&id, "lru", slots.len());
+                }
+                None => return false,
+            }
+        }
+        true
+    }
+
+    fn unloaded(&self, id: &str, reason: &'static str, resident: usize) {
+        info!(model = %id, reason, "model unloaded");
+        metrics::counter!("ferrite:model_unloads_total", "model" => id.to_string(), "reason" => reason)
+            .increment(1);
+        metrics::gauge!("ferrite:models_loaded").set(resident as f64);
+        self.changed.notify_waiters();
+    }
+
+    fn start_load(
+        self: &Arc<Self>,
+        slots: &mut HashMap<String, Slot>,
+        spec: Arc<Spec>,
+        ttl: Option<Duration>,
+    ) -> Loading {
+        let (tx, progress) = watch::channel(Progress {
+            phase: "reading",
+            fraction: 0.0,
+        });
+        let this = self.clone();
+        let id = spec.id.clone();
+        let done = async move {
+            let result = this.load(spec.clone(), ttl, tx).await;
+            let mut slots = this.slots();
+            let outcome = match result {
+                Ok(resident) => {
+                    slots.insert(spec.id.clone(), Slot::Loaded(Arc::new(resident)));
+                    Ok(())
+                }
+                Err(e) => {
+                    slots.remove(&spec.id);
+                    Err(e)
+                }
+            };
+            metrics::gauge!("ferrite:models_loaded").set(
+                slots
+                    .values()
+                    .filter(|s| matches!(s, Slot::Loaded(_)))
+                    .count() as f64,
+            );
+            drop(slots);
+            this.changed.notify_waiters();
+            outcome
+        }
+        .boxed()
+        .shared();
+        // The load goes on even if every request waiting for it gives up.
+        tokio::spawn(done.clone());
+        slots.insert(
+            id,
+            Slot::Loading {
+                done: done.clone(),
+                progress,
+            },
+        );
+        done
+    }
+
+    async fn load(
+        &self,
+        spec: Arc<Spec>,
+        ttl: Option<Duration>,
+        progress: watch::Sender<Progress>,
+    ) -> ApiResult<Resident> {
+        let started = Instant::now();
+        info!(model = %spec.id, path = %spec.options.path.display(), "loading model");
+        let path = spec.options.path.clone();
+        let tx = progress.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            warm::read_through(&path, |f| {
+                tx.send_replace(Progress {
+                    phase: "reading",
+                    fraction: f * READ_SHARE,
+                });
+            })
+        })
+        .await;
+        progress.send_replace(Progress {
+            phase: "initializing",
+            fraction: READ_SHARE,
+        });
+        let mut options = spec.options.clone();
+        options.id = Some(spec.id.clone());
+        let engine = match MistralEngine::load(&options).await {
+            Ok(engine) => Arc::new(engine) as Arc<dyn Engine>,
+            Err(e) => {
+                warn!(model = %spec.id, "failed to load: {}", brief(&e));
+                metrics::counter!("ferrite:model_loads_total", "model" => spec.id.clone(), "result" => "error")
+                    .increment(1);
+                return Err(load_failed(&spec.id, &e));
+            }
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        metrics::counter!("ferrite:model_loads_total", "model" => spec.id.clone(), "result" => "ok")
+            .increment(1);
+        metrics::gauge!("ferrite:model_load_seconds", "model" => spec.id.clone()).set(seconds);
+        info!(model = %spec.id, seconds = format!("{seconds:.1}"), ttl_secs = ttl.map(|t| t.as_secs()), "model ready");
+        Ok(Resident {
+            pipeline: (self.build)(engine.clone()),
+            engine,
+            spec,
+            load_seconds: seconds,
+            use_: Mutex::new(Use {
+                last_used: Instant::now(),
+                in_flight: 0,
+                ttl,
+            }),
+        })
+    }
+
+    /// Unloads `name` now (once loaded, if it is loading); requests
+    /// already running on it finish first (the memory is freed when the
+    /// last one ends).
+    pub async fn unload(&self, name: &str) -> ApiResult<String> {
+        let spec = self
+            .find(name)
+            .ok_or_else(|| ApiError::model_not_found(name))?;
+        loop {
+            let loading = {
+                let mut slots = self.slots();
+                match slots.get(&spec.id) {
+                    Some(Slot::Loaded(_)) => {
+                        slots.remove(&spec.id);
+                        let left = slots.len();
+                        drop(slots);
+                        self.unloaded(&spec.id, "request", left);
+                        return Ok(spec.id.clone());
+                    }
+                    Some(Slot::Loading { done, .. }) => done.clone(),
+                    None => {
+                        return Err(ApiError::new(
+                            404,
+                            "invalid_request_error",
+                            format!("The model `{}` is not loaded.", spec.id),
+                        )
+                        .with_param("instance_id")
+                        .with_code("model_not_loaded"))
+                    }
+                }
+            };
+            // A failed load leaves nothing to unload: the next turn says so.
+            let _ = loading.await;
+        }
+    }
+
+    /// Unloads every loaded model; returns their ids.
+    pub fn unload_all(&self) -> Vec<String> {
+        let mut slots = self.slots();
+        let ids: Vec<String> = slots
+            .iter()
+            .filter(|(_, s)| matches!(s, Slot::Loaded(_)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            slots.remove(id);
+        }
+        let left = slots.len();
+        drop(slots);
+        for id in &ids {
+            self.unloaded(id, "request", left);
+        }
+        ids
+    }
+
+    /// The instance of `id`, if loading or loaded.
+    pub fn instance(&self, id: &str) -> Option<Instance> {
+        match self.slots().get(id)? {
+            Slot::Loading { .. } => Some(Instance {
+                status: "loading",
+                idle: Duration::ZERO,
+                ttl: None,
+                in_flight: 0,
+                load_seconds: 0.0,
+                meta: None,
+            }),
+            Slot::Loaded(r) => {
+                let u = r.use_();
+                Some(Instance {
+                    status: "loaded",
+                    idle: if u.in_flight > 0 {
+                        Duration::ZERO
+                    } else {
+                        u.last_used.elapsed()
+                    },
+                    ttl: u.ttl,
+                    in_flight: u.in_flight,
+                    load_seconds: r.load_seconds,
+                    meta: Some(r.meta().clone()),
+                })
+            }
+        }
+    }
+
+    /// A model's facts: the live ones when loaded, else its header's.
+    pub fn meta(&self, spec: &Spec) -> Option<ModelMeta> {
+        match self.instance(&spec.id) {
+            Some(Instance { meta: Some(m), .. }) => Some(m),
+            Some(_) => spec.meta().cloned().map(|mut m| {
+                m.state = "loading".into();
+                m
+            }),
+            None => spec.meta().cloned(),
+        }
+    }
+
+    /// Unloads idle models whose TTL has passed, every half second.
+    pub fn spawn_reaper(self: &Arc<Self>) {
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                let Some(this) = this.upgrade() else { return };
+                this.reap();
+            }
+        });
+    }
+
+    fn reap(&self) {
+        let mut slots = self.slots();
+        let expired: Vec<String> = slots
+            .iter()
+            .filter_map(|(id, s)| match s {
+                Slot::Loaded(r) => {
+                    let u = r.use_();
+                    let idle = u.in_flight == 0;
+                    u.ttl
+                        .filter(|ttl| idle && u.last_used.elapsed() >= *ttl)
+                        .map(|_| id.clone())
+                }
+                Slot::Loading { .. } => None,
+            })
+            .collect();
+        for id in &expired {
+            slots.remove(id);
+        }
+        let left = slots.len();
+        drop(slots);
+        for id in &expired {
+            self.unloaded(id, "ttl", left);
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The HTTP client behind the `lms`-like commands: they talk to a running
+//! server, wherever it runs.
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use futures::stream::{BoxStream, StreamExt};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+#[derive(Args, Clone)]
+pub struct Remote {
+    /// The server to talk to.
+    #[arg(long, env = "FERRITE_URL", default_value = "http://127.0.0.1:1234")]
+    pub url: String,
+    /// Bearer token, when the server requires one.
+    #[arg(long, env = "FERRITE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+/// One server-sent event: its `event:` name (if any) and its data.
+pub struct Event {
+    pub name: Option<String>,
+    pub data: String,
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    key: Option<String>,
+}
+
+impl Client {
+    pub fn new(remote: &Remote) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: remote.url.trim_end_matches('/').to_string(),
+            key: remote.api_key.clone(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.key {
+            Some(key) => r.bearer_auth(key),
+            None => r,
+        }
+    }
+
+    async fn send(&self, r: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let resp = r.send().await.map_err(|e| {
+            if e.is_connect() {
+                anyhow!(
+                    "no server answers at {} (start one with `ferrite server start`)",
+                    self.base
+                )
+            } else {
+                anyhow!(e)
+            }
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or_default();
+        match body["error"]["message"].as_str() {
+            Some(m) => bail!("{m} ({status})"),
+            None => bail!("the server answered {status}"),
+        }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let resp = self.send(self.request(reqwest::Method::GET, path)).await?;
+        resp.json().await.context("reading the server's answer")
+    }
+
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
+        let resp = self
+            .send(self.request(reqwest::Method::POST, path).json(body))
+            .await?;
+        resp.json().await.context("reading the server's answer")
+    }
+
+    /// POSTs `body` and reads the answer as server-sent events.
+    pub async fn events(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<BoxStream<'static, anyhow::Result<Event>>> {
+        let resp = self
+            .send(self.request(reqwest::Method::POST, path).json(body))
+            .await?;
+        let mut bytes = resp.bytes_stream();
+        let events = async_stream::try_stream! {
+            let mut pending: Vec<u8> = Vec::new();
+            while let Some(chunk) = bytes.next().await {
+                pending.extend_from_slice(&chunk?);
+                while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+                    let raw: Vec<u8> = pending.drain(..end + 2).collect();
+                    if let Some(event) = parse(&String::from_utf8_lossy(&raw)) {
+                        yield event;
+                    }
+                }
+            }
+        };
+        Ok(events.boxed())
+    }
+}
+
+/// An event's `event:` and `data:` lines; comments and keep-alives are none.
+fn parse(raw: &str) -> Option<Event> {
+    let mut name = None;
+    let mut data: Vec<&str> = Vec::new();
+    for line in raw.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            name = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push(v.strip_prefix(' ').unwrap_or(v));
+        }
+    }
+    (!data.is_empty()).then(|| Event {
+        name,
+        data: data.join("\n"),
+    })
+}
+
+/// `1.2 GB`, `138 MB`.
+pub fn size(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..=999_999 => format!("{:.0} KB", b / 1e3),
+        1_000_000..=999_999_999 => format!("{:.0} MB", b / 1e6),
+        _ => format!("{:.2} GB", b / 1e9),
+    }
+}
+
+/// `45s`, `12m 03s`, `2h 05m`.
+pub fn duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_named_events_and_skips_comments() {
+        let e = parse("event: model_load.progress\ndata: {\"progress\":0.5}\n\n").unwrap();
+        assert_eq!(e.name.as_deref(), Some("model_load.progress"));
+        assert_eq!(e.data, "{\"progress\":0.5}");
+        assert!(parse(": ping\n\n").is_none());
+        assert_eq!(duration(725.0), "12m 05s");
+        assert_eq!(size(138_000_000), "138 MB");
+    }
+}
