@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use ferrite_openapi::manage::{LoadProgress, LoadResponse, UnloadResponse, V1ModelList};
+use ferrite_openapi::manage::{LoadProgress, LoadResponse, UnloadResponse, V1Model, V1ModelList};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -54,8 +54,19 @@ pub async fn ls(args: ListArgs) -> anyhow::Result<()> {
         println!("No models. Put .gguf files in the models directory, or add [[registry.models]] entries.");
         return Ok(());
     }
+    // Columns as wide as their longest value.
+    let width = |f: &dyn Fn(&V1Model) -> usize, title: &str| {
+        list.models
+            .iter()
+            .map(f)
+            .max()
+            .unwrap_or(0)
+            .max(title.len())
+    };
+    let key = width(&|m| m.key.len(), "MODEL");
+    let arch = width(&|m| m.architecture.as_deref().map_or(1, str::len), "ARCH");
     println!(
-        "{:<36} {:>9} {:<10} {:<8} {:<12} {:>8}  STATE",
+        "{:<key$} {:>9} {:<arch$} {:<8} {:<12} {:>8}  STATE",
         "MODEL", "SIZE", "ARCH", "QUANT", "FORMAT", "CONTEXT"
     );
     for m in &list.models {
@@ -64,7 +75,7 @@ pub async fn ls(args: ListArgs) -> anyhow::Result<()> {
             .first()
             .map_or("not loaded", |i| i.status.as_str());
         println!(
-            "{:<36} {:>9} {:<10} {:<8} {:<12} {:>8}  {state}",
+            "{:<key$} {:>9} {:<arch$} {:<8} {:<12} {:>8}  {state}",
             m.key,
             size(m.size_bytes),
             m.architecture.as_deref().unwrap_or("?"),
