@@ -11,6 +11,8 @@ use clap::Args;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use crate::sse_read;
+
 #[derive(Args, Clone)]
 pub struct BenchArgs {
     /// Base URL of the API (with /v1).
@@ -145,35 +147,26 @@ async fn one(client: &reqwest::Client, args: &BenchArgs) -> anyhow::Result<Sampl
     let mut first: Option<Instant> = None;
     let mut tokens = 0u64;
     let mut chunks = 0u64;
-    let mut buf = String::new();
-    let mut bytes = resp.bytes_stream();
-    while let Some(piece) = bytes.next().await {
-        buf.push_str(&String::from_utf8_lossy(&piece.context("stream broke")?));
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
-            for line in event.lines() {
-                let Some(data) = line.strip_prefix("data: ") else {
-                    continue;
-                };
-                if data == "[DONE]" {
-                    continue;
-                }
-                let v: Value = serde_json::from_str(data).context("bad SSE data")?;
-                if let Some(err) = v.get("error") {
-                    bail!("stream error: {err}");
-                }
-                let delta = &v["choices"][0]["delta"];
-                let has_text = ["content", "reasoning_content"]
-                    .iter()
-                    .any(|f| delta[f].as_str().is_some_and(|s| !s.is_empty()));
-                if has_text {
-                    chunks += 1;
-                    first.get_or_insert_with(Instant::now);
-                }
-                if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
-                    tokens = n;
-                }
-            }
+    let mut events = std::pin::pin!(sse_read::events(resp.bytes_stream()));
+    while let Some(event) = events.next().await {
+        let data = event.context("stream broke")?.data;
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&data).context("bad SSE data")?;
+        if let Some(err) = v.get("error") {
+            bail!("stream error: {err}");
+        }
+        let delta = &v["choices"][0]["delta"];
+        let has_text = ["content", "reasoning_content"]
+            .iter()
+            .any(|f| delta[f].as_str().is_some_and(|s| !s.is_empty()));
+        if has_text {
+            chunks += 1;
+            first.get_or_insert_with(Instant::now);
+        }
+        if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
+            tokens = n;
         }
     }
     let end = Instant::now();

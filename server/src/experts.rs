@@ -154,14 +154,20 @@ async fn run(
         .await?;
     let id = lease.id().to_string();
     request.model = Some(id.clone());
-    let mut response = lease.pipeline.service.clone().oneshot(request).await?;
-    let stream = sse::peek(std::mem::replace(
-        &mut response.stream,
-        futures::stream::empty().boxed(),
+    let ChatResponse {
+        stream,
+        headers,
+        extension,
+    } = lease.pipeline.service.clone().oneshot(request).await?;
+    let stream = lease.hold(sse::peek(stream).await?);
+    Ok((
+        ChatResponse {
+            stream,
+            headers,
+            extension,
+        },
+        id,
     ))
-    .await?;
-    response.stream = lease.hold(stream);
-    Ok((response, id))
 }
 
 /// The whole answer's text and usage.

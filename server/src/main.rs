@@ -20,6 +20,7 @@ mod remote;
 mod routes;
 mod serve;
 mod sse;
+mod sse_read;
 mod state;
 mod telemetry;
 mod unread_body;

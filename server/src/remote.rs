@@ -7,6 +7,8 @@ use futures::stream::{BoxStream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::sse_read;
+
 #[derive(Args, Clone)]
 pub struct Remote {
     /// The server to talk to.
@@ -17,11 +19,7 @@ pub struct Remote {
     pub api_key: Option<String>,
 }
 
-/// One server-sent event: its `event:` name (if any) and its data.
-pub struct Event {
-    pub name: Option<String>,
-    pub data: String,
-}
+pub use crate::sse_read::Event;
 
 pub struct Client {
     http: reqwest::Client,
@@ -93,38 +91,9 @@ impl Client {
         let resp = self
             .send(self.request(reqwest::Method::POST, path).json(body))
             .await?;
-        let mut bytes = resp.bytes_stream();
-        let events = async_stream::try_stream! {
-            let mut pending: Vec<u8> = Vec::new();
-            while let Some(chunk) = bytes.next().await {
-                pending.extend_from_slice(&chunk?);
-                while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
-                    let raw: Vec<u8> = pending.drain(..end + 2).collect();
-                    if let Some(event) = parse(&String::from_utf8_lossy(&raw)) {
-                        yield event;
-                    }
-                }
-            }
-        };
+        let events = sse_read::events(resp.bytes_stream()).map(|e| e.map_err(anyhow::Error::from));
         Ok(events.boxed())
     }
-}
-
-/// An event's `event:` and `data:` lines; comments and keep-alives are none.
-fn parse(raw: &str) -> Option<Event> {
-    let mut name = None;
-    let mut data: Vec<&str> = Vec::new();
-    for line in raw.lines() {
-        if let Some(v) = line.strip_prefix("event:") {
-            name = Some(v.trim().to_string());
-        } else if let Some(v) = line.strip_prefix("data:") {
-            data.push(v.strip_prefix(' ').unwrap_or(v));
-        }
-    }
-    (!data.is_empty()).then(|| Event {
-        name,
-        data: data.join("\n"),
-    })
 }
 
 /// `1.2 GB`, `138 MB`.
@@ -152,11 +121,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_named_events_and_skips_comments() {
-        let e = parse("event: model_load.progress\ndata: {\"progress\":0.5}\n\n").unwrap();
-        assert_eq!(e.name.as_deref(), Some("model_load.progress"));
-        assert_eq!(e.data, "{\"progress\":0.5}");
-        assert!(parse(": ping\n\n").is_none());
+    fn sizes_and_durations_read_well() {
         assert_eq!(duration(725.0), "12m 05s");
         assert_eq!(size(138_000_000), "138 MB");
     }

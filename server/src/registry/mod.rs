@@ -271,7 +271,15 @@ impl Registry {
     /// The model `name`, loading it first if needed; waits while it loads
     /// or while every resident model is busy and there is no room.
     pub async fn acquire(self: &Arc<Self>, name: Option<&str>, origin: Origin) -> ApiResult<Lease> {
-        let spec = self.resolve(name)?;
+        self.acquire_spec(self.resolve(name)?, origin).await
+    }
+
+    /// The same, for a model already resolved.
+    pub async fn acquire_spec(
+        self: &Arc<Self>,
+        spec: Arc<Spec>,
+        origin: Origin,
+    ) -> ApiResult<Lease> {
         if !self.is_loaded(&spec.id) {
             // A file that is not a model fails here, before anything is evicted for it.
             if let Err(e) = ferrite_engine::inspect(&spec.options) {

@@ -1,5 +1,6 @@
 //! `POST /v1/chat/completions`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -19,6 +20,7 @@ use futures::StreamExt;
 use tower::ServiceExt;
 
 use crate::extract::{Caller, JsonBody};
+use crate::registry::catalog::Spec;
 use crate::registry::Origin;
 use crate::routes::append_headers;
 use crate::state::{AppState, Slot};
@@ -121,10 +123,11 @@ pub async fn chat_completions(
     request.model = Some(spec.id.clone());
     span.record("model", spec.id.as_str());
     let slot = state.admit()?;
+    let origin = Origin::Request { ttl: request.ttl };
     if reply.streaming && !state.registry.is_loaded(&spec.id) {
-        return Ok(reply.while_loading(&state, spec.id.clone(), request, slot));
+        return Ok(reply.while_loading(&state, spec, origin, request, slot));
     }
-    let lease = state.model(Some(&spec.id), request.ttl).await?;
+    let lease = state.registry.acquire_spec(spec, origin).await?;
     let mut answer = lease.pipeline.service.clone().oneshot(request).await?;
     answer.stream = lease.hold(answer.stream);
     reply.send(answer, slot).await
@@ -191,13 +194,15 @@ impl Reply {
     fn while_loading(
         self,
         state: &AppState,
-        id: String,
+        spec: Arc<Spec>,
+        origin: Origin,
         request: ChatRequest,
         slot: Slot,
     ) -> Response {
         let registry = state.registry.clone();
+        let id = spec.id.clone();
         let chunks = async_stream::stream! {
-            let acquire = registry.acquire(Some(&id), Origin::Request { ttl: request.ttl });
+            let acquire = registry.acquire_spec(spec, origin);
             tokio::pin!(acquire);
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             let lease = loop {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferrite_openapi::aggregate::{ChatAccumulator, CompletionAccumulator};
 use ferrite_openapi::chat::{ChatCompletionChunk, ChatRequest};
-use ferrite_openapi::common::StreamOptions;
+use ferrite_openapi::common::{StreamOptions, Usage};
 use ferrite_openapi::completions::{Completion, CompletionRequest};
 use ferrite_openapi::doc::ApiErrors;
 use ferrite_openapi::lmstudio::{
@@ -29,6 +29,7 @@ use serde_json::Value;
 use crate::extract::{Caller, JsonBody};
 use crate::registry::catalog::Spec;
 use crate::routes::{chat, completions};
+use crate::sse_read;
 use crate::state::AppState;
 
 fn unknown(meta: Option<&ModelMeta>, f: impl Fn(&ModelMeta) -> Option<String>) -> String {
@@ -97,12 +98,6 @@ pub async fn get(
     Ok(Json(model(&spec, state.registry.meta(&spec).as_ref())))
 }
 
-/// The facts of the model that answered (by the id the body names).
-fn answered(state: &AppState, model: &str) -> Option<ModelMeta> {
-    let spec = state.registry.resolve(Some(model)).ok()?;
-    state.registry.meta(&spec)
-}
-
 /// A /v1 stream read back: its chunks, and when the first output arrived.
 struct Read<T> {
     chunks: Vec<T>,
@@ -119,55 +114,54 @@ async fn read_stream<T: DeserializeOwned>(
         chunks: Vec::new(),
         first_output: None,
     };
-    let mut frames = body.into_data_stream();
-    let mut pending: Vec<u8> = Vec::new();
-    while let Some(frame) = frames.next().await {
-        let frame = frame.map_err(|e| ApiError::internal(format!("stream failed: {e}")))?;
-        pending.extend_from_slice(&frame);
-        while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
-            let event: Vec<u8> = pending.drain(..end + 2).collect();
-            for line in event.split(|&b| b == b'\n') {
-                let Some(data) = line.strip_prefix(b"data: ") else {
-                    continue;
-                };
-                if data == b"[DONE]" {
-                    return Ok(read);
-                }
-                let value: Value = serde_json::from_slice(data)
-                    .map_err(|e| ApiError::internal(format!("bad stream event: {e}")))?;
-                if let Some(error) = value.get("error") {
-                    // The stream's error event, with the status /v1 would have sent.
-                    let kind = error["type"].as_str().unwrap_or("server_error");
-                    let status = match kind {
-                        "invalid_request_error" => 400,
-                        _ => 500,
-                    };
-                    let mut e =
-                        ApiError::new(status, kind, error["message"].as_str().unwrap_or("failed"));
-                    e.param = error["param"].as_str().map(String::from);
-                    e.code = error["code"].as_str().map(String::from);
-                    return Err(e);
-                }
-                let chunk: T = serde_json::from_value(value)
-                    .map_err(|e| ApiError::internal(format!("bad stream chunk: {e}")))?;
-                if read.first_output.is_none() && has_output(&chunk) {
-                    read.first_output = Some(Instant::now());
-                }
-                read.chunks.push(chunk);
-            }
+    let mut events = std::pin::pin!(sse_read::events(body.into_data_stream()));
+    while let Some(event) = events.next().await {
+        let event = event.map_err(|e| ApiError::internal(format!("stream failed: {e}")))?;
+        let data = event.data.as_str();
+        if data == "[DONE]" {
+            return Ok(read);
         }
+        let value: Value = serde_json::from_str(data)
+            .map_err(|e| ApiError::internal(format!("bad stream event: {e}")))?;
+        if let Some(error) = value.get("error") {
+            // The stream's error event, with the status /v1 would have sent.
+            let kind = error["type"].as_str().unwrap_or("server_error");
+            let status = match kind {
+                "invalid_request_error" => 400,
+                _ => 500,
+            };
+            let mut e = ApiError::new(status, kind, error["message"].as_str().unwrap_or("failed"));
+            e.param = error["param"].as_str().map(String::from);
+            e.code = error["code"].as_str().map(String::from);
+            return Err(e);
+        }
+        let chunk: T = serde_json::from_value(value)
+            .map_err(|e| ApiError::internal(format!("bad stream chunk: {e}")))?;
+        if read.first_output.is_none() && has_output(&chunk) {
+            read.first_output = Some(Instant::now());
+        }
+        read.chunks.push(chunk);
     }
     Ok(read)
 }
 
+/// `stats`, `model_info` and `runtime` for the answer `model` gave.
 fn extras(
-    meta: Option<&ModelMeta>,
+    state: &AppState,
+    model: &str,
+    usage: Option<Usage>,
+    finish: Option<&str>,
     started: Instant,
     first: Option<Instant>,
-    tokens: u32,
-    finish: Option<&str>,
 ) -> V0Extras {
     let now = Instant::now();
+    let meta = state
+        .registry
+        .resolve(Some(model))
+        .ok()
+        .and_then(|spec| state.registry.meta(&spec));
+    let meta = meta.as_ref();
+    let tokens = usage.map_or(0, |u| u.completion_tokens);
     let first = first.unwrap_or(now);
     let generation = now.duration_since(first).as_secs_f64();
     V0Extras {
@@ -255,13 +249,18 @@ pub async fn chat_completions(
         acc.push(chunk);
     }
     let completion = acc.finish();
-    let tokens = completion.usage.as_ref().map_or(0, |u| u.completion_tokens);
     let finish = completion
         .choices
         .first()
         .and_then(|c| c.finish_reason.as_deref());
-    let meta = answered(&state, &completion.model);
-    let extras = extras(meta.as_ref(), started, read.first_output, tokens, finish);
+    let extras = extras(
+        &state,
+        &completion.model,
+        completion.usage,
+        finish,
+        started,
+        read.first_output,
+    );
     let body = V0ChatCompletion { completion, extras };
     Ok(with_headers(Json(body).into_response(), &parts.headers))
 }
@@ -299,13 +298,18 @@ pub async fn completions(
         acc.push(chunk);
     }
     let completion = acc.finish();
-    let tokens = completion.usage.as_ref().map_or(0, |u| u.completion_tokens);
     let finish = completion
         .choices
         .first()
         .and_then(|c| c.finish_reason.as_deref());
-    let meta = answered(&state, &completion.model);
-    let extras = extras(meta.as_ref(), started, read.first_output, tokens, finish);
+    let extras = extras(
+        &state,
+        &completion.model,
+        completion.usage,
+        finish,
+        started,
+        read.first_output,
+    );
     let body = V0Completion { completion, extras };
     Ok(with_headers(Json(body).into_response(), &parts.headers))
 }
