@@ -12,7 +12,7 @@ VENV := .venv
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
-.PHONY: serve test build model venv bench bench-swap lint fmt clippy clean
+.PHONY: serve test build model venv bench bench-swap bench-soak lint fmt clippy clean
 
 ## serve: fetch the default model if missing, build, serve on $(HOST):$(PORT)
 serve: $(MODEL) build
@@ -35,6 +35,10 @@ bench: $(MODEL) build
 ## bench-swap: what a just-in-time model swap costs (max_loaded_models = 1)
 bench-swap: $(MODEL) build $(MODEL_Q8)
 	scripts/bench-swap.sh $(BIN) $(MODEL) $(MODEL_Q8)
+
+## bench-soak: RSS over 1,000 requests with disconnects, prefix cache on and off
+bench-soak: $(MODEL) build
+	scripts/bench-soak.sh $(BIN) $(MODEL)
 
 build:
 	cargo build --release --locked -p ferrite-server

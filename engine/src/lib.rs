@@ -27,3 +27,12 @@ pub use load::default_id;
 pub use mistral_engine::MistralEngine;
 pub use options::{Delimiters, EngineOptions, IsqChoice, ModelFormat};
 pub use quantize::{requantize, QuantType};
+
+/// Entries and bytes of KV cache held for prefix reuse, by every model.
+pub fn prefix_cache_usage() -> (usize, usize) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (
+        mistralrs::core::PREFIX_CACHE_ENTRIES.load(Relaxed),
+        mistralrs::core::PREFIX_CACHE_BYTES.load(Relaxed),
+    )
+}

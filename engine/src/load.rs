@@ -305,6 +305,9 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
     };
     let paged_active = matches!(scheduler, SchedulerConfig::PagedAttentionMeta { .. });
     let id = opts.id.clone().unwrap_or_else(|| default_id(&opts.path));
+    // Read by the engine as it starts; one server-wide value, so models
+    // loading side by side cannot disagree.
+    mistralrs::core::set_prefix_cache_max_bytes(opts.prefix_cache_mib.saturating_mul(1 << 20));
     let runner = MistralRsBuilder::new(pipeline, scheduler, false, None)
         .with_model_id(id.clone())
         .with_no_prefix_cache(opts.prefix_cache == 0)

@@ -61,6 +61,8 @@ pub struct EngineOptions {
     pub max_seqs: usize,
     /// Finished sequences kept in the prefix cache; 0 disables it.
     pub prefix_cache: usize,
+    /// Bound on the prefix cache's KV tensors, in MiB, per model.
+    pub prefix_cache_mib: usize,
     /// Activation dtype (`auto`, `f32`, `f16`, `bf16`); `auto` means f32 on CPU.
     pub dtype: String,
     pub force_cpu: bool,
@@ -103,6 +105,7 @@ impl Default for EngineOptions {
             isq: IsqChoice::Q4k,
             max_seqs: 16,
             prefix_cache: 16,
+            prefix_cache_mib: 1024,
             dtype: "auto".into(),
             force_cpu: false,
             paged_attn: true,

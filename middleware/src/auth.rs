@@ -117,7 +117,10 @@ pub struct Authenticator {
 
 #[derive(Deserialize)]
 struct Claims {
-    sub: String,
+    /// Required (the library checks it is there); optional here so that a
+    /// token without it is told so rather than called malformed.
+    #[serde(default)]
+    sub: Option<String>,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
@@ -131,6 +134,17 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 fn parse_hex(hex: &str) -> Option<[u8; 32]> {
     let bytes = hex::decode(hex.trim()).ok()?;
     bytes.try_into().ok()
+}
+
+/// Longer credentials are refused unread: no key or JWT of ours is near it.
+const MAX_TOKEN_BYTES: usize = 8192;
+
+/// The credential of an `Authorization: Bearer <token>` header; the scheme
+/// name is case-insensitive (RFC 9110).
+fn bearer(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, token) = authorization?.trim().split_once(char::is_whitespace)?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn unauthorized(message: impl Into<String>) -> ApiError {
@@ -167,18 +181,14 @@ impl Authenticator {
     }
 
     pub fn check(&self, authorization: Option<&str>) -> Result<Identity, ApiError> {
-        let token = authorization
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                unauthorized(
-                    "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
-                )
-            })?;
+        let token = bearer(authorization).ok_or_else(|| {
+            unauthorized("You didn't provide an API key. Send it as `Authorization: Bearer <key>`.")
+        })?;
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(unauthorized(
+                "The credential is too long to be an API key or a JWT.",
+            ));
+        }
         // Every key is compared, in constant time, whatever matches first.
         let digest = sha256(token.as_bytes());
         let mut found = None;
@@ -241,30 +251,57 @@ impl Jwt {
         let mut validation = Validation::new(algorithm);
         validation.leeway = cfg.leeway_secs;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured issuer or audience is required, not only checked
+        // when present: a token that leaves it out is refused.
+        let mut required = vec!["exp", "sub"];
         if let Some(iss) = &cfg.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
         match &cfg.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
         Ok(Self { key, validation })
     }
 
     fn verify(&self, token: &str) -> Result<Identity, ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| unauthorized(format!("Invalid token: {e}.")))?;
+            .map_err(|e| unauthorized(rejection(e.kind())))?;
         let c = data.claims;
+        let tenant = match c.sub {
+            Some(sub) if !sub.trim().is_empty() => sub,
+            Some(_) => return Err(unauthorized("The token's `sub` claim is empty.")),
+            None => return Err(unauthorized("The token lacks the `sub` claim.")),
+        };
         let scopes = match (c.scopes, c.scope) {
             (Some(list), _) => list,
             (None, Some(s)) => s.split_whitespace().map(String::from).collect(),
             (None, None) => Vec::new(),
         };
-        Ok(Identity {
-            tenant: c.sub,
-            scopes,
-        })
+        Ok(Identity { tenant, scopes })
+    }
+}
+
+/// Why a JWT was refused, in our words: the library's messages name its
+/// internals (`Base64(InvalidByte(..))`, `Json(Error(..))`).
+fn rejection(kind: &jsonwebtoken::errors::ErrorKind) -> String {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::ExpiredSignature => "The token has expired.".into(),
+        K::ImmatureSignature => "The token is not valid yet (`nbf`).".into(),
+        K::InvalidSignature => "The token's signature does not verify.".into(),
+        K::InvalidIssuer => "The token's issuer (`iss`) is not accepted.".into(),
+        K::InvalidAudience => "The token's audience (`aud`) is not accepted.".into(),
+        K::InvalidAlgorithm | K::InvalidAlgorithmName => {
+            "The token is not signed with the configured algorithm.".into()
+        }
+        K::MissingRequiredClaim(claim) => format!("The token lacks the `{claim}` claim."),
+        _ => "The token is malformed.".into(),
     }
 }
 
@@ -322,10 +359,15 @@ where
         let identity = match (&self.auth, protected(&req)) {
             (None, _) => Ok(Identity::anonymous()),
             (Some(_), false) => return Either::Left(self.inner.call(req)),
-            (Some(auth), true) => {
-                let header = req.headers().get(header::AUTHORIZATION);
-                auth.check(header.and_then(|v| v.to_str().ok()))
-            }
+            (Some(auth), true) => match req.headers().get(header::AUTHORIZATION) {
+                None => auth.check(None),
+                Some(v) => match v.to_str() {
+                    Ok(v) => auth.check(Some(v)),
+                    Err(_) => Err(unauthorized(
+                        "The Authorization header holds bytes no API key or JWT contains.",
+                    )),
+                },
+            },
         };
         match identity {
             Ok(identity) => {
@@ -408,13 +450,41 @@ mod tests {
         wrong_aud["aud"] = json!("other");
         let mut not_yet = good.clone();
         not_yet["nbf"] = json!(now() + 3600);
-        for t in [
-            token(expired, "s3cret"),
-            token(wrong_aud, "s3cret"),
-            token(not_yet, "s3cret"),
-            token(good, "other-secret"),
+        let without = |claim: &str| {
+            let mut c = good.clone();
+            c.as_object_mut().unwrap().remove(claim);
+            c
+        };
+        let mut empty_sub = good.clone();
+        empty_sub["sub"] = json!("  ");
+        for (t, why) in [
+            (token(expired, "s3cret"), "expired"),
+            (token(wrong_aud, "s3cret"), "audience"),
+            (token(not_yet, "s3cret"), "not valid yet"),
+            (token(good.clone(), "other-secret"), "signature"),
+            (token(without("aud"), "s3cret"), "`aud`"),
+            (token(without("iss"), "s3cret"), "`iss`"),
+            (token(without("sub"), "s3cret"), "`sub`"),
+            (token(empty_sub, "s3cret"), "`sub`"),
+            ("Bearer a.b.c".into(), "malformed"),
+            ("Bearer e30.e30.!!".into(), "malformed"),
         ] {
-            assert_eq!(a.check(Some(&t)).unwrap_err().status, 401, "{t}");
+            let e = a.check(Some(&t)).unwrap_err();
+            assert_eq!(e.status, 401, "{t}");
+            assert!(e.message.contains(why), "{t}: {}", e.message);
         }
+        // The scheme name is case-insensitive; the token itself is not.
+        let good = token(good, "s3cret");
+        let raw = good.strip_prefix("Bearer ").unwrap();
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            let t = format!("{scheme}  {raw}");
+            assert_eq!(a.check(Some(&t)).unwrap().tenant, "carol", "{t}");
+        }
+        let huge = format!("Bearer {}", "x".repeat(MAX_TOKEN_BYTES + 1));
+        assert!(a
+            .check(Some(&huge))
+            .unwrap_err()
+            .message
+            .contains("too long"));
     }
 }

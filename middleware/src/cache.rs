@@ -2,6 +2,11 @@
 //! answered from memory when the same canonical request was answered before,
 //! and identical requests in flight together share one generation.
 //!
+//! Entries and coalescing are per tenant: one tenant's answers never serve
+//! another (whose hit timing would tell that the prompt was sent), unless
+//! `share_across_tenants` says so. The server's own precomputed answers are
+//! shared. Every response gets its own id, hit or not.
+//!
 //! Headers: `x-ferrite-cache: hit|miss|bypass`, and on hits
 //! `x-ferrite-cache-source: cache|precomputed|coalesced`.
 
@@ -13,7 +18,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use ferrite_engine::ChatStream;
-use ferrite_openapi::chat::{ChatCompletionChunk, ChatRequest};
+use ferrite_openapi::chat::{CallContext, ChatCompletionChunk, ChatRequest};
+use ferrite_openapi::common::unix_now;
 use ferrite_openapi::ApiError;
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -38,6 +44,10 @@ pub struct CacheConfig {
     pub precompute: Vec<ChatRequest>,
     /// Also keep fresh any cached answer hit this many times (0: off).
     pub refresh_popular_after_hits: u64,
+    /// Let one tenant's cached (or in-flight) answer serve another's
+    /// identical request. Faster for shared prompts, but a tenant can then
+    /// tell from a hit that someone sent the same prompt.
+    pub share_across_tenants: bool,
 }
 
 impl Default for CacheConfig {
@@ -48,17 +58,28 @@ impl Default for CacheConfig {
             ttl_secs: 3600,
             precompute: Vec::new(),
             refresh_popular_after_hits: 0,
+            share_across_tenants: false,
         }
     }
 }
 
 pub type Key = [u8; 32];
 
+/// Whose requests an entry may answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub enum Scope {
+    Tenant(String),
+    /// Any tenant's: the server's precomputed answers, or every answer with
+    /// `share_across_tenants`.
+    Shared,
+}
+
 /// A finished generation, as its chunks.
 pub struct Entry {
     pub chunks: Arc<Vec<ChatCompletionChunk>>,
     /// The canonical request, to compute it again.
     pub request: Arc<ChatRequest>,
+    pub scope: Scope,
     pub created: Instant,
     pub precomputed: bool,
     pub hits: AtomicU64,
@@ -70,6 +91,7 @@ pub struct ResponseCache {
     entries: Cache<Key, Arc<Entry>>,
     in_flight: Mutex<HashMap<Key, Arc<Recording>>>,
     pub ttl: Duration,
+    share: bool,
 }
 
 impl ResponseCache {
@@ -84,7 +106,17 @@ impl ResponseCache {
             entries,
             in_flight: Mutex::new(HashMap::new()),
             ttl,
+            share: config.share_across_tenants,
         })
+    }
+
+    /// The scope a request's answer is looked up and stored in.
+    pub fn scope(&self, context: &CallContext) -> Scope {
+        if self.share || context.shared_cache {
+            Scope::Shared
+        } else {
+            Scope::Tenant(context.tenant.clone())
+        }
     }
 
     fn in_flight(&self) -> MutexGuard<'_, HashMap<Key, Arc<Recording>>> {
@@ -139,9 +171,9 @@ pub fn canonical(req: &ChatRequest) -> ChatRequest {
     }
 }
 
-/// A hash of the canonical request's JSON.
-pub fn key(req: &ChatRequest) -> Key {
-    let json = serde_json::to_vec(&canonical(req)).unwrap_or_default();
+/// A hash of the scope and the canonical request's JSON.
+pub fn key(req: &ChatRequest, scope: &Scope) -> Key {
+    let json = serde_json::to_vec(&(scope, canonical(req))).unwrap_or_default();
     Sha256::digest(json).into()
 }
 
@@ -161,6 +193,21 @@ fn complete(chunks: &[ChatCompletionChunk]) -> bool {
 
 fn replay(chunks: Arc<Vec<ChatCompletionChunk>>) -> ChatStream {
     futures::stream::iter((0..chunks.len()).map(move |i| Ok(chunks[i].clone()))).boxed()
+}
+
+/// Another response's chunks under an id and time of this response's own.
+fn renamed(stream: ChatStream) -> ChatStream {
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = unix_now();
+    stream
+        .map(move |item| {
+            item.map(|mut chunk| {
+                chunk.id.clone_from(&id);
+                chunk.created = created;
+                chunk
+            })
+        })
+        .boxed()
 }
 
 fn count(result: &'static str, source: &'static str) {
@@ -232,13 +279,20 @@ where
     F: FnOnce(ChatRequest) -> Fut + Send + 'static,
     Fut: Future<Output = Result<ChatResponse, ApiError>> + Send + 'static,
 {
-    let key = key(&req);
+    let scope = cache.scope(&req.context);
+    let own = key(&req, &scope);
+    // The server's precomputed answers serve every tenant.
+    let shared = (scope != Scope::Shared).then(|| key(&req, &Scope::Shared));
     // Looking in both places under one lock: a generation that finishes
     // meanwhile moves from one to the other atomically.
     let mut in_flight = cache.in_flight();
     let fresh = req.context.no_cache || req.context.precompute;
     if !fresh {
-        if let Some(entry) = cache.entries.get(&key) {
+        let found = cache
+            .entries
+            .get(&own)
+            .or_else(|| shared.and_then(|k| cache.entries.get(&k)));
+        if let Some(entry) = found {
             drop(in_flight);
             entry.hits.fetch_add(1, Ordering::Relaxed);
             let source = if entry.precomputed {
@@ -247,24 +301,24 @@ where
                 "cache"
             };
             count("hit", source);
-            return ChatResponse::new(replay(entry.chunks.clone()))
+            return ChatResponse::new(renamed(replay(entry.chunks.clone())))
                 .header("x-ferrite-cache", "hit")
                 .header("x-ferrite-cache-source", source);
         }
     }
-    if let Some(stream) = in_flight.get(&key).and_then(|rec| rec.join()) {
+    if let Some(stream) = in_flight.get(&own).and_then(|rec| rec.join()) {
         drop(in_flight);
         count("hit", "coalesced");
-        return ChatResponse::new(stream)
+        return ChatResponse::new(renamed(stream))
             .header("x-ferrite-cache", "hit")
             .header("x-ferrite-cache-source", "coalesced");
     }
     let rec = Recording::new();
     let stream = rec.reader();
-    in_flight.insert(key, rec.clone());
+    in_flight.insert(own, rec.clone());
     drop(in_flight);
     count("miss", "none");
-    tokio::spawn(generate(cache, key, req, rec, run));
+    tokio::spawn(generate(cache, own, scope, req, rec, run));
     ChatResponse::new(stream).header("x-ferrite-cache", "miss")
 }
 
@@ -272,6 +326,7 @@ where
 async fn generate<F, Fut>(
     cache: Arc<ResponseCache>,
     key: Key,
+    scope: Scope,
     req: ChatRequest,
     rec: Arc<Recording>,
     run: F,
@@ -288,6 +343,7 @@ async fn generate<F, Fut>(
         let entry = Entry {
             chunks: Arc::new(chunks),
             request,
+            scope,
             created: Instant::now(),
             precomputed,
             hits: AtomicU64::new(0),
@@ -314,6 +370,24 @@ mod tests {
         }
     }
 
+    fn from(tenant: &str) -> ChatRequest {
+        let mut r = request(0.0);
+        r.context.tenant = tenant.into();
+        r
+    }
+
+    /// The chunks without what each response has of its own.
+    fn text(chunks: &[ChatCompletionChunk]) -> Vec<ChatCompletionChunk> {
+        chunks
+            .iter()
+            .map(|c| ChatCompletionChunk {
+                id: String::new(),
+                created: 0,
+                ..c.clone()
+            })
+            .collect()
+    }
+
     async fn ask(
         svc: &CacheService<EngineService>,
         req: ChatRequest,
@@ -331,7 +405,14 @@ mod tests {
     }
 
     fn service(engine: &Arc<ScriptedEngine>) -> CacheService<EngineService> {
-        let cache = ResponseCache::new(&CacheConfig::default());
+        shared_service(engine, false)
+    }
+
+    fn shared_service(engine: &Arc<ScriptedEngine>, share: bool) -> CacheService<EngineService> {
+        let cache = ResponseCache::new(&CacheConfig {
+            share_across_tenants: share,
+            ..CacheConfig::default()
+        });
         CacheLayer::new(cache).layer(EngineService::new(engine.clone()))
     }
 
@@ -349,7 +430,9 @@ mod tests {
         let (second, h2) = ask(&svc, streamed).await;
         assert_eq!(header(&h1, "x-ferrite-cache"), Some("miss"));
         assert_eq!(header(&h2, "x-ferrite-cache"), Some("hit"));
-        assert_eq!(first, second);
+        assert_eq!(text(&first), text(&second));
+        assert_ne!(first[0].id, second[0].id, "a response of its own");
+        assert!(second.iter().all(|c| c.id == second[0].id));
         let (_, h3) = ask(&svc, request(0.7)).await;
         assert_eq!(header(&h3, "x-ferrite-cache"), Some("bypass"));
         let off = ChatRequest {
@@ -367,8 +450,56 @@ mod tests {
         let svc = service(&engine);
         let answers = futures::future::join_all((0..5).map(|_| ask(&svc, request(0.0)))).await;
         assert_eq!(engine.calls(), 1);
+        let ids: std::collections::HashSet<_> = answers.iter().map(|(c, _)| &c[0].id).collect();
+        assert_eq!(ids.len(), 5, "each response has its own id");
         for (chunks, _) in &answers {
-            assert_eq!(chunks, &answers[0].0);
+            assert_eq!(text(chunks), text(&answers[0].0));
         }
+    }
+
+    #[tokio::test]
+    async fn tenants_never_share_entries_or_generations_unless_configured() {
+        let engine = Arc::new(ScriptedEngine::new("a b c d e f"));
+        let svc = service(&engine);
+        // Together: one generation per tenant, not one for both.
+        let both = futures::future::join_all([ask(&svc, from("alice")), ask(&svc, from("bob"))]);
+        for (_, headers) in both.await {
+            assert_eq!(header(&headers, "x-ferrite-cache"), Some("miss"));
+        }
+        assert_eq!(engine.calls(), 2);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (_, h) = ask(&svc, from("carol")).await;
+        assert_eq!(header(&h, "x-ferrite-cache"), Some("miss"));
+        let (_, h) = ask(&svc, from("alice")).await;
+        assert_eq!(header(&h, "x-ferrite-cache"), Some("hit"));
+        assert_eq!(engine.calls(), 3);
+
+        // Shared on purpose: another tenant's answer serves, under a new id.
+        let engine = Arc::new(ScriptedEngine::new("a b c"));
+        let svc = shared_service(&engine, true);
+        let (first, _) = ask(&svc, from("alice")).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (second, h) = ask(&svc, from("bob")).await;
+        assert_eq!(header(&h, "x-ferrite-cache"), Some("hit"));
+        assert_eq!(engine.calls(), 1);
+        assert_eq!(text(&first), text(&second));
+        assert_ne!(first[0].id, second[0].id);
+    }
+
+    #[tokio::test]
+    async fn precomputed_answers_serve_every_tenant() {
+        let engine = Arc::new(ScriptedEngine::new("open nine to five"));
+        let svc = service(&engine);
+        let mut pre = crate::precompute::Precompute::prepare(request(0.0), "m");
+        pre.context.precompute = true;
+        pre.model = None;
+        let (_, h) = ask(&svc, pre).await;
+        assert_eq!(header(&h, "x-ferrite-cache"), Some("miss"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for tenant in ["alice", "bob"] {
+            let (_, h) = ask(&svc, from(tenant)).await;
+            assert_eq!(header(&h, "x-ferrite-cache-source"), Some("precomputed"));
+        }
+        assert_eq!(engine.calls(), 1);
     }
 }

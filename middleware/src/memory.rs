@@ -161,8 +161,14 @@ impl MemoryShared {
             .count_tokens(PREAMBLE)
             .await
             .map_err(|e| e.message)?;
+        let mut seen = std::collections::HashSet::new();
         for m in found.iter().filter(|m| !already_present(&req.messages, m)) {
             let text = entry(m);
+            // The same exchange asked again (and answered from the cache) is
+            // stored again; injecting it twice would only spend the budget.
+            if !seen.insert(text.clone()) {
+                continue;
+            }
             let tokens = self
                 .engine
                 .count_tokens(&text)
@@ -278,12 +284,10 @@ where
                 ids,
             };
             let mut resp = inner.oneshot(req).await?;
-            // A cached answer was remembered when it was generated.
-            if resp.header_value("x-ferrite-cache") != Some("hit") {
-                // Past the store's own busy timeout, so a lock shows as such.
-                let timeout = Duration::from_millis(shared.config.timeout_ms.max(500) * 2);
-                resp.stream = remember(resp.stream, store, memory, timeout);
-            }
+            // Every completed exchange is the tenant's own, cache hit or not.
+            // Past the store's own busy timeout, so a lock shows as such.
+            let timeout = Duration::from_millis(shared.config.timeout_ms.max(500) * 2);
+            resp.stream = remember(resp.stream, store, memory, timeout);
             let mut resp = if available {
                 resp.header("x-ferrite-memory-used", report.used)
             } else {

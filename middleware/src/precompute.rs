@@ -10,7 +10,7 @@ use futures::StreamExt;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
-use crate::cache::{key, ResponseCache};
+use crate::cache::{key, ResponseCache, Scope};
 use crate::pipeline::ChatService;
 
 /// The error code of a request whose model is not resident: precompute
@@ -31,12 +31,14 @@ pub struct Precompute {
 }
 
 impl Precompute {
-    /// Prepares a configured request: deterministic, marked as ours.
+    /// Prepares a configured request: deterministic, its answer for every
+    /// tenant (the operator wrote it; no tenant's prompt is revealed).
     pub fn prepare(mut req: ChatRequest, model: &str) -> ChatRequest {
         if req.temperature.is_none() && req.seed.is_none() {
             req.temperature = Some(0.0);
         }
         req.model = Some(model.to_string());
+        req.context.shared_cache = true;
         req
     }
 
@@ -52,7 +54,7 @@ impl Precompute {
             for req in &self.requests {
                 let fresh = self
                     .cache
-                    .get(&key(req))
+                    .get(&key(req, &Scope::Shared))
                     .is_some_and(|e| e.created.elapsed() < stale_after);
                 if !fresh {
                     self.compute(req.clone()).await;
@@ -62,7 +64,13 @@ impl Precompute {
                 for (_, entry) in self.cache.older_than(stale_after) {
                     let hits = entry.hits.load(std::sync::atomic::Ordering::Relaxed);
                     if hits >= self.popular_after_hits {
-                        self.compute((*entry.request).clone()).await;
+                        // Refreshed in the scope it was answered in.
+                        let mut req = (*entry.request).clone();
+                        match &entry.scope {
+                            Scope::Shared => req.context.shared_cache = true,
+                            Scope::Tenant(t) => req.context.tenant.clone_from(t),
+                        }
+                        self.compute(req).await;
                     }
                 }
             }

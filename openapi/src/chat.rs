@@ -152,6 +152,9 @@ pub struct CallContext {
     pub debug: bool,
     /// Sent by the server itself (cache precompute), not by a client.
     pub precompute: bool,
+    /// Its answer may serve any tenant from the response cache (the
+    /// server's own precomputed prompts).
+    pub shared_cache: bool,
 }
 
 impl Default for CallContext {
@@ -164,6 +167,7 @@ impl Default for CallContext {
             no_memory: false,
             debug: false,
             precompute: false,
+            shared_cache: false,
         }
     }
 }

@@ -111,6 +111,15 @@ pub enum PromptInput {
 }
 
 impl Prompt {
+    /// How many prompts the request holds.
+    pub fn count(&self) -> usize {
+        match self {
+            Prompt::Text(_) | Prompt::Tokens(_) => 1,
+            Prompt::Texts(v) => v.len(),
+            Prompt::TokenLists(v) => v.len(),
+        }
+    }
+
     pub fn inputs(&self) -> Vec<PromptInput> {
         match self {
             Prompt::Text(t) => vec![PromptInput::Text(t.clone())],

@@ -37,11 +37,53 @@ pub struct ErrorBody {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Longest message sent to a client.
+const MAX_MESSAGE: usize = 4096;
+
+/// Error text fit for a client: engine errors may carry a Rust backtrace
+/// (frames with the build machine's source paths), which says nothing to a
+/// client and much to an attacker. Cut at the first frame, drop source
+/// locations, bound the length.
+fn clean(message: String) -> String {
+    let suspicious =
+        |l: &str| l.contains(".rs:") || l.contains("/.cargo/") || l.contains("/rustc/");
+    if message.len() <= MAX_MESSAGE && !message.contains('\n') && !suspicious(&message) {
+        return message;
+    }
+    let mut out = String::new();
+    for line in message.lines() {
+        let t = line.trim_start();
+        if t.starts_with("0: ") || t.eq_ignore_ascii_case("stack backtrace:") {
+            break;
+        }
+        if suspicious(line) || t.starts_with("at ") {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(line);
+    }
+    let mut out = out.trim_end().to_string();
+    if out.trim().is_empty() {
+        out = "The server could not handle this request.".into();
+    }
+    if out.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push('…');
+    }
+    out
+}
+
 impl ApiError {
     pub fn new(status: u16, kind: &str, message: impl Into<String>) -> Self {
         Self {
             status,
-            message: message.into(),
+            message: clean(message.into()),
             kind: kind.to_string(),
             param: None,
             code: None,
@@ -161,6 +203,27 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_carry_no_backtrace_or_source_path() {
+        let raw = "Invalid grammar: schema recursion\n   0: candle_core::error::Error::bt\n             \
+                   at /root/.cargo/registry/src/index/candle-core-0.10.2/src/error.rs:250:25\n   1: main";
+        let e = ApiError::invalid("response_format", raw);
+        assert_eq!(e.message, "Invalid grammar: schema recursion");
+        let anyhow_style = "bad\n\nStack backtrace:\n   0: x\n";
+        assert_eq!(ApiError::internal(anyhow_style).message, "bad");
+        let located = "panicked at src/engine/mod.rs:12:5: boom";
+        let e = ApiError::internal(located);
+        assert!(
+            !e.message.contains(".rs:") && !e.message.is_empty(),
+            "{}",
+            e.message
+        );
+        let long = "é".repeat(MAX_MESSAGE);
+        assert!(ApiError::internal(long).message.len() <= MAX_MESSAGE + '…'.len_utf8());
+        let plain = "`n` must be between 1 and 16, got 0.";
+        assert_eq!(ApiError::invalid("n", plain).message, plain);
+    }
 
     #[test]
     fn serializes_like_openai() {

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::chat::{
     ChatRequest, ContentPart, MessageContent, ResponseFormat, Role, ToolChoice, ToolChoiceMode,
 };
@@ -14,6 +16,26 @@ use crate::error::{ApiError, ApiResult};
 pub const MAX_CHOICES: u32 = 16;
 const MAX_STOP_SEQUENCES: usize = 16;
 const MAX_TOP_LOGPROBS: u32 = 20;
+
+/// Bounds on the shape of one request, so that no single request, however
+/// small its body, can take the server's memory or its engine for long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RequestLimits {
+    /// Prompts in one text completion request (`prompt` as a list).
+    pub max_prompts: usize,
+    /// Sequences one request may start: prompts × `n` (or `best_of`).
+    pub max_sequences: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            max_prompts: 64,
+            max_sequences: 64,
+        }
+    }
+}
 
 /// Sampling fields common to chat and text completions.
 struct Sampling<'a> {
@@ -346,7 +368,57 @@ fn validate_message(i: usize, m: &crate::chat::ChatMessage) -> ApiResult<()> {
     Ok(())
 }
 
+impl RequestLimits {
+    /// 400 naming `param` when a request would start more completions than
+    /// `max_sequences`; `how` says how they add up.
+    fn check_sequences(&self, param: &str, sequences: usize, how: &str) -> ApiResult<()> {
+        if sequences <= self.max_sequences {
+            return Ok(());
+        }
+        Err(ApiError::invalid(
+            param,
+            format!(
+                "{how} = {sequences} completions; this server runs at most {} per request.",
+                self.max_sequences
+            ),
+        )
+        .with_code("too_many_completions"))
+    }
+}
+
+impl ChatRequest {
+    /// 400 naming `n` when it asks for more completions than the server runs.
+    pub fn check_limits(&self, limits: &RequestLimits) -> ApiResult<()> {
+        limits.check_sequences("n", self.n.unwrap_or(1) as usize, "`n`")
+    }
+}
+
 impl CompletionRequest {
+    /// 400 naming the field when the request is past the server's limits.
+    pub fn check_limits(&self, limits: &RequestLimits) -> ApiResult<()> {
+        let prompts = self.prompt.count();
+        if prompts > limits.max_prompts {
+            return Err(ApiError::invalid(
+                "prompt",
+                format!(
+                    "`prompt` holds {prompts} prompts; this server takes at most {} per request.",
+                    limits.max_prompts
+                ),
+            )
+            .with_code("too_many_prompts"));
+        }
+        let (param, per_prompt) = match self.best_of {
+            Some(b) if b > self.n.unwrap_or(1) => ("best_of", b),
+            _ => ("n", self.n.unwrap_or(1)),
+        };
+        let sequences = prompts.saturating_mul(per_prompt as usize);
+        limits.check_sequences(
+            param,
+            sequences,
+            &format!("{prompts} prompts × `{param}` {per_prompt}"),
+        )
+    }
+
     /// OpenAI's default for text completions is 16 tokens.
     pub fn completion_limit(&self) -> ApiResult<Option<u32>> {
         match self.max_tokens {
@@ -415,6 +487,31 @@ mod tests {
 
     fn chat(body: &str) -> ApiResult<()> {
         parse_json::<ChatRequest>(body.as_bytes())?.validate()
+    }
+
+    #[test]
+    fn request_shape_limits_name_the_param() {
+        let limits = RequestLimits {
+            max_prompts: 3,
+            max_sequences: 4,
+        };
+        let completion = |body: &str| {
+            parse_json::<CompletionRequest>(body.as_bytes())
+                .unwrap()
+                .check_limits(&limits)
+        };
+        assert!(completion(r#"{"prompt": ["a", "b"], "n": 2}"#).is_ok());
+        let e = completion(r#"{"prompt": ["a", "b", "c", "d"]}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("prompt"));
+        let e = completion(r#"{"prompt": [[1], [2], [3]], "n": 2}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("n"));
+        let e = completion(r#"{"prompt": "a", "n": 1, "best_of": 5}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("best_of"));
+        let chat = parse_json::<ChatRequest>(
+            br#"{"messages": [{"role": "user", "content": "x"}], "n": 5}"#,
+        );
+        let e = chat.unwrap().check_limits(&limits).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("n"));
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Time response-cache hits against a running server.
     BenchCache(crate::bench_cache::CacheBenchArgs),
+    /// Run many short chats against a server and print its memory as they go.
+    BenchSoak(crate::bench_soak::SoakArgs),
     /// Print the OpenAPI 3.1 document (the same one `/openapi.json` serves).
     Openapi,
     /// List the models a running server can load.
@@ -68,6 +70,9 @@ pub struct ServeArgs {
     /// Sequences kept in the prefix cache (0 disables it).
     #[arg(long)]
     pub prefix_cache: Option<usize>,
+    /// Most MiB of KV cache the prefix cache keeps per model.
+    #[arg(long)]
+    pub prefix_cache_mib: Option<usize>,
     /// Activation dtype: auto, f32, f16 or bf16.
     #[arg(long)]
     pub dtype: Option<String>,
@@ -150,6 +155,11 @@ impl ServeArgs {
             &mut model,
             "prefix_cache",
             self.prefix_cache.map(Value::from),
+        );
+        put(
+            &mut model,
+            "prefix_cache_mib",
+            self.prefix_cache_mib.map(Value::from),
         );
         put(&mut model, "dtype", self.dtype.clone().map(Value::from));
         put(

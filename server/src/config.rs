@@ -11,6 +11,7 @@ use ferrite_middleware::cache::CacheConfig;
 use ferrite_middleware::memory::MemoryConfig;
 use ferrite_middleware::route_classifier::RouterConfig;
 use ferrite_middleware::thinking::ThinkingConfig;
+use ferrite_openapi::validate::RequestLimits;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,8 @@ pub struct Config {
     /// Virtual models that route each request to a specialist model.
     pub routers: Vec<RouterConfig>,
     pub http: HttpOptions,
+    /// The shape of one request: prompts and completions it may ask for.
+    pub limits: RequestLimits,
     pub log: LogOptions,
     pub auth: AuthConfig,
     /// Where ferrite keeps its state (the memory database).
@@ -75,6 +78,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             routers: Vec::new(),
             http: HttpOptions::default(),
+            limits: RequestLimits::default(),
             log: LogOptions::default(),
             auth: AuthConfig::default(),
             data_dir: default_data_dir(),
@@ -119,9 +123,9 @@ fn default_data_dir() -> PathBuf {
     }
 }
 
-const SECTIONS: [&str; 13] = [
-    "host", "port", "model", "registry", "routers", "http", "log", "auth", "data_dir", "memory",
-    "cache", "budgets", "thinking",
+const SECTIONS: [&str; 14] = [
+    "host", "port", "model", "registry", "routers", "http", "limits", "log", "auth", "data_dir",
+    "memory", "cache", "budgets", "thinking",
 ];
 
 impl Config {

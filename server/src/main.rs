@@ -4,6 +4,7 @@ mod api;
 mod app;
 mod bench;
 mod bench_cache;
+mod bench_soak;
 mod chat_cmd;
 mod cli;
 mod config;
@@ -11,6 +12,7 @@ mod daemon;
 mod experts;
 mod extract;
 mod http_metrics;
+mod listen;
 mod logging;
 mod models_cmd;
 mod pipeline;
@@ -36,6 +38,7 @@ async fn main() -> ExitCode {
         cli::Command::Serve(args) => serve::run(*args).await,
         cli::Command::Bench(args) => bench::run(args).await,
         cli::Command::BenchCache(args) => bench_cache::run(args).await,
+        cli::Command::BenchSoak(args) => bench_soak::run(args).await,
         cli::Command::Openapi => print_openapi(),
         cli::Command::Ls(args) => models_cmd::ls(args).await,
         cli::Command::Ps(args) => models_cmd::ps(args).await,

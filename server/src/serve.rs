@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::experts::Experts;
 use crate::registry::{Builder, Origin, Registry};
 use crate::state::AppState;
-use crate::{app, logging, pipeline};
+use crate::{app, listen, logging, pipeline};
 
 /// Seconds, from a fast cache hit to a long generation.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -63,18 +63,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let drain = Duration::from_secs(config.http.drain_timeout_secs);
-    let server = axum::serve(listener, app::router(state, AuthLayer::new(auth), metrics))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            info!("shutting down: no new connections, draining in-flight requests");
-            let _ = stop_tx.send(true);
-        });
+    let app = app::router(state, AuthLayer::new(auth), metrics);
+    let server = listen::serve(listener, app, async move {
+        shutdown_signal().await;
+        info!("shutting down: no new connections, draining in-flight requests");
+        let _ = stop_tx.send(true);
+    });
     let deadline = async move {
         let _ = stop_rx.wait_for(|stopped| *stopped).await;
         tokio::time::sleep(drain).await;
     };
     tokio::select! {
-        result = server => result.context("server error")?,
+        () = server => {},
         () = deadline => warn!("drain timeout of {}s passed; exiting with requests in flight", drain.as_secs()),
     }
     info!("stopped");

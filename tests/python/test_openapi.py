@@ -211,11 +211,14 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(base, tmp_pa
     run = subprocess.run(
         [str(st), "run", f"{base}/openapi.json",
          "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
-                     "response_schema_conformance",
+                     "response_schema_conformance,no_internals_in_errors",
          "--max-examples", os.environ.get("FERRITE_FUZZ_EXAMPLES", "40"), "--seed", seed,
          "--workers", "2", "--request-timeout", "120", "--no-color",
          "--report", "junit", "--report-junit-path", str(junit)],
         capture_output=True, text=True, timeout=1800,
+        # st_hooks.py adds the check that error bodies carry no internals.
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "st_hooks",
+             "PYTHONPATH": str(pathlib.Path(__file__).parent)},
     )
     output = run.stdout[:12000] + run.stderr[-2000:]
     report = ElementTree.parse(junit).getroot()

@@ -75,7 +75,7 @@ leeway_secs = 5
         assert_eq!(call(&server, None, path).await.0, 200, "{path}");
     }
     // A key, and a JWT signed here, are accepted on every /v1 route.
-    let jwt = hs256(&claims("carol", "ferrite", 300), "a-long-shared-secret");
+    let jwt = hs256(&claims("carol", "ferrite", 300), SECRET);
     for token in ["sk-alice-123", jwt.as_str()] {
         for path in ["/v1/models", "/v1/chat/completions"] {
             let (status, body) = call(&server, Some(token), path).await;
@@ -111,13 +111,106 @@ leeway_secs = 5
             Some(hs256(&claims("carol", "ferrite", 300), "guessed-secret")),
         ),
         ("alg none", Some(alg_none(&claims("carol", "ferrite", 300)))),
+        // Configured claims are required, not only checked when present.
+        ("no audience", Some(hs256(&without(&["aud"]), SECRET))),
+        ("no issuer", Some(hs256(&without(&["iss"]), SECRET))),
+        (
+            "no audience nor issuer",
+            Some(hs256(&without(&["aud", "iss"]), SECRET)),
+        ),
+        ("no subject", Some(hs256(&without(&["sub"]), SECRET))),
+        ("empty subject", Some(hs256(&with_sub(""), SECRET))),
+        ("blank subject", Some(hs256(&with_sub("   "), SECRET))),
+        ("numeric subject", Some(hs256(&with_sub(7), SECRET))),
+        ("three dots of nothing", Some("a.b.c".to_string())),
+        ("bad base64", Some("e30.e30.!!!!".to_string())),
+        (
+            "huge",
+            Some(format!(
+                "{}.{}.{}",
+                "e".repeat(40_000),
+                "e".repeat(40_000),
+                "x".repeat(20_000)
+            )),
+        ),
     ];
     for (what, token) in &bad {
         for path in ["/v1/models", "/v1/chat/completions", "/v1/nope"] {
             let (status, body) = call(&server, token.as_deref(), path).await;
             assert_401(status, &body, what);
+            assert_plain(&body, what);
         }
     }
+
+    // The scheme name is case-insensitive, as HTTP says.
+    for scheme in ["bearer", "BEARER", "bEaReR"] {
+        for token in ["sk-alice-123", jwt.as_str()] {
+            let resp = client()
+                .get(server.url("/v1/models"))
+                .header("authorization", format!("{scheme} {token}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{scheme}");
+        }
+    }
+    // Headers no credential can be: an OpenAI 401 body, not an empty 400.
+    for (what, value) in [
+        ("bytes past ASCII", b"Bearer \xff\xfe\xfd".to_vec()),
+        (
+            "half a megabyte",
+            format!("Bearer {}", "k".repeat(512 << 10)).into_bytes(),
+        ),
+        ("another scheme", b"Basic YWxpY2U6c2VjcmV0".to_vec()),
+    ] {
+        let resp = client()
+            .get(server.url("/v1/models"))
+            .header(
+                "authorization",
+                reqwest::header::HeaderValue::from_bytes(&value).unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        assert_401(status, &body, what);
+        assert_plain(&body, what);
+    }
+}
+
+const SECRET: &str = "a-long-shared-secret";
+
+/// Good claims for carol, less `names`.
+fn without(names: &[&str]) -> Value {
+    let mut c = claims("carol", "ferrite", 300);
+    for n in names {
+        c.as_object_mut().unwrap().remove(*n);
+    }
+    c
+}
+
+fn with_sub(sub: impl Into<Value>) -> Value {
+    let mut c = claims("carol", "ferrite", 300);
+    c["sub"] = sub.into();
+    c
+}
+
+/// A 401 message in plain words: nothing of the JWT library's internals.
+fn assert_plain(body: &Value, what: &str) {
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    for internal in [
+        "Error",
+        "Base64",
+        "Json",
+        "Utf8",
+        "InvalidToken",
+        "InvalidByte",
+        "line ",
+    ] {
+        assert!(!message.contains(internal), "{what}: {message}");
+    }
+    assert!(message.len() < 200, "{what}: {message}");
 }
 
 /// An unsigned token (`"alg": "none"`), the classic bypass.
@@ -149,13 +242,24 @@ async fn rs256_rejects_algorithm_confusion() {
             .success();
     assert!(ok, "openssl could not make a key pair");
     let server = start(&format!(
-        "[auth.jwt]\nalgorithm = \"RS256\"\npublic_key_file = \"{}\"\n",
+        "[auth.jwt]\nalgorithm = \"RS256\"\npublic_key_file = \"{}\"\nissuer = \"test-idp\"\naudience = \"any\"\n",
         public.display()
     ));
     let c = claims("dave", "any", 300);
     let key = EncodingKey::from_rsa_pem(&std::fs::read(&private).unwrap()).unwrap();
-    let good = encode(&Header::new(Algorithm::RS256), &c, &key).unwrap();
+    let rs256 = |claims: &Value| encode(&Header::new(Algorithm::RS256), claims, &key).unwrap();
+    let good = rs256(&c);
     assert_eq!(call(&server, Some(&good), "/v1/models").await.0, 200);
+    // Signed right, but without the configured audience or issuer.
+    for missing in [&["aud"][..], &["iss"], &["aud", "iss"]] {
+        let mut partial = c.clone();
+        for claim in missing {
+            partial.as_object_mut().unwrap().remove(*claim);
+        }
+        let (status, body) = call(&server, Some(&rs256(&partial)), "/v1/models").await;
+        assert_401(status, &body, &format!("RS256 without {missing:?}"));
+        assert_plain(&body, "RS256");
+    }
     // HS256 "signed" with the public key as the secret: refused, because only
     // RS256 is accepted.
     let public_pem = std::fs::read_to_string(&public).unwrap();

@@ -48,7 +48,7 @@ async fn a_hit_replays_the_identical_answer_and_changes_miss() {
     assert_eq!(first_cache, "miss/");
     let (_, cache, second) = ask(&server, &body, None).await;
     assert_eq!(cache, "hit/cache");
-    assert_eq!(first, second, "byte for byte, id included");
+    same_answer(&first, &second);
 
     // The same request streamed is replayed as a stream.
     let mut streamed = body.clone();
@@ -56,7 +56,7 @@ async fn a_hit_replays_the_identical_answer_and_changes_miss() {
     let sse = post_sse(&server.url("/v1/chat/completions"), &streamed).await;
     let answer: Value = serde_json::from_str(&first).unwrap();
     assert!(sse.done);
-    assert_eq!(sse.events[0]["id"], answer["id"]);
+    assert_ne!(sse.events[0]["id"], answer["id"], "a response of its own");
     assert_eq!(
         streamed_text(&sse.events, 0),
         answer["choices"][0]["message"]["content"].as_str().unwrap()
@@ -92,8 +92,18 @@ async fn a_hit_replays_the_identical_answer_and_changes_miss() {
     assert_eq!(cache, "miss/");
     let (_, cache, again) = ask(&server, &body, None).await;
     assert_eq!(cache, "hit/cache");
-    assert_eq!(fresh, again);
-    assert_ne!(fresh, first, "a new completion id");
+    same_answer(&fresh, &again);
+}
+
+/// Two JSON completions with the same answer, each with an id of its own.
+fn same_answer(a: &str, b: &str) {
+    let (a, b): (Value, Value) = (
+        serde_json::from_str(a).unwrap(),
+        serde_json::from_str(b).unwrap(),
+    );
+    assert_eq!(a["choices"], b["choices"]);
+    assert_eq!(a["usage"], b["usage"]);
+    assert_ne!(a["id"], b["id"], "every response has its own id");
 }
 
 #[tokio::test]
@@ -126,8 +136,10 @@ async fn five_concurrent_identical_requests_make_one_generation() {
     let after = metric(&server, "ferrite:engine_generations_total", "").await;
     assert_eq!(after - before, 1, "one generation for five requests");
     for a in &answers {
-        assert_eq!(a, &answers[0]);
+        assert_eq!(a.1, answers[0].1);
     }
+    let ids: std::collections::HashSet<String> = answers.iter().map(|a| a.0.to_string()).collect();
+    assert_eq!(ids.len(), 5, "each response has its own id");
     assert_eq!(
         metric(
             &server,
@@ -187,4 +199,96 @@ messages = [{ role = "user", content = "What is the capital of France?" }]
         .await,
         1
     );
+}
+
+/// A chat answer for a tenant's key: status, cache header, the body.
+async fn ask_as(server: &Server, key: &str, body: &Value) -> (u16, String, Value) {
+    let resp = client()
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let cache = resp
+        .headers()
+        .get("x-ferrite-cache")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, cache, resp.json().await.unwrap())
+}
+
+async fn memories(server: &Server, key: &str) -> Vec<Value> {
+    let resp = client()
+        .get(server.url("/v1/memory"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = resp.json().await.unwrap();
+    v["data"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn tenants_share_no_cached_answer_or_generation_and_each_remembers() {
+    let dir = std::env::temp_dir().join(format!("ferrite-cache-tenants-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("ferrite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"data_dir = "{}"
+[memory]
+enabled = true
+[[auth.api_keys]]
+name = "alice"
+key = "sk-alice"
+[[auth.api_keys]]
+name = "bob"
+key = "sk-bob"
+"#,
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with_env(
+        &["--config", config.to_str().unwrap()],
+        &[("FERRITE_CACHE__ENABLED", "true")],
+    );
+    let body = chat(
+        "Name a large animal.",
+        json!({"max_tokens": 8, "temperature": 0}),
+    );
+    let (status, cache, a1) = ask_as(&server, "sk-alice", &body).await;
+    assert_eq!((status, cache.as_str()), (200, "miss"), "{a1}");
+    // Bob asking the same learns nothing from the cache.
+    let (_, cache, b1) = ask_as(&server, "sk-bob", &body).await;
+    assert_eq!(cache, "miss");
+    let (_, cache, a2) = ask_as(&server, "sk-alice", &body).await;
+    assert_eq!(cache, "hit");
+    let ids: std::collections::HashSet<&Value> = [&a1["id"], &b1["id"], &a2["id"]].into();
+    assert_eq!(ids.len(), 3, "every response has its own id");
+    assert_eq!(a1["choices"], a2["choices"]);
+    // Every completed exchange is in its tenant's memory, the hit too.
+    assert_eq!(memories(&server, "sk-alice").await.len(), 2);
+    let bob = memories(&server, "sk-bob").await;
+    assert_eq!(bob.len(), 1);
+    assert_eq!(bob[0]["prompt"], "Name a large animal.");
+
+    // Identical requests in flight together: one generation per tenant.
+    let long = chat(
+        "Write a long poem about rivers.",
+        json!({"max_tokens": 24, "temperature": 0, "logit_bias": {"0": -100, "2": -100}}),
+    );
+    let before = metric(&server, "ferrite:engine_generations_total", "").await;
+    let (a, b) = tokio::join!(
+        ask_as(&server, "sk-alice", &long),
+        ask_as(&server, "sk-bob", &long)
+    );
+    assert_eq!((a.1.as_str(), b.1.as_str()), ("miss", "miss"));
+    let after = metric(&server, "ferrite:engine_generations_total", "").await;
+    assert_eq!(after - before, 2, "no generation shared across tenants");
+    assert_eq!(a.2["choices"], b.2["choices"], "greedy: the same answer");
 }

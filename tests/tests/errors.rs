@@ -8,8 +8,26 @@ fn url(path: &str) -> String {
     Server::shared().url(path)
 }
 
+/// What no error body may carry: a backtrace, or the build machine's paths.
+fn assert_clean(body: &Value) {
+    let text = body.to_string();
+    for leak in [
+        "backtrace",
+        ".rs:",
+        "/root/",
+        "/home/",
+        "/.cargo/",
+        "/rustc/",
+        "   0: ",
+    ] {
+        assert!(!text.contains(leak), "error body leaks `{leak}`: {text}");
+    }
+    assert!(text.len() < 8192, "error body of {} bytes", text.len());
+}
+
 fn assert_error(status: u16, body: &Value, want_status: u16, param: Option<&str>) {
     assert_eq!(status, want_status, "{body}");
+    assert_clean(body);
     let e = &body["error"];
     assert!(
         e["message"].as_str().is_some_and(|m| !m.is_empty()),
@@ -221,6 +239,67 @@ async fn invalid_grammar_is_400_not_500() {
     )
     .await;
     assert_error(status, &v, 400, None);
+    // Schemas that admit no value: they only refer to themselves. Those at
+    // the root fail before the answer starts, so streamed or not; one inside
+    // a property fails once the answer reaches it.
+    for (schema, streams) in [
+        (json!({"$ref": "#"}), &[false, true][..]),
+        (
+            json!({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}),
+            &[false, true],
+        ),
+        (
+            json!({"type": "object", "properties": {"x": {"$ref": "#/properties/x"}}, "required": ["x"]}),
+            &[false],
+        ),
+    ] {
+        for &stream in streams {
+            let body = chat(
+                "hi",
+                json!({"max_tokens": 16, "stream": stream, "response_format": {"type": "json_schema",
+                    "json_schema": {"name": "x", "schema": schema}}}),
+            );
+            let (status, v) = post(&url("/v1/chat/completions"), &body).await;
+            assert_error(status, &v, 400, Some("response_format"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn request_shapes_past_the_limits_are_400() {
+    // 1 KB bodies that would start hundreds of sequences.
+    let many: Vec<&str> = vec!["a"; 65];
+    let (status, v) = post(
+        &url("/v1/completions"),
+        &json!({"prompt": many, "max_tokens": 1}),
+    )
+    .await;
+    assert_error(status, &v, 400, Some("prompt"));
+    assert_eq!(v["error"]["code"], "too_many_prompts");
+    let tokens: Vec<Vec<u32>> = vec![vec![1, 2]; 2000];
+    let (status, v) = post(&url("/v1/completions"), &json!({"prompt": tokens})).await;
+    assert_error(status, &v, 400, Some("prompt"));
+    let (status, v) = post(
+        &url("/v1/completions"),
+        &json!({"prompt": vec!["a"; 5], "n": 16, "max_tokens": 1}),
+    )
+    .await;
+    assert_error(status, &v, 400, Some("n"));
+    assert_eq!(v["error"]["code"], "too_many_completions");
+    let (status, v) = post(
+        &url("/api/v0/completions"),
+        &json!({"prompt": vec!["a"; 100], "max_tokens": 1}),
+    )
+    .await;
+    assert_error(status, &v, 400, Some("prompt"));
+    // Within the limits, a list of prompts is answered.
+    let (status, v) = post(
+        &url("/v1/completions"),
+        &json!({"prompt": vec!["a"; 64], "max_tokens": 1}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"].as_array().unwrap().len(), 64);
 }
 
 #[tokio::test]

@@ -102,6 +102,34 @@ async fn metrics_follow_real_traffic() {
     assert_eq!(value(&m, "ferrite:models_loaded"), 1.0);
     assert_eq!(value(&m, "ferrite:requests_in_flight"), 0.0);
     assert_eq!(value(&m, "ferrite:requests_running"), 0.0);
+    // The engine's prefix cache is reported, within its bound.
+    assert!(value(&m, "ferrite:prefix_cache_entries") <= 16.0, "{m}");
+    assert!(m.contains("# TYPE ferrite:prefix_cache_bytes gauge"), "{m}");
+
+    // Invented methods become one label value, not a series each.
+    let before = m.len();
+    for i in 0..300 {
+        let method = format!("X{i}FOO");
+        let resp = client()
+            .request(method.parse().unwrap(), server.url("/health"))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status().is_client_error(),
+            "{method}: {}",
+            resp.status()
+        );
+    }
+    let m = scrape(&server).await;
+    assert!(!m.contains("X1FOO") && !m.contains("X299FOO"), "{m}");
+    let other: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("ferrite:http_requests_total{method=\"other\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(other, 300.0, "{m}");
+    assert!(m.len() < before + 4096, "{} -> {} bytes", before, m.len());
 }
 
 #[tokio::test]

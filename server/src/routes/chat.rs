@@ -58,6 +58,7 @@ fn context(tenant: String, request: &ChatRequest, headers: &HeaderMap) -> CallCo
         no_memory: matches!(memory.as_deref(), Some("off" | "false" | "0" | "no")),
         debug: yes(header(headers, "x-ferrite-debug")),
         precompute: false,
+        shared_cache: false,
     }
 }
 
@@ -97,6 +98,7 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     request.validate()?;
+    request.check_limits(&state.config.limits)?;
     state.ready()?;
     request.context = context(caller.tenant, &request, &headers);
     let span = tracing::Span::current();

@@ -38,6 +38,7 @@ pub async fn completions(
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
     request.validate()?;
+    request.check_limits(&state.config.limits)?;
     state.ready()?;
     if let Some(router) = state.experts.get(request.model.as_deref()) {
         return Err(ApiError::invalid(

@@ -69,6 +69,8 @@ mod models;
 mod paged_attention;
 mod pipeline;
 mod prefix_cacher;
+// ferrite patch: the prefix caches' byte bound and totals, for the server.
+pub use prefix_cacher::{set_prefix_cache_max_bytes, PREFIX_CACHE_BYTES, PREFIX_CACHE_ENTRIES};
 pub mod reasoning_parsers;
 mod request;
 mod response;

@@ -1,6 +1,7 @@
-use candle_core::{Device, Result};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use candle_core::{Result, Tensor};
 use indexmap::IndexMap;
-use itertools::Itertools;
 use tracing::info;
 
 use crate::{
@@ -28,9 +29,65 @@ impl From<Vec<u32>> for Tokens {
     }
 }
 
+/// ferrite patch: what every engine's prefix cache holds, process-wide, for
+/// metrics (entries and bytes of KV tensors).
+pub static PREFIX_CACHE_ENTRIES: AtomicUsize = AtomicUsize::new(0);
+pub static PREFIX_CACHE_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// ferrite patch: the byte bound of each engine's prefix cache, read when an
+/// engine starts (upstream bounded only the entries on non-CPU devices, so
+/// on CPU every finished sequence's KV cache was kept forever).
+static PREFIX_CACHE_MAX_BYTES: AtomicUsize = AtomicUsize::new(1 << 30);
+
+/// Sets the byte bound of prefix caches created from now on.
+pub fn set_prefix_cache_max_bytes(bytes: usize) {
+    PREFIX_CACHE_MAX_BYTES.store(bytes, Ordering::Relaxed);
+}
+
+fn tensor_bytes(t: Option<&Tensor>) -> usize {
+    t.map_or(0, |t| t.elem_count() * t.dtype().size_in_bytes())
+}
+
+/// A finished sequence's KV cache detached from its batch: `clone_out_cache`
+/// hands each sequence a view into the whole batch's tensors, so keeping the
+/// view would keep every batch-mate's KV alive too. Same shape and capacity.
+fn detach(cache: &[Option<KvCache>]) -> Result<(Vec<Option<KvCache>>, usize)> {
+    let mut bytes = 0;
+    let mut out = Vec::with_capacity(cache.len());
+    for layer in cache {
+        let mut layer = layer.clone();
+        match &mut layer {
+            Some(KvCache::Normal { k, v }) => {
+                for c in [k, v] {
+                    c.all_data = c
+                        .all_data
+                        .as_ref()
+                        .map(Tensor::force_contiguous)
+                        .transpose()?;
+                    bytes += tensor_bytes(c.all_data.as_ref());
+                }
+            }
+            Some(KvCache::Rotating { k, v }) => {
+                for c in [k, v] {
+                    c.all_data = c
+                        .all_data
+                        .as_ref()
+                        .map(Tensor::force_contiguous)
+                        .transpose()?;
+                    bytes += tensor_bytes(c.all_data.as_ref());
+                }
+            }
+            Some(KvCache::Shared { .. }) | None => {}
+        }
+        out.push(layer);
+    }
+    Ok((out, bytes))
+}
+
 #[derive(Clone)]
 struct CacheElement {
     cache: Vec<Option<KvCache>>,
+    /// ferrite patch: bytes of the KV tensors this entry owns.
+    bytes: usize,
     /// Recurrent state snapshots for hybrid models (one per recurrent layer)
     recurrent_snapshots: Option<Vec<RecurrentStateSnapshot>>,
     audio_hashes: Option<Vec<u64>>,
@@ -53,6 +110,16 @@ pub struct PrefixCacheManagerV2 {
     n_on_device: usize,
     no_prefix_cache: bool,
     has_paged_attention: bool,
+    /// ferrite patch: the bound on the entries' bytes, and their sum.
+    max_bytes: usize,
+    bytes: usize,
+}
+
+impl Drop for PrefixCacheManagerV2 {
+    fn drop(&mut self) {
+        PREFIX_CACHE_ENTRIES.fetch_sub(self.caches.len(), Ordering::Relaxed);
+        PREFIX_CACHE_BYTES.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 #[derive(Clone)]
@@ -79,7 +146,30 @@ impl PrefixCacheManagerV2 {
             n_on_device,
             no_prefix_cache,
             has_paged_attention,
+            max_bytes: PREFIX_CACHE_MAX_BYTES.load(Ordering::Relaxed),
+            bytes: 0,
         }
+    }
+
+    /// ferrite patch: every entry goes through here, so the totals stay true.
+    fn insert(&mut self, toks: Tokens, element: CacheElement) {
+        self.remove(&toks);
+        PREFIX_CACHE_ENTRIES.fetch_add(1, Ordering::Relaxed);
+        PREFIX_CACHE_BYTES.fetch_add(element.bytes, Ordering::Relaxed);
+        self.bytes += element.bytes;
+        self.caches.insert(toks, element);
+    }
+
+    fn remove(&mut self, toks: &Tokens) {
+        if let Some(old) = self.caches.shift_remove(toks) {
+            self.forget(&old);
+        }
+    }
+
+    fn forget(&mut self, old: &CacheElement) {
+        PREFIX_CACHE_ENTRIES.fetch_sub(1, Ordering::Relaxed);
+        PREFIX_CACHE_BYTES.fetch_sub(old.bytes, Ordering::Relaxed);
+        self.bytes -= old.bytes;
     }
 
     fn paged_recurrent_capacity(&self) -> usize {
@@ -100,12 +190,22 @@ impl PrefixCacheManagerV2 {
         // For paged attention, prefix caching is handled by the KVCacheManager.
         // PrefixCacheManagerV2 only handles non-paged attention caching.
         if !self.has_paged_attention {
-            let cache = seq.normal_cache().to_vec();
-
-            self.caches.insert(
+            let (cache, bytes) = match detach(seq.normal_cache()) {
+                Ok(detached) => detached,
+                Err(e) => {
+                    tracing::warn!("prefix cache: could not copy a finished sequence: {e}");
+                    return;
+                }
+            };
+            // One entry larger than the whole bound would only evict the rest.
+            if bytes > self.max_bytes {
+                return;
+            }
+            self.insert(
                 seq.get_toks().to_vec().into(),
                 CacheElement {
                     cache,
+                    bytes,
                     recurrent_snapshots,
                     image_hashes: seq.image_hashes().map(|x| x.to_vec()),
                     audio_hashes: seq.audio_hashes().map(|x| x.to_vec()),
@@ -115,74 +215,31 @@ impl PrefixCacheManagerV2 {
         }
     }
 
-    /// Evict the caches. This will evict the first k seqs such that the number of sequences on device after the copy is
-    /// the maximum allowed. Returns the number of evicted sequences.
+    /// Evicts the least recently used entries until at most `n_on_device`
+    /// remain and their bytes are within the bound, on every device (ferrite
+    /// patch: upstream counted only non-CPU entries, so CPU caches grew
+    /// without bound). Returns the number of evicted sequences.
     pub fn evict_caches(&mut self) -> Result<usize> {
         if self.no_prefix_cache {
             return Ok(0);
         }
-        let mut n_on_device = 0;
-        for cache in self.caches.values() {
-            let first_non_none = cache
-                .cache
-                .iter()
-                .find_or_first(|x| x.as_ref().is_some_and(|kv| kv.k().ok().flatten().is_some()));
-            let Some(Some(first_non_none)) = first_non_none else {
-                continue;
-            };
-
-            let cache_device = match first_non_none {
-                KvCache::Normal { k, .. } => {
-                    k.all_data().as_ref().expect("No KV cache data").device()
-                }
-                KvCache::Rotating { k, .. } => {
-                    k.all_data().as_ref().expect("No KV cache data").device()
-                }
-                KvCache::Shared { .. } => continue,
-            };
-
-            if !matches!(cache_device, Device::Cpu) {
-                n_on_device += 1;
-            }
-        }
         let mut n_evicted = 0;
-        // Intentionally evict the first ones first, as they are the oldest
-        for cache in self.caches.values_mut() {
-            if n_on_device - n_evicted <= self.n_on_device {
+        while self.caches.len() > self.n_on_device || self.bytes > self.max_bytes {
+            let Some((_, old)) = self.caches.shift_remove_index(0) else {
                 break;
-            }
-            let first_non_none = cache
-                .cache
-                .iter()
-                .find_or_first(|x| x.as_ref().is_some_and(|kv| kv.k().ok().flatten().is_some()));
-            let Some(Some(first_non_none)) = first_non_none else {
-                continue;
             };
-
-            let cache_device = match first_non_none {
-                KvCache::Normal { k, .. } => {
-                    k.all_data().as_ref().expect("No KV cache data").device()
-                }
-                KvCache::Rotating { k, .. } => {
-                    k.all_data().as_ref().expect("No KV cache data").device()
-                }
-                KvCache::Shared { .. } => continue,
-            };
-
-            if !matches!(cache_device, Device::Cpu) {
-                cache.cache.clear();
-                n_evicted += 1;
-            }
+            self.forget(&old);
+            n_evicted += 1;
         }
-
-        self.caches.retain(|_tokens, cache| !cache.cache.is_empty());
-
         Ok(n_evicted)
     }
 
     /// Evict all the caches.
     pub fn evict_all_caches(&mut self) -> Result<usize> {
         let len = self.caches.len();
+        PREFIX_CACHE_ENTRIES.fetch_sub(len, Ordering::Relaxed);
+        PREFIX_CACHE_BYTES.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.bytes = 0;
         self.caches.clear();
         self.paged_recurrent_caches.clear();
         Ok(len)
@@ -250,8 +307,8 @@ impl PrefixCacheManagerV2 {
 
         let toks = Tokens(toks.to_vec());
 
-        let mut best_match: Option<(usize, &CacheElement, usize, usize, usize)> = None;
-        for (k, v) in &self.caches {
+        let mut best_match: Option<(usize, usize, usize, usize, usize)> = None;
+        for (index, (k, v)) in self.caches.iter().enumerate() {
             let match_len = toks.shared_prefix_len(k);
             if match_len == 0 {
                 continue;
@@ -330,7 +387,7 @@ impl PrefixCacheManagerV2 {
             {
                 best_match = Some((
                     match_len,
-                    v,
+                    index,
                     images_match_until,
                     audios_match_until,
                     videos_match_until,
@@ -340,12 +397,16 @@ impl PrefixCacheManagerV2 {
 
         if let Some((
             match_len,
-            cache_element,
+            index,
             images_match_until,
             audios_match_until,
             videos_match_until,
         )) = best_match
         {
+            // ferrite patch: a hit makes the entry the most recently used.
+            let last = self.caches.len() - 1;
+            self.caches.move_index(index, last);
+            let cache_element = &self.caches[last];
             let new_toks = toks.0[match_len..].to_vec();
             if new_toks.is_empty() {
                 return Ok(None);
@@ -427,9 +488,10 @@ mod tests {
     fn skips_rolled_over_rotating_candidate_that_cannot_rewind() -> candle_core::Result<()> {
         let mut prefix_cacher = PrefixCacheManagerV2::new(1, false, false);
 
-        prefix_cacher.caches.insert(
+        prefix_cacher.insert(
             vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10].into(),
             CacheElement {
+                bytes: 0,
                 cache: vec![Some(make_rotating_kv_cache(10, 4)?)],
                 recurrent_snapshots: None,
                 audio_hashes: None,
@@ -437,9 +499,10 @@ mod tests {
                 video_hashes: None,
             },
         );
-        prefix_cacher.caches.insert(
+        prefix_cacher.insert(
             vec![1, 2, 3, 4, 5, 9].into(),
             CacheElement {
+                bytes: 0,
                 cache: vec![Some(make_normal_kv_cache(6)?)],
                 recurrent_snapshots: None,
                 audio_hashes: None,
@@ -470,9 +533,10 @@ mod tests {
     fn allows_exact_extension_from_rolled_over_rotating_cache() -> candle_core::Result<()> {
         let mut prefix_cacher = PrefixCacheManagerV2::new(1, false, false);
 
-        prefix_cacher.caches.insert(
+        prefix_cacher.insert(
             vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10].into(),
             CacheElement {
+                bytes: 0,
                 cache: vec![Some(make_rotating_kv_cache(10, 4)?)],
                 recurrent_snapshots: None,
                 audio_hashes: None,

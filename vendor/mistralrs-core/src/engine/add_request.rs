@@ -771,7 +771,9 @@ impl Engine {
                     .response
                     .send(Ok(toks))
                     .await
-                    .expect("Sender disconnected unexpectedly!");
+                    // ferrite patch: a client that gave up while its text was
+                    // tokenized is not an engine failure (this panicked the engine).
+                    .unwrap_or_else(|_| warn!("Receiver disconnected"));
             }
             Either::Right(text) => {
                 let pipeline = &*get_mut_arcmutex!(self.pipeline);
@@ -805,7 +807,9 @@ impl Engine {
                     .response
                     .send(Ok(toks.get_ids().to_vec()))
                     .await
-                    .expect("Sender disconnected unexpectedly!");
+                    // ferrite patch: a client that gave up while its text was
+                    // tokenized is not an engine failure (this panicked the engine).
+                    .unwrap_or_else(|_| warn!("Receiver disconnected"));
             }
         };
     }
@@ -842,6 +846,8 @@ impl Engine {
             .response
             .send(Ok(txt))
             .await
-            .expect("Sender disconnected unexpectedly!");
+            // ferrite patch: a client that gave up while its text was
+            // tokenized is not an engine failure (this panicked the engine).
+            .unwrap_or_else(|_| warn!("Receiver disconnected"));
     }
 }

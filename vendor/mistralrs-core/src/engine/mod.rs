@@ -839,7 +839,18 @@ impl Engine {
             let factory = factory
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("No token environment (llg_factory) found."))?;
-            let llg = constraint_from_llg_grammar(factory, grm)?;
+            let mut llg = constraint_from_llg_grammar(factory, grm)?;
+            // ferrite patch: a grammar with no possible first token (a JSON
+            // schema that only refers to itself, `{"$ref": "#"}`) is the
+            // request's fault. Found here it is refused as invalid; found at
+            // the first sampling step it was an engine error.
+            if let Err(e) = llg.compute_mask_or_eos() {
+                let reason = e.to_string();
+                anyhow::bail!(
+                    "It admits no output at all: does the schema only refer to itself? ({})",
+                    reason.lines().next().unwrap_or_default()
+                );
+            }
             Ok(SequenceRecognizer::Llguidance(Box::new(llg)))
         } else {
             Ok(SequenceRecognizer::None)

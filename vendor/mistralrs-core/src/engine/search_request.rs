@@ -564,10 +564,8 @@ pub(super) async fn search_request(this: Arc<Engine>, request: NormalRequest) {
 
                 // No tool call? We are finished.
                 if tc_opt.is_none() {
-                    user_sender
-                        .send(Response::Done(done.clone()))
-                        .await
-                        .unwrap();
+                    // ferrite patch: the client may have gone; that is no panic.
+                    let _ = user_sender.send(Response::Done(done.clone())).await;
                     return;
                 }
 

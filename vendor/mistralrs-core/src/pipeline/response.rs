@@ -65,7 +65,7 @@ pub async fn send_image_responses(
                 seq.responder(),
             )
             .await
-            .map_err(candle_core::Error::msg)?;
+            .ok(); // ferrite patch: a client that left is no failure of the batch.
 
         seq.set_state(SequenceState::Done(StopReason::GeneratedImage));
     }
@@ -94,10 +94,7 @@ pub async fn send_speech_responses(
         seq.add_speech_pcm_to_group(pcm.clone(), *rate, *channel);
 
         let group = seq.get_mut_group();
-        group
-            .maybe_send_speech_response(seq.responder())
-            .await
-            .map_err(candle_core::Error::msg)?;
+        group.maybe_send_speech_response(seq.responder()).await.ok(); // ferrite patch: a client that left is no failure of the batch.
 
         seq.set_state(SequenceState::Done(StopReason::GeneratedSpeech));
     }
@@ -124,7 +121,7 @@ pub async fn send_raw_responses(
     group
         .maybe_send_raw_done_response(seq.responder())
         .await
-        .map_err(candle_core::Error::msg)?;
+        .ok(); // ferrite patch: a client that left is no failure of the batch.
 
     seq.set_state(SequenceState::Done(StopReason::Length(0)));
 
@@ -146,7 +143,7 @@ pub async fn send_embedding_responses(
         group
             .maybe_send_embedding_done_response(seq.responder())
             .await
-            .map_err(candle_core::Error::msg)?;
+            .ok(); // ferrite patch: a client that left is no failure of the batch.
 
         seq.set_state(SequenceState::Done(StopReason::Length(0)));
     }

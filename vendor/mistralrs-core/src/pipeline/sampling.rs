@@ -384,7 +384,7 @@ pub(crate) async fn finish_or_add_toks_to_seq(
                         seq.responder(),
                     )
                     .await
-                    .map_err(candle_core::Error::msg)?;
+                    .ok(); // ferrite patch: a client that left is no failure of the batch.
             } else {
                 group
                     .maybe_send_completion_done_response(
@@ -400,7 +400,7 @@ pub(crate) async fn finish_or_add_toks_to_seq(
                         seq.responder(),
                     )
                     .await
-                    .map_err(candle_core::Error::msg)?;
+                    .ok(); // ferrite patch: a client that left is no failure of the batch.
             }
         }
         this.reset_non_granular_state();
@@ -439,7 +439,32 @@ pub async fn sample_and_add_toks(
     let sampled_vec = futures::future::join_all(sampling_futures).await;
 
     for (sampled, seq) in std::iter::zip(sampled_vec, seqs.iter_mut()) {
-        let next_token = crate::handle_seq_error_stateaware_ok!(sampled, seq);
+        // ferrite patch: one sequence failing to sample ends that sequence
+        // only. The macro used here returned from the whole step, so every
+        // sequence after it in the batch lost this step's token.
+        let next_token = match sampled {
+            Ok(token) => token,
+            Err(e) => {
+                use crate::response::Response;
+                // A grammar whose language ran out mid-answer (a schema
+                // property that can only hold itself) is the request's fault.
+                let error = match &seq.recognizer {
+                    SequenceRecognizer::Llguidance(llg) if llg.is_error() => {
+                        Response::ValidationError(
+                            "Invalid grammar: the constrained output cannot continue \
+                             (the schema admits no finite value)"
+                                .into(),
+                        )
+                    }
+                    _ => Response::InternalError(e.into()),
+                };
+                if seq.responder().send(error).await.is_err() {
+                    tracing::warn!("Receiver disconnected");
+                }
+                seq.set_state(SequenceState::Error);
+                continue;
+            }
+        };
 
         let metadata = this.get_metadata();
         let eos_tok = if disable_eos_stop {

@@ -1,0 +1,188 @@
+//! Hostile and heavy use against the real server and model: memory stays
+//! flat however many requests come and go, and a client that gives up while
+//! its huge prompt is being tokenized leaves everyone else's answers as
+//! they were.
+
+use std::time::Duration;
+
+use ferrite_tests::{chat, config_file, metric, open, post, reqwest_client, Server};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+/// Resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib / 1024
+}
+
+/// `count` streamed chats, four at a time, each with a prompt of its own
+/// (so each leaves a new prefix-cache entry); every fifth is abandoned after
+/// its first chunk.
+async fn soak(server: &Server, from: usize, count: usize) {
+    futures::stream::iter(from..from + count)
+        .for_each_concurrent(4, |i| async move {
+            let body = chat(
+                &format!("Request {i}: say something about the number {i}."),
+                json!({"max_tokens": 8, "temperature": 0, "stream": true}),
+            );
+            let mut stream = open(&server.url("/v1/chat/completions"), &body)
+                .await
+                .bytes_stream();
+            if i % 5 == 4 {
+                stream.next().await.unwrap().unwrap();
+                return;
+            }
+            let mut raw = Vec::new();
+            while let Some(b) = stream.next().await {
+                raw.extend_from_slice(&b.unwrap());
+            }
+            assert!(
+                String::from_utf8_lossy(&raw).contains("[DONE]"),
+                "request {i}"
+            );
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn memory_stays_flat_over_a_soak_with_disconnects() {
+    // The default prefix cache (16 entries): each finished sequence's KV
+    // cache is kept for reuse, and on CPU it used to be kept forever.
+    let server = Server::start(&[]);
+    let pid = server.pid().unwrap();
+    soak(&server, 0, 40).await;
+    // The largest request shape the default limits allow, once.
+    let (status, v) = post(
+        &server.url("/v1/completions"),
+        &json!({"prompt": vec!["Count: one, two,"; 64], "max_tokens": 2}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let warm = rss_mib(pid);
+    soak(&server, 40, 160).await;
+    let after = rss_mib(pid);
+    let entries = metric(&server, "ferrite:prefix_cache_entries", "").await;
+    let bytes = metric(&server, "ferrite:prefix_cache_bytes", "").await;
+    eprintln!("RSS {warm} MiB after warm-up, {after} MiB after 160 more; prefix cache {entries} entries, {bytes} bytes");
+    assert!(
+        after <= warm + 96,
+        "RSS grew from {warm} to {after} MiB over 160 requests"
+    );
+    assert!(
+        (1..=16).contains(&entries),
+        "{entries} prefix cache entries"
+    );
+    assert!(bytes <= 1 << 30, "{bytes} bytes in the prefix cache");
+}
+
+#[tokio::test]
+async fn the_prefix_cache_is_bounded_by_bytes_too() {
+    // One entry of the default model takes about 23 MiB (30 layers, KV for
+    // 512 positions): a 50 MiB bound holds two.
+    let server = Server::start(&["--prefix-cache-mib", "50"]);
+    for i in 0..6 {
+        let body = chat(
+            &format!("Item {i}: name a fruit."),
+            json!({"max_tokens": 4, "temperature": 0}),
+        );
+        assert_eq!(
+            post(&server.url("/v1/chat/completions"), &body).await.0,
+            200
+        );
+    }
+    let entries = metric(&server, "ferrite:prefix_cache_entries", "").await;
+    let bytes = metric(&server, "ferrite:prefix_cache_bytes", "").await;
+    assert!((1..=2).contains(&entries), "{entries} entries");
+    assert!(bytes <= 50 << 20, "{bytes} bytes");
+}
+
+/// A greedy stream's text and finish reason.
+async fn greedy_stream(server: &Server, prompt: &str) -> (String, String) {
+    let body = chat(
+        prompt,
+        json!({"max_tokens": 40, "temperature": 0, "stream": true,
+               "logit_bias": {"0": -100, "2": -100}}),
+    );
+    let raw = open(&server.url("/v1/chat/completions"), &body)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let mut finish = String::new();
+    for data in raw.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            continue;
+        };
+        if v.get("error").is_some() {
+            panic!("stream failed: {v}");
+        }
+        for c in v["choices"].as_array().into_iter().flatten() {
+            text.push_str(c["delta"]["content"].as_str().unwrap_or(""));
+            if let Some(f) = c["finish_reason"].as_str() {
+                finish = f.to_string();
+            }
+        }
+    }
+    assert!(raw.contains("data: [DONE]"), "{raw}");
+    (text, finish)
+}
+
+#[tokio::test]
+async fn a_client_leaving_mid_tokenization_leaves_the_others_untouched() {
+    // Limits raised so that the 2,000-prompt request reaches the engine.
+    let config = config_file(
+        "hostile-limits",
+        "[limits]\nmax_prompts = 5000\nmax_sequences = 5000\n",
+    );
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let prompts = [
+        "Write a story about a fox.",
+        "Describe a busy harbour.",
+        "Explain how bread is made.",
+    ];
+    let mut alone = Vec::new();
+    for p in prompts {
+        alone.push(greedy_stream(&server, p).await);
+    }
+
+    let streams = futures::future::join_all(prompts.iter().map(|p| greedy_stream(&server, p)));
+    let attacks = async {
+        // Let the three streams start first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let huge = chat(&"lorem ipsum dolor ".repeat((6 << 20) / 18), json!({}));
+        let gave_up = reqwest_client(Duration::from_millis(500))
+            .post(server.url("/v1/chat/completions"))
+            .json(&huge)
+            .send()
+            .await;
+        assert!(
+            gave_up.is_err(),
+            "the 6 MB message was answered within 0.5 s"
+        );
+        let many: Vec<String> = (0..2000).map(|i| format!("prompt number {i}")).collect();
+        let gave_up = reqwest_client(Duration::from_secs(1))
+            .post(server.url("/v1/completions"))
+            .json(&json!({"prompt": many, "max_tokens": 4}))
+            .send()
+            .await;
+        assert!(gave_up.is_err(), "2,000 prompts were answered within 1 s");
+    };
+    let (together, ()) = tokio::join!(streams, attacks);
+    for ((p, a), t) in prompts.iter().zip(&alone).zip(&together) {
+        assert_eq!(
+            a, t,
+            "{p}: the answer changed beside the abandoned requests"
+        );
+        assert_eq!(t.1, "length", "{p}");
+    }
+    // The engine still serves, and nothing panicked.
+    let after = greedy_stream(&server, prompts[0]).await;
+    assert_eq!(after, alone[0]);
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
