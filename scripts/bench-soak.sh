@@ -18,10 +18,7 @@ soak() {
     >/tmp/ferrite-soak.log 2>&1 &
   server=$!
   trap 'kill $server 2>/dev/null || true' EXIT
-  for _ in $(seq 1 600); do
-    curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
-    sleep 0.1
-  done
+  "$(dirname "$0")/wait-ready.sh" "$port" /tmp/ferrite-soak.log
   "$bin" bench-soak --base-url "http://127.0.0.1:$port" --requests "$requests" --pid "$server"
   kill $server; wait $server 2>/dev/null || true
 }

@@ -15,10 +15,7 @@ printf '[registry]\nscan = false\nmax_loaded_models = 1\n[[registry.models]]\nid
 "$bin" serve --model "$model" --port "$port" --no-cache --config "$dir/ferrite.toml" >"$dir/log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$dir"' EXIT
-for _ in $(seq 1 600); do
-  curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
-  sleep 0.1
-done
+"$(dirname "$0")/wait-ready.sh" "$port" "$dir/log"
 
 ask() { # model -> seconds for a 4-token answer
   curl -sf -o /dev/null -w '%{time_total}\n' -H 'content-type: application/json' \

@@ -14,12 +14,7 @@ run_server() {
   "$bin" serve --model "$model" --port "$port" "$@" >/tmp/ferrite-bench.log 2>&1 &
   server=$!
   trap 'kill $server 2>/dev/null || true' EXIT
-  for _ in $(seq 1 600); do
-    curl -sf "http://127.0.0.1:$port/ready" >/dev/null && return 0
-    sleep 0.1
-  done
-  echo "server did not start; see /tmp/ferrite-bench.log" >&2
-  exit 1
+  "$(dirname "$0")/wait-ready.sh" "$port" /tmp/ferrite-bench.log
 }
 
 bench() {

@@ -281,17 +281,17 @@ where
 {
     let scope = cache.scope(&req.context);
     let own = key(&req, &scope);
-    // The server's precomputed answers serve every tenant.
-    let shared = (scope != Scope::Shared).then(|| key(&req, &Scope::Shared));
     // Looking in both places under one lock: a generation that finishes
     // meanwhile moves from one to the other atomically.
     let mut in_flight = cache.in_flight();
     let fresh = req.context.no_cache || req.context.precompute;
     if !fresh {
-        let found = cache
-            .entries
-            .get(&own)
-            .or_else(|| shared.and_then(|k| cache.entries.get(&k)));
+        // The server's precomputed answers serve every tenant.
+        let found = cache.entries.get(&own).or_else(|| {
+            (scope != Scope::Shared)
+                .then(|| key(&req, &Scope::Shared))
+                .and_then(|k| cache.entries.get(&k))
+        });
         if let Some(entry) = found {
             drop(in_flight);
             entry.hits.fetch_add(1, Ordering::Relaxed);

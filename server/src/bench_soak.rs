@@ -4,7 +4,6 @@
 //! server's resident memory from its `/metrics` as the count grows.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -129,27 +128,24 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     );
     println!("  requests  RSS (MiB)  prefix entries  KV (MiB)  secs");
     row(&client, &args, &base, 0, started).await;
-    let done = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
+    let failed = AtomicUsize::new(0);
     let step = args.report_every.max(1);
     // Batches of `report_every`, so each row is read with nothing running.
     for from in (0..args.requests).step_by(step) {
         let to = (from + step).min(args.requests);
         futures::stream::iter(from..to)
             .for_each_concurrent(args.concurrency, |i| {
-                let (client, args, base) = (&client, &args, &base);
-                let (done, failed) = (done.clone(), failed.clone());
+                let (client, args, base, failed) = (&client, &args, &base, &failed);
                 async move {
                     if one(client, args, base, i).await.is_err() {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
-                    done.fetch_add(1, Ordering::Relaxed);
                 }
             })
             .await;
-        row(&client, &args, &base, done.load(Ordering::Relaxed), started).await;
+        row(&client, &args, &base, to, started).await;
     }
-    let failed = failed.load(Ordering::Relaxed);
+    let failed = failed.into_inner();
     if failed > 0 {
         bail!("{failed} of {} requests failed", args.requests);
     }

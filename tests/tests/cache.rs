@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ferrite_tests::{chat, client, metric, post_sse, streamed_text, Server};
+use ferrite_tests::{chat, client, config_file, metric, post_sse, streamed_text, Server};
 use serde_json::{json, Value};
 
 fn start(extra_env: &[(&str, &str)]) -> Server {
@@ -232,15 +232,9 @@ async fn memories(server: &Server, key: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn tenants_share_no_cached_answer_or_generation_and_each_remembers() {
-    let dir = std::env::temp_dir().join(format!("ferrite-cache-tenants-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("ferrite.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"data_dir = "{}"
-[memory]
+    let config = config_file(
+        "cache-tenants",
+        r#"[memory]
 enabled = true
 [[auth.api_keys]]
 name = "alice"
@@ -249,13 +243,15 @@ key = "sk-alice"
 name = "bob"
 key = "sk-bob"
 "#,
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
+    );
+    let data = config.with_file_name("data");
+    let _ = std::fs::remove_dir_all(&data);
     let server = Server::start_with_env(
         &["--config", config.to_str().unwrap()],
-        &[("FERRITE_CACHE__ENABLED", "true")],
+        &[
+            ("FERRITE_CACHE__ENABLED", "true"),
+            ("FERRITE_DATA_DIR", data.to_str().unwrap()),
+        ],
     );
     let body = chat(
         "Name a large animal.",
