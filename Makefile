@@ -8,11 +8,13 @@ MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
 MODEL_Q8 := models/SmolLM2-135M-Instruct.Q8_0.gguf
 # The default model as a safetensors folder, for the ISQ tests.
 HF_MODEL := models/smollm2-135m-hf
+# The default model relabelled as IBM Granite: an architecture only llama.cpp loads.
+GRANITE := models/smollm2-135m-granite.Q4_1.gguf
 VENV := .venv
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
-.PHONY: serve test build model venv bench bench-swap bench-soak lint fmt clippy clean
+.PHONY: serve test build model venv bench bench-1.7b bench-swap bench-soak lint fmt clippy clean
 
 ## serve: fetch the default model if missing, build, serve on $(HOST):$(PORT)
 serve: $(MODEL) build
@@ -21,16 +23,30 @@ serve: $(MODEL) build
 ## test: fetch what tests need, then run every test (Rust and the openai SDK)
 ## (memory tests also run against PostgreSQL and /docs in headless Chromium:
 ## scripts/postgres.sh and scripts/chromium.sh provide them)
-test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) venv
+## (the Rust suite runs twice: on the llama.cpp runtime, then on mistral.rs)
+test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) $(GRANITE) venv
 	PG_URL=$$(scripts/postgres.sh) && CHROMIUM=$$(scripts/chromium.sh) && \
 	export FERRITE_TEST_POSTGRES_URL=$$PG_URL FERRITE_TEST_CHROMIUM=$$CHROMIUM \
-		FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) FERRITE_TEST_MODEL_Q8=$(CURDIR)/$(MODEL_Q8) FERRITE_TEST_SAFETENSORS=$(CURDIR)/$(HF_MODEL) && \
-	cargo test --release --workspace --locked && \
+		FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) FERRITE_TEST_MODEL_Q8=$(CURDIR)/$(MODEL_Q8) \
+		FERRITE_TEST_SAFETENSORS=$(CURDIR)/$(HF_MODEL) FERRITE_TEST_GRANITE=$(CURDIR)/$(GRANITE) && \
+	FERRITE_TEST_RUNTIME=llama.cpp cargo test --release --workspace --locked && \
+	FERRITE_TEST_RUNTIME=mistral.rs cargo test --release --workspace --locked && \
 	$(VENV)/bin/python -m pytest -q tests/python
 
-## bench: concurrency 1 and 8 against a fresh server on port 18123
+## bench: both runtimes and llama.cpp's llama-server on the default model
+## (decode, 8 streams, prompt processing), then ferrite's features
 bench: $(MODEL) build
+	scripts/bench-runtimes.sh $(BIN) $(MODEL) "$$(scripts/build-llama-server.sh)"
 	scripts/bench.sh $(BIN) $(MODEL)
+
+## bench-1.7b: the same comparison at SmolLM2-1.7B's shape (random weights, Q4_K)
+SYNTH := models/synth-smollm2-1.7b.Q4_K.gguf
+bench-1.7b: $(SYNTH) build
+	BENCH_MAX_TOKENS=64 BENCH_REQUESTS_1=2 BENCH_REQUESTS_8=8 \
+		scripts/bench-runtimes.sh $(BIN) $(SYNTH) "$$(scripts/build-llama-server.sh)"
+$(SYNTH): $(MODEL) venv | build
+	$(VENV)/bin/python ../shared/bench/synth_model.py $(MODEL) $(SYNTH).f16 --shape 1.7b
+	$(BIN) quantize $(SYNTH).f16 $@ --type q4_k && rm $(SYNTH).f16
 
 ## bench-swap: what a just-in-time model swap costs (max_loaded_models = 1)
 bench-swap: $(MODEL) build $(MODEL_Q8)
@@ -41,6 +57,7 @@ bench-soak: $(MODEL) build
 	scripts/bench-soak.sh $(BIN) $(MODEL)
 
 build:
+	scripts/build-deps.sh
 	cargo build --release --locked -p ferrite-server
 
 model: $(MODEL)
@@ -49,6 +66,9 @@ $(MODEL):
 
 $(MODEL_Q8): $(MODEL) | build
 	$(BIN) quantize $(MODEL) $(MODEL_Q8) --type q8_0
+
+$(GRANITE): $(MODEL) venv scripts/gguf-as-granite.py
+	$(VENV)/bin/python scripts/gguf-as-granite.py $(MODEL) $@.tmp && mv $@.tmp $@
 
 $(HF_MODEL)/config.json: $(MODEL) venv scripts/gguf-to-hf.py
 	$(VENV)/bin/python scripts/gguf-to-hf.py $(MODEL) $(HF_MODEL).tmp

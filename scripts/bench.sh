@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks the default model at concurrency 1 and 8 on a fresh server, and
+# ferrite's features on the default model (on its default runtime, llama.cpp):
+# benchmarks the default model at concurrency 1 and 8 on a fresh server, and
 # the same with continuous batching off (--max-seqs 1) as the baseline, and
 # with the weights dequantized to f32 at load (CANDLE_DEQUANTIZE_ALL=1);
 # and what a response-cache hit costs.
@@ -45,7 +46,7 @@ bench --concurrency 8 --requests 16
 kill $server; wait $server 2>/dev/null || true
 
 echo
-echo "## weights dequantized to f32 at load (CANDLE_DEQUANTIZE_ALL=1)"
-CANDLE_DEQUANTIZE_ALL=1 run_server
+echo "## mistral.rs with weights dequantized to f32 at load (CANDLE_DEQUANTIZE_ALL=1)"
+CANDLE_DEQUANTIZE_ALL=1 run_server --runtime mistral.rs
 bench --concurrency 1 --requests 4
 bench --concurrency 8 --requests 16

@@ -1,5 +1,10 @@
 //! A Prometheus gauge held up while something lives: sequences waiting for
-//! an engine slot, and sequences running.
+//! an engine slot, and sequences running; and the slot itself.
+
+use std::sync::Arc;
+
+use ferrite_openapi::{ApiError, ApiResult};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Adds one to the gauge `name` until dropped.
 pub struct GaugeGuard(&'static str);
@@ -14,5 +19,28 @@ impl GaugeGuard {
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
         metrics::gauge!(self.0).decrement(1.0);
+    }
+}
+
+/// One of a model's `max_seqs` sequence slots, held while the sequence runs.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _running: GaugeGuard,
+}
+
+impl Slot {
+    /// Waits (counted in `ferrite:requests_waiting`) for a free slot.
+    pub async fn acquire(slots: &Arc<Semaphore>) -> ApiResult<Self> {
+        let waiting = GaugeGuard::new("ferrite:requests_waiting");
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::unavailable("The engine has stopped."))?;
+        drop(waiting);
+        Ok(Self {
+            _permit: permit,
+            _running: GaugeGuard::new("ferrite:requests_running"),
+        })
     }
 }

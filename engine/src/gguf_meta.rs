@@ -39,18 +39,27 @@ pub fn read(path: &Path) -> anyhow::Result<GgufMeta> {
         .and_then(|v| v.to_vec().ok())
         .and_then(|v| u32::try_from(v.len()).ok());
 
-    // The quantization most of the weights use (norms stay F32 in every file).
-    let mut by_type: HashMap<String, u64> = HashMap::new();
-    for info in content.tensor_infos.values() {
-        if info.shape.rank() >= 2 {
-            *by_type.entry(format!("{:?}", info.ggml_dtype)).or_default() +=
-                info.shape.elem_count() as u64;
+    // The file's own label, as LM Studio shows it; else the type most of
+    // the weights use (norms stay F32 in every file).
+    let labelled = md
+        .get("general.file_type")
+        .and_then(|v| v.to_u32().ok())
+        .and_then(file_type_label)
+        .map(String::from);
+    let quantization = labelled.or_else(|| {
+        let mut by_type: HashMap<String, u64> = HashMap::new();
+        for info in content.tensor_infos.values() {
+            if info.shape.rank() >= 2 {
+                *by_type
+                    .entry(dtype_label(&format!("{:?}", info.ggml_dtype)))
+                    .or_default() += info.shape.elem_count() as u64;
+            }
         }
-    }
-    let quantization = by_type
-        .into_iter()
-        .max_by_key(|(_, n)| *n)
-        .map(|(name, _)| name);
+        by_type
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .map(|(name, _)| name)
+    });
 
     Ok(GgufMeta {
         architecture,
@@ -59,4 +68,66 @@ pub fn read(path: &Path) -> anyhow::Result<GgufMeta> {
         context_length,
         vocab: Vocab::from_gguf(&content).ok(),
     })
+}
+
+/// llama.cpp's `llama_ftype` names, as `general.file_type` numbers them.
+pub fn file_type_label(t: u32) -> Option<&'static str> {
+    Some(match t {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        19 => "IQ2_XXS",
+        20 => "IQ2_XS",
+        21 => "Q2_K_S",
+        22 => "IQ3_XS",
+        23 => "IQ3_XXS",
+        24 => "IQ1_S",
+        25 => "IQ4_NL",
+        26 => "IQ3_S",
+        27 => "IQ3_M",
+        28 => "IQ2_S",
+        29 => "IQ2_M",
+        30 => "IQ4_XS",
+        31 => "IQ1_M",
+        32 => "BF16",
+        36 => "TQ1_0",
+        37 => "TQ2_0",
+        38 => "MXFP4_MOE",
+        _ => return None,
+    })
+}
+
+/// candle's tensor type names (`Q4K`, `Q8_0`, `F16`) in llama.cpp's spelling.
+fn dtype_label(candle: &str) -> String {
+    match candle.strip_suffix('K') {
+        Some(base) => format!("{}_K", base.to_ascii_uppercase()),
+        None => candle.to_ascii_uppercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_follow_llama_cpp() {
+        assert_eq!(file_type_label(15), Some("Q4_K_M"));
+        assert_eq!(file_type_label(3), Some("Q4_1"));
+        assert_eq!(dtype_label("Q4K"), "Q4_K");
+        assert_eq!(dtype_label("Q8_0"), "Q8_0");
+        assert_eq!(dtype_label("BF16"), "BF16");
+    }
 }

@@ -4,8 +4,8 @@
 use ferrite_openapi::models::ModelMeta;
 
 use crate::gguf_meta;
-use crate::load::{locate, HfConfig};
-use crate::options::{EngineOptions, IsqChoice, ModelFormat};
+use crate::locate::{locate, HfConfig};
+use crate::options::{EngineOptions, ModelFormat};
 
 /// Used when a header does not say (LM Studio shows the same fallback).
 const UNKNOWN_CONTEXT: u32 = 4096;
@@ -29,7 +29,7 @@ pub fn inspect(opts: &EngineOptions) -> anyhow::Result<ModelMeta> {
         }
         ModelFormat::Safetensors => {
             let cfg = HfConfig::read(&located.dir);
-            let isq = (opts.isq != IsqChoice::None).then(|| format!("{:?}", opts.isq));
+            let isq = opts.isq.label().map(String::from);
             (
                 "safetensors",
                 cfg.architectures.first().cloned(),
@@ -40,6 +40,7 @@ pub fn inspect(opts: &EngineOptions) -> anyhow::Result<ModelMeta> {
         }
     };
     Ok(ModelMeta {
+        runtime: opts.runtime.resolve(located.format).name().into(),
         format: format.into(),
         path: opts.path.display().to_string(),
         architecture,

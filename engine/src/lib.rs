@@ -1,19 +1,33 @@
-//! The inference engine behind ferrite: a small [`Engine`] trait, its
-//! mistral.rs implementation, and a scripted engine for unit tests of layers.
+//! The inference engines behind ferrite, behind one small [`Engine`] trait.
 //! Nothing here knows about HTTP.
+//!
+//! Layout:
+//! - `backend.rs`: the [`Engine`] trait, the seam to the server.
+//! - `llamacpp/`: GGUF files on llama.cpp (one context per model, its own
+//!   continuous batching scheduler).
+//! - `mistralrs/`: safetensors folders (with ISQ) and GGUF on mistral.rs.
+//! - `runtime.rs`: which runtime serves a model, and loading it.
+//! - Written once for both: `prep.rs` (budgets, thinking plans, sampling
+//!   fields), `stream.rs` (events to OpenAI chunks), `stop.rs`,
+//!   `reasoning_split.rs`, `json_end.rs`, `thinking.rs` (budget forcing),
+//!   `pick.rs` (sampling), `vocab.rs`.
+//! - Model files: `locate.rs`, `gguf_meta.rs`, `inspect.rs`, `quantize.rs`.
+//! - `scripted.rs`: a scripted engine for unit tests of middleware.
 
 mod backend;
-mod convert;
 mod gauge;
 mod gguf_meta;
 mod inspect;
-mod load;
-mod logits;
-mod logprobs;
-mod mistral_engine;
+mod json_end;
+mod llamacpp;
+mod locate;
+mod mistralrs;
 mod options;
+mod pick;
+mod prep;
 mod quantize;
 mod reasoning_split;
+mod runtime;
 pub mod scripted;
 mod stop;
 mod stream;
@@ -23,16 +37,19 @@ mod vocab;
 pub use backend::{ChatStream, CompletionStream, Engine, ModelInfo};
 pub use gauge::GaugeGuard;
 pub use inspect::inspect;
-pub use load::default_id;
-pub use mistral_engine::MistralEngine;
-pub use options::{Delimiters, EngineOptions, IsqChoice, ModelFormat};
+pub use llamacpp::LlamaCppEngine;
+pub use locate::default_id;
+pub use mistralrs::MistralEngine;
+pub use options::{Delimiters, EngineOptions, IsqChoice, KvType, ModelFormat, Runtime};
 pub use quantize::{requantize, QuantType};
+pub use runtime::load;
 
 /// Entries and bytes of KV cache held for prefix reuse, by every model.
 pub fn prefix_cache_usage() -> (usize, usize) {
     use std::sync::atomic::Ordering::Relaxed;
     (
-        mistralrs::core::PREFIX_CACHE_ENTRIES.load(Relaxed),
-        mistralrs::core::PREFIX_CACHE_BYTES.load(Relaxed),
+        ::mistralrs::core::PREFIX_CACHE_ENTRIES.load(Relaxed)
+            + llamacpp::PARKED_ENTRIES.load(Relaxed),
+        ::mistralrs::core::PREFIX_CACHE_BYTES.load(Relaxed) + llamacpp::PARKED_BYTES.load(Relaxed),
     )
 }

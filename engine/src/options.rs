@@ -22,6 +22,16 @@ pub enum IsqChoice {
 }
 
 impl IsqChoice {
+    /// The weight type as users see it (llama.cpp's spelling).
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            IsqChoice::None => None,
+            IsqChoice::Q4_0 => Some("Q4_0"),
+            IsqChoice::Q4k => Some("Q4_K"),
+            IsqChoice::Q8_0 => Some("Q8_0"),
+        }
+    }
+
     /// The name mistral.rs's `parse_isq_value` understands.
     pub fn mistral_name(self) -> Option<&'static str> {
         match self {
@@ -48,9 +58,79 @@ impl std::str::FromStr for IsqChoice {
     }
 }
 
+/// Which engine runs a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Runtime {
+    /// llama.cpp for `.gguf` files, mistral.rs for safetensors folders.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "llama.cpp")]
+    LlamaCpp,
+    #[serde(rename = "mistral.rs")]
+    MistralRs,
+}
+
+impl Runtime {
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Auto => "auto",
+            Runtime::LlamaCpp => "llama.cpp",
+            Runtime::MistralRs => "mistral.rs",
+        }
+    }
+}
+
+impl Runtime {
+    /// What `auto` means for a model in `format`.
+    pub fn resolve(self, format: ModelFormat) -> Runtime {
+        match (self, format) {
+            (Runtime::Auto, ModelFormat::Gguf) => Runtime::LlamaCpp,
+            (Runtime::Auto, ModelFormat::Safetensors) => Runtime::MistralRs,
+            (r, _) => r,
+        }
+    }
+}
+
+impl std::str::FromStr for Runtime {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "llama.cpp" | "llamacpp" | "llama-cpp" => Ok(Self::LlamaCpp),
+            "mistral.rs" | "mistralrs" | "mistral-rs" => Ok(Self::MistralRs),
+            other => Err(format!(
+                "unknown runtime `{other}` (auto, llama.cpp, mistral.rs)"
+            )),
+        }
+    }
+}
+
+/// Element type of llama.cpp's KV cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvType {
+    #[default]
+    F16,
+    Q8_0,
+}
+
+impl std::str::FromStr for KvType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "f16" => Ok(Self::F16),
+            "q8_0" => Ok(Self::Q8_0),
+            other => Err(format!("unknown KV cache type `{other}` (f16, q8_0)")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineOptions {
+    /// Which engine runs the model.
+    pub runtime: Runtime,
     /// A `.gguf` file, or a folder with `config.json` and `*.safetensors`.
     pub path: PathBuf,
     /// The id clients use; derived from the file name when empty.
@@ -78,6 +158,18 @@ pub struct EngineOptions {
     pub context_length: Option<u32>,
     /// How this model's thinking block is delimited.
     pub thinking: Delimiters,
+    /// llama.cpp: compute threads; unset = the machine's physical cores.
+    pub threads: Option<usize>,
+    /// llama.cpp: most tokens one decode step carries (prompt chunks plus
+    /// one token per running sequence).
+    pub batch_size: usize,
+    /// llama.cpp: tokens of KV cache shared by all of the model's
+    /// sequences; unset = the model's context length.
+    pub kv_cache_tokens: Option<u32>,
+    /// llama.cpp: KV cache element type.
+    pub kv_cache_type: KvType,
+    /// llama.cpp: layers offloaded to the GPU on CUDA/Metal builds; unset = all.
+    pub gpu_layers: Option<u32>,
 }
 
 /// The strings around a thinking block in the model's output.
@@ -100,6 +192,7 @@ impl Default for Delimiters {
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
+            runtime: Runtime::Auto,
             path: PathBuf::from("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
             id: None,
             isq: IsqChoice::Q4k,
@@ -114,6 +207,11 @@ impl Default for EngineOptions {
             max_tokens: None,
             context_length: None,
             thinking: Delimiters::default(),
+            threads: None,
+            batch_size: 512,
+            kv_cache_tokens: None,
+            kv_cache_type: KvType::F16,
+            gpu_layers: None,
         }
     }
 }

@@ -28,6 +28,7 @@ impl ScriptedEngine {
                 id: "scripted".into(),
                 created: 0,
                 meta: ModelMeta {
+                    runtime: "scripted".into(),
                     format: "scripted".into(),
                     path: String::new(),
                     architecture: None,

@@ -1,9 +1,9 @@
-//! From mistral.rs response channels to OpenAI chunk streams.
+//! One response's choices, from runtime events to OpenAI chunk streams.
 //!
-//! Every sequence gets its own forwarding task that drains the engine's
-//! channel into an unbounded one, so a slow client never blocks the engine's
-//! step loop, and that drops the engine channel as soon as the client goes
-//! away, which makes mistral.rs cancel the sequence at its next step.
+//! Each runtime reports a sequence as a channel of [`Event`]s. [`Response`]
+//! merges a request's sequences and keeps one [`Choice`] per choice (stop
+//! sequences, the reasoning split, where structured output ends); the chat
+//! and completion streams only give its [`Out`] items their wire shape.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,107 +16,32 @@ use ferrite_openapi::common::{Logprobs, TokenLogprob, Usage};
 use ferrite_openapi::completions::{Completion, CompletionChoice, CompletionLogprobs};
 use ferrite_openapi::ApiError;
 use futures::stream::{select_all, StreamExt};
-use mistralrs::core::{
-    ChatCompletionChunkResponse, ChunkChoice as ChunkChoiceResponse, CompletionChunkChoice,
-    CompletionChunkResponse, Response, ResponseLogprob, ToolCallResponse,
-};
-use tokio::sync::mpsc::{unbounded_channel, Receiver, UnboundedReceiver};
+use serde_json::Value;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
 use crate::backend::{ChatStream, CompletionStream};
-use crate::logprobs::{token_text, LogprobReport};
+use crate::json_end::JsonEnd;
 use crate::options::Delimiters;
 use crate::reasoning_split::{ReasoningSplit, Split};
 use crate::stop::StopGate;
 
+/// What a runtime reports for one sequence.
 pub enum Event {
-    Chat(ChatCompletionChunkResponse),
-    Text(CompletionChunkResponse),
+    Piece(Piece),
     Error(ApiError),
 }
 
-fn engine_error(resp: Response) -> Option<ApiError> {
-    match resp {
-        Response::ValidationError(e) => Some(validation_error(&e.to_string())),
-        Response::InternalError(e) => Some(ApiError::internal(format!("Engine error: {e}"))),
-        Response::ModelError(msg, _) | Response::CompletionModelError(msg, _) => {
-            Some(ApiError::internal(format!("Model error: {msg}")))
-        }
-        _ => None,
-    }
-}
-
-/// mistral.rs validation messages name no field; recover the likely one.
-fn validation_error(msg: &str) -> ApiError {
-    let lower = msg.to_ascii_lowercase();
-    let param = if lower.contains("grammar") || lower.contains("schema") {
-        "response_format"
-    } else if lower.contains("stop") {
-        "stop"
-    } else if lower.contains("sequence length") || lower.contains("prompt") {
-        return ApiError::context_length_exceeded(msg.to_string());
-    } else {
-        "messages"
-    };
-    ApiError::invalid(param, msg.to_string())
-}
-
-/// Spawns the task that relays one sequence's responses. It holds the
-/// sequence's engine `slot` until the sequence ends or is abandoned.
-pub fn forward(
-    mut rx: Receiver<Response>,
-    request_id: String,
-    cancel: CancellationToken,
-    slot: impl Send + 'static,
-) -> UnboundedReceiver<Event> {
-    let (tx, out) = unbounded_channel();
-    // Keep the caller's span (and so its request id) on this task's log lines.
-    let span = tracing::Span::current();
-    let task = async move {
-        let _slot = slot;
-        let mut finished = false;
-        loop {
-            let resp = tokio::select! {
-                resp = rx.recv() => resp,
-                () = tx.closed() => {
-                    if !finished {
-                        info!(request_id = %request_id, "client went away; generation cancelled");
-                    }
-                    return;
-                }
-                // Ferrite ended the choice itself (a stop sequence matched).
-                () = cancel.cancelled() => return,
-            };
-            let Some(resp) = resp else { return };
-            let event = match resp {
-                Response::Chunk(c) => {
-                    finished |= c.choices.iter().any(|c| c.finish_reason.is_some());
-                    Event::Chat(c)
-                }
-                Response::CompletionChunk(c) => {
-                    finished |= c.choices.iter().any(|c| c.finish_reason.is_some());
-                    Event::Text(c)
-                }
-                other => match engine_error(other) {
-                    Some(e) => {
-                        finished = true;
-                        Event::Error(e)
-                    }
-                    None => {
-                        warn!(request_id = %request_id, "unexpected engine response ignored");
-                        continue;
-                    }
-                },
-            };
-            if tx.send(event).is_err() {
-                return;
-            }
-        }
-    };
-    tokio::spawn(tracing::Instrument::instrument(task, span));
-    out
+/// One step's output of a sequence (usually one token's text).
+#[derive(Default)]
+pub struct Piece {
+    pub text: String,
+    /// Thinking text the runtime split off itself.
+    pub reasoning: String,
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
+    pub logprob: Option<TokenLogprob>,
+    pub finish: Option<String>,
 }
 
 /// One sequence of a request: which choice it fills and its token counter.
@@ -126,12 +51,26 @@ pub struct Run {
     pub generated: Arc<AtomicU32>,
     /// Text a completion echoes before the generated text.
     pub echo: Option<String>,
-    /// Ends the engine sequence early (stop sequence matched).
+    /// Ends the runtime's sequence early (stop sequence or value matched).
     pub cancel: CancellationToken,
-    /// Set when the client asked for logprobs.
-    pub logprobs: Option<LogprobReport>,
     /// Thinking tokens so far, when the choice has a thinking block.
     pub reasoning: Option<Arc<AtomicU32>>,
+    /// Prompt tokens reused from an earlier request, on the first choice
+    /// of each prompt when the runtime reports it.
+    pub cached: Option<Arc<AtomicU32>>,
+}
+
+/// How a choice's text is structured, which decides where it ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Structured {
+    #[default]
+    Free,
+    /// A JSON `response_format`: the choice ends with its value.
+    Json,
+    /// A forced tool call, generated as `{"name", "arguments"}` JSON.
+    ToolCall,
+    /// Tools offered: text shaped like a call becomes one at the end.
+    ToolAuto,
 }
 
 /// The parts every chunk of one response repeats.
@@ -145,218 +84,393 @@ pub struct Head {
     /// The thinking block's delimiters, when the prompt opened one: the
     /// text is then split into `reasoning_content` and `content`.
     pub thinking: Option<Delimiters>,
+    pub structured: Structured,
 }
 
-fn merged(runs: Vec<Run>) -> impl futures::Stream<Item = (u32, Event)> {
-    select_all(runs.into_iter().map(|r| {
-        let index = r.index;
-        UnboundedReceiverStream::new(r.events).map(move |e| (index, e))
-    }))
+/// A choice's progress, as the client sees it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing sent yet (its role chunk is due).
+    Fresh,
+    Open,
+    Done,
 }
 
-fn tool_delta(c: &ToolCallResponse) -> ToolCallDelta {
-    ToolCallDelta {
-        index: c.index as u32,
-        id: Some(c.id.clone()),
-        kind: Some(ToolKind::Function),
-        function: Some(FunctionCallDelta {
-            name: Some(c.function.name.clone()),
-            arguments: Some(c.function.arguments.clone()),
-        }),
+struct Choice {
+    phase: Phase,
+    gate: StopGate<TokenLogprob>,
+    split: Option<ReasoningSplit>,
+    json: Option<JsonEnd>,
+    /// Text held back as a (possible) tool call.
+    call: Option<String>,
+    cancel: CancellationToken,
+    generated: Arc<AtomicU32>,
+    /// Pieces seen, and whether ferrite ended the choice at a JSON value's
+    /// end (the runtime may have sampled past it by then).
+    pieces: u32,
+    cut: bool,
+    /// Whether any answer text has come yet.
+    answered: bool,
+}
+
+/// What a response emits, before its wire shape.
+pub enum Out {
+    Start(u32),
+    Delta {
+        index: u32,
+        content: String,
+        reasoning: String,
+        tool_calls: Option<Vec<ToolCallDelta>>,
+        logprobs: Vec<TokenLogprob>,
+    },
+    Finish {
+        index: u32,
+        reason: String,
+    },
+}
+
+struct Response {
+    head: Head,
+    choices: BTreeMap<u32, Choice>,
+    reasoning: Vec<Arc<AtomicU32>>,
+    cached: Vec<Arc<AtomicU32>>,
+}
+
+impl Response {
+    fn new(head: Head, runs: &[Run]) -> Self {
+        let choices = runs
+            .iter()
+            .map(|r| {
+                let choice = Choice {
+                    phase: Phase::Fresh,
+                    gate: StopGate::new(head.stops.clone()),
+                    split: head
+                        .thinking
+                        .as_ref()
+                        .map(|d| ReasoningSplit::new(&d.open, &d.close)),
+                    json: matches!(head.structured, Structured::Json | Structured::ToolCall)
+                        .then(JsonEnd::default),
+                    call: (head.structured == Structured::ToolCall).then(String::new),
+                    cancel: r.cancel.clone(),
+                    generated: r.generated.clone(),
+                    pieces: 0,
+                    cut: false,
+                    answered: false,
+                };
+                (r.index, choice)
+            })
+            .collect();
+        let reasoning = runs.iter().filter_map(|r| r.reasoning.clone()).collect();
+        let cached = runs.iter().filter_map(|r| r.cached.clone()).collect();
+        Self {
+            head,
+            choices,
+            reasoning,
+            cached,
+        }
+    }
+
+    /// Takes one piece of choice `index`; returns what to send.
+    fn piece(&mut self, index: u32, p: Piece) -> Vec<Out> {
+        let structured = self.head.structured;
+        let Some(c) = self.choices.get_mut(&index) else {
+            return vec![];
+        };
+        let mut out = Vec::new();
+        match c.phase {
+            Phase::Done => return out,
+            Phase::Fresh => {
+                c.phase = Phase::Open;
+                out.push(Out::Start(index));
+            }
+            Phase::Open => {}
+        }
+        c.pieces += 1;
+        let (mut text, mut reasoning, mut lp) = (p.text, p.reasoning, p.logprob);
+        if let Some(split) = &mut c.split {
+            let mut s = split.push(&text);
+            if p.finish.is_some() {
+                let rest = split.finish();
+                s.reasoning.push_str(&rest.reasoning);
+                s.content.push_str(&rest.content);
+            }
+            let Split {
+                reasoning: r,
+                content,
+            } = s;
+            // Thinking tokens report no logprobs, as with OpenAI.
+            if content.is_empty() {
+                lp = None;
+            }
+            reasoning.push_str(&r);
+            text = content;
+        }
+        let mut ended = None;
+        if let Some(json) = &mut c.json {
+            if let Some(n) = json.push(&text) {
+                text.truncate(n);
+                c.cut = p.finish.is_none();
+                ended = Some(if structured == Structured::ToolCall {
+                    "tool_calls"
+                } else {
+                    "stop"
+                });
+            }
+        }
+        if structured == Structured::ToolAuto
+            && c.call.is_none()
+            && !c.answered
+            && looks_like_call(&text)
+        {
+            c.call = Some(String::new());
+        }
+        let mut tool_calls = p.tool_calls;
+        if let Some(call) = &mut c.call {
+            call.push_str(&text);
+            text.clear();
+            if ended.is_some() || p.finish.is_some() {
+                let held = std::mem::take(call);
+                match parse_call(&held) {
+                    Some(delta) => {
+                        tool_calls = Some(vec![delta]);
+                        ended = Some("tool_calls");
+                    }
+                    // Not a call after all: it is the answer.
+                    None => text = held,
+                }
+                c.call = None;
+            }
+        }
+        c.answered |= !text.trim().is_empty();
+        let released = c.gate.push(&text, lp);
+        if !released.text.is_empty()
+            || !released.logprobs.is_empty()
+            || !reasoning.is_empty()
+            || tool_calls.is_some()
+        {
+            out.push(Out::Delta {
+                index,
+                content: released.text,
+                reasoning,
+                tool_calls,
+                logprobs: released.logprobs,
+            });
+        }
+        let reason = if released.stopped {
+            c.cut = true;
+            Some("stop".to_string())
+        } else if let Some(r) = ended {
+            Some(r.to_string())
+        } else {
+            p.finish
+        };
+        if let Some(reason) = reason {
+            if released.stopped || c.cut {
+                c.cancel.cancel();
+            }
+            if !released.stopped {
+                let rest = c.gate.finish();
+                if !rest.text.is_empty() || !rest.logprobs.is_empty() {
+                    out.push(Out::Delta {
+                        index,
+                        content: rest.text,
+                        reasoning: String::new(),
+                        tool_calls: None,
+                        logprobs: rest.logprobs,
+                    });
+                }
+            }
+            c.phase = Phase::Done;
+            out.push(Out::Finish { index, reason });
+        }
+        out
+    }
+
+    fn all_done(&self) -> bool {
+        self.choices.values().all(|c| c.phase == Phase::Done)
+    }
+
+    fn usage(&self) -> Usage {
+        let generated = self
+            .choices
+            .values()
+            .map(|c| {
+                let n = c.generated.load(Ordering::Relaxed);
+                if c.cut {
+                    n.min(c.pieces)
+                } else {
+                    n
+                }
+            })
+            .sum();
+        let sum = |c: &[Arc<AtomicU32>]| c.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        let mut usage = Usage::new(self.head.prompt_tokens, generated);
+        if !self.cached.is_empty() {
+            usage = usage.with_cached(sum(&self.cached));
+        }
+        if self.head.thinking.is_some() {
+            usage.with_reasoning(sum(&self.reasoning))
+        } else {
+            usage
+        }
     }
 }
 
-pub fn chat_stream(head: Head, runs: Vec<Run>) -> ChatStream {
-    let counters: Vec<Arc<AtomicU32>> = runs.iter().map(|r| r.generated.clone()).collect();
-    let reasoning: Vec<Arc<AtomicU32>> = runs.iter().filter_map(|r| r.reasoning.clone()).collect();
-    let cancels: BTreeMap<u32, CancellationToken> =
-        runs.iter().map(|r| (r.index, r.cancel.clone())).collect();
-    let reports: BTreeMap<u32, LogprobReport> = runs
-        .iter()
-        .filter_map(|r| r.logprobs.clone().map(|l| (r.index, l)))
-        .collect();
-    let mut events = merged(runs);
-    let chunk = {
-        let head = head.clone();
-        move |choices: Vec<ChunkChoice>, usage: Option<Usage>| ChatCompletionChunk {
-            id: head.id.clone(),
-            object: "chat.completion.chunk".into(),
-            created: head.created,
-            model: head.model.clone(),
-            system_fingerprint: None,
-            choices,
-            usage,
-            ferrite: None,
-            comment: None,
-        }
+fn looks_like_call(text: &str) -> bool {
+    let t = text.trim_start();
+    t.starts_with('{') || t.starts_with("<tool_call>")
+}
+
+/// `{"name": .., "arguments": {..}}`, bare or in `<tool_call>` tags.
+fn parse_call(text: &str) -> Option<ToolCallDelta> {
+    let t = text.trim();
+    let t = t.strip_prefix("<tool_call>").unwrap_or(t);
+    let t = t.strip_suffix("</tool_call>").unwrap_or(t).trim();
+    let v: Value = serde_json::from_str(t).ok()?;
+    let name = v.get("name")?.as_str()?.to_string();
+    let args = v.get("arguments").or_else(|| v.get("parameters"))?;
+    let arguments = match args {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     };
-    let one = |index: u32, delta: Delta, logprobs: Vec<TokenLogprob>, finish: Option<String>| {
+    Some(ToolCallDelta {
+        index: 0,
+        id: Some(format!("call_{}", uuid::Uuid::new_v4().simple())),
+        kind: Some(ToolKind::Function),
+        function: Some(FunctionCallDelta {
+            name: Some(name),
+            arguments: Some(arguments),
+        }),
+    })
+}
+
+/// Merges the runs' events into the response's outputs, then its usage;
+/// an error ends the stream.
+fn drive(head: Head, runs: Vec<Run>) -> impl futures::Stream<Item = Result<Emit, ApiError>> {
+    let mut response = Response::new(head, &runs);
+    let mut events = select_all(runs.into_iter().map(|r| {
+        let index = r.index;
+        UnboundedReceiverStream::new(r.events).map(move |e| (index, e))
+    }));
+    async_stream::stream! {
+        while let Some((index, event)) = events.next().await {
+            match event {
+                Event::Piece(p) => {
+                    for o in response.piece(index, p) {
+                        yield Ok(Emit::Out(o));
+                    }
+                    if response.all_done() {
+                        break;
+                    }
+                }
+                Event::Error(e) => {
+                    yield Err(e);
+                    return;
+                }
+            }
+        }
+        if !response.all_done() {
+            yield Err(ApiError::internal("The engine stopped before finishing the completion."));
+            return;
+        }
+        yield Ok(Emit::Usage(response.usage()));
+    }
+}
+
+enum Emit {
+    Out(Out),
+    Usage(Usage),
+}
+
+pub fn chat_stream(head: Head, runs: Vec<Run>) -> ChatStream {
+    let thinking = head.thinking.is_some();
+    let (id, created, model) = (head.id.clone(), head.created, head.model.clone());
+    let chunk = move |choices: Vec<ChunkChoice>, usage: Option<Usage>| ChatCompletionChunk {
+        id: id.clone(),
+        object: "chat.completion.chunk".into(),
+        created,
+        model: model.clone(),
+        system_fingerprint: None,
+        choices,
+        usage,
+        ferrite: None,
+        comment: None,
+    };
+    let one = |index, delta, logprobs: Vec<TokenLogprob>, finish_reason| {
         vec![ChunkChoice {
             index,
             delta,
             logprobs: (!logprobs.is_empty()).then_some(Logprobs {
                 content: Some(logprobs),
             }),
-            finish_reason: finish,
+            finish_reason,
         }]
     };
-    let delta = |content: String, reasoning: String| Delta {
-        content: (!content.is_empty()).then_some(content),
-        reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
-        ..Delta::default()
-    };
-    Box::pin(async_stream::stream! {
-        let mut gates: BTreeMap<u32, StopGate<TokenLogprob>> = BTreeMap::new();
-        let mut splits: BTreeMap<u32, ReasoningSplit> = BTreeMap::new();
-        let mut done: BTreeMap<u32, bool> = BTreeMap::new();
-        while let Some((index, event)) = events.next().await {
-            if done.get(&index).copied().unwrap_or(false) {
-                continue;
-            }
-            let pieces: Vec<Piece> = match event {
-                Event::Chat(c) => c.choices.into_iter().map(Piece::from_chat).collect(),
-                Event::Text(c) => c.choices.into_iter().map(Piece::from_text).collect(),
-                Event::Error(e) => {
-                    yield Err(e);
-                    return;
-                }
-            };
-            for p in pieces {
-                let gate = gates.entry(index).or_insert_with(|| StopGate::new(head.stops.clone()));
-                if gate_is_new(&done, index) {
-                    done.insert(index, false);
-                    // A thinking block shows even when empty (`thinking.max_tokens: 0`).
-                    let role = Delta {
-                        role: Some("assistant".into()),
-                        content: Some(String::new()),
-                        reasoning_content: head.thinking.as_ref().map(|_| String::new()),
-                        ..Delta::default()
-                    };
-                    yield Ok(chunk(one(index, role, vec![], None), None));
-                }
-                let mut lp = p.logprobs.as_ref().and_then(|lp| reports.get(&index).map(|r| r.token(lp)));
-                let (mut text, mut reasoning) = (p.content, p.reasoning);
-                if let Some(d) = &head.thinking {
-                    let split = splits.entry(index).or_insert_with(|| ReasoningSplit::new(&d.open, &d.close));
-                    let mut out = split.push(&text);
-                    if p.finish_reason.is_some() {
-                        let rest = split.finish();
-                        out.reasoning.push_str(&rest.reasoning);
-                        out.content.push_str(&rest.content);
-                    }
-                    let Split { reasoning: r, content: c } = out;
-                    // Thinking tokens report no logprobs, as with OpenAI.
-                    if c.is_empty() {
-                        lp = None;
-                    }
-                    reasoning.push_str(&r);
-                    text = c;
-                }
-                let out = gate.push(&text, lp);
-                let tools = p.tool_calls;
-                if !out.text.is_empty() || !out.logprobs.is_empty() || !reasoning.is_empty() || tools.is_some() {
-                    let d = Delta { tool_calls: tools, ..delta(out.text, reasoning) };
-                    yield Ok(chunk(one(index, d, out.logprobs, None), None));
-                }
-                let finish = if out.stopped {
-                    if let Some(t) = cancels.get(&index) {
-                        t.cancel();
-                    }
-                    Some("stop".to_string())
-                } else if let Some(reason) = p.finish_reason {
-                    let rest = gate.finish();
-                    if !rest.text.is_empty() || !rest.logprobs.is_empty() {
-                        yield Ok(chunk(one(index, delta(rest.text, String::new()), rest.logprobs, None), None));
-                    }
-                    Some(reason)
-                } else {
-                    None
+    Box::pin(drive(head, runs).map(move |item| {
+        item.map(|emit| match emit {
+            Emit::Usage(u) => chunk(vec![], Some(u)),
+            // A thinking block shows even when empty (`thinking.max_tokens: 0`).
+            Emit::Out(Out::Start(index)) => {
+                let role = Delta {
+                    role: Some("assistant".into()),
+                    content: Some(String::new()),
+                    reasoning_content: thinking.then(String::new),
+                    ..Delta::default()
                 };
-                if let Some(reason) = finish {
-                    done.insert(index, true);
-                    yield Ok(chunk(one(index, Delta::default(), vec![], Some(reason)), None));
-                    break;
-                }
+                chunk(one(index, role, vec![], None), None)
             }
-        }
-        if cancels.keys().any(|i| !done.get(i).copied().unwrap_or(false)) {
-            yield Err(ApiError::internal("The engine stopped before finishing the completion."));
-            return;
-        }
-        let generated: u32 = counters.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-        let mut usage = Usage::new(head.prompt_tokens, generated);
-        if head.thinking.is_some() {
-            usage = usage.with_reasoning(reasoning.iter().map(|c| c.load(Ordering::Relaxed)).sum());
-        }
-        yield Ok(chunk(vec![], Some(usage)));
-    })
+            Emit::Out(Out::Delta {
+                index,
+                content,
+                reasoning,
+                tool_calls,
+                logprobs,
+            }) => {
+                let delta = Delta {
+                    content: (!content.is_empty()).then_some(content),
+                    reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
+                    tool_calls,
+                    ..Delta::default()
+                };
+                chunk(one(index, delta, logprobs, None), None)
+            }
+            Emit::Out(Out::Finish { index, reason }) => {
+                chunk(one(index, Delta::default(), vec![], Some(reason)), None)
+            }
+        })
+    }))
 }
 
-/// One choice's share of an engine chunk, from a chat or a text sequence
-/// (a thinking answer runs as text: ferrite renders its prompt).
-struct Piece {
-    content: String,
-    reasoning: String,
-    tool_calls: Option<Vec<ToolCallDelta>>,
-    logprobs: Option<ResponseLogprob>,
-    finish_reason: Option<String>,
-}
-
-impl Piece {
-    fn from_chat(ch: ChunkChoiceResponse) -> Self {
-        Self {
-            tool_calls: ch
-                .delta
-                .tool_calls
-                .as_ref()
-                .map(|calls| calls.iter().map(tool_delta).collect()),
-            content: ch.delta.content.unwrap_or_default(),
-            reasoning: ch.delta.reasoning_content.unwrap_or_default(),
-            logprobs: ch.logprobs,
-            finish_reason: ch.finish_reason,
-        }
+/// A token's entry in the legacy `/v1/completions` layout; its offset is
+/// set when emitted.
+fn legacy(t: TokenLogprob) -> CompletionLogprobs {
+    CompletionLogprobs {
+        tokens: vec![t.token],
+        token_logprobs: vec![t.logprob],
+        top_logprobs: vec![t
+            .top_logprobs
+            .into_iter()
+            .map(|a| (a.token, a.logprob))
+            .collect()],
+        text_offset: vec![0],
     }
-
-    fn from_text(ch: CompletionChunkChoice) -> Self {
-        Self {
-            content: ch.text,
-            reasoning: String::new(),
-            tool_calls: None,
-            logprobs: ch.logprobs,
-            finish_reason: ch.finish_reason,
-        }
-    }
-}
-
-/// True before a choice's first event: its role chunk is still to be sent.
-fn gate_is_new(done: &BTreeMap<u32, bool>, index: u32) -> bool {
-    !done.contains_key(&index)
 }
 
 pub fn completion_stream(head: Head, runs: Vec<Run>) -> CompletionStream {
-    let counters: Vec<Arc<AtomicU32>> = runs.iter().map(|r| r.generated.clone()).collect();
-    let cancels: BTreeMap<u32, CancellationToken> =
-        runs.iter().map(|r| (r.index, r.cancel.clone())).collect();
-    let echoes: BTreeMap<u32, String> = runs
+    let echoes: Vec<(u32, String)> = runs
         .iter()
         .filter_map(|r| r.echo.clone().map(|e| (r.index, e)))
         .collect();
-    let reports: BTreeMap<u32, LogprobReport> = runs
-        .iter()
-        .filter_map(|r| r.logprobs.clone().map(|l| (r.index, l)))
-        .collect();
-    let mut events = merged(runs);
-    let stops = head.stops.clone();
-    let prompt_tokens = head.prompt_tokens;
+    let (id, created, model) = (head.id.clone(), head.created, head.model.clone());
     let chunk = move |index: u32,
                       text: String,
                       logprobs: Option<CompletionLogprobs>,
-                      finish: Option<String>,
+                      finish_reason: Option<String>,
                       usage: Option<Usage>| Completion {
-        id: head.id.clone(),
+        id: id.clone(),
         object: "text_completion".into(),
-        created: head.created,
-        model: head.model.clone(),
+        created,
+        model: model.clone(),
         choices: if usage.is_some() {
             vec![]
         } else {
@@ -364,87 +478,127 @@ pub fn completion_stream(head: Head, runs: Vec<Run>) -> CompletionStream {
                 index,
                 text,
                 logprobs,
-                finish_reason: finish,
+                finish_reason,
             }]
         },
         usage,
         system_fingerprint: None,
     };
+    let mut events = Box::pin(drive(head, runs));
     Box::pin(async_stream::stream! {
-        let mut gates: BTreeMap<u32, StopGate<CompletionLogprobs>> = BTreeMap::new();
-        let mut done: BTreeMap<u32, bool> = BTreeMap::new();
         // Bytes of text each choice has produced, for absolute `text_offset`s.
         let mut cursor: BTreeMap<u32, u32> = BTreeMap::new();
-        for (&index, text) in &echoes {
+        for (index, text) in echoes {
             cursor.insert(index, text.len() as u32);
-            yield Ok(chunk(index, text.clone(), None, None, None));
+            yield Ok(chunk(index, text, None, None, None));
         }
-        while let Some((index, event)) = events.next().await {
-            if done.get(&index).copied().unwrap_or(false) {
-                continue;
-            }
-            let c = match event {
-                Event::Text(c) => c,
-                Event::Error(e) => {
-                    yield Err(e);
-                    return;
+        while let Some(item) = events.next().await {
+            match item {
+                Err(e) => yield Err(e),
+                Ok(Emit::Usage(u)) => yield Ok(chunk(0, String::new(), None, None, Some(u))),
+                Ok(Emit::Out(Out::Start(_))) => {}
+                Ok(Emit::Out(Out::Delta { index, content, logprobs, .. })) => {
+                    let at = cursor.entry(index).or_insert(0);
+                    let logprobs = (!logprobs.is_empty()).then(|| {
+                        logprobs.into_iter().fold(CompletionLogprobs::default(), |mut acc, t| {
+                            let mut lp = legacy(t);
+                            lp.text_offset = vec![*at];
+                            *at += lp.tokens.iter().map(|t| t.len() as u32).sum::<u32>();
+                            acc.extend(lp);
+                            acc
+                        })
+                    });
+                    yield Ok(chunk(index, content, logprobs, None, None));
                 }
-                Event::Chat(_) => continue,
-            };
-            for ch in c.choices {
-                let first = !gates.contains_key(&index);
-                let gate = gates.entry(index).or_insert_with(|| StopGate::new(stops.clone()));
-                let mut piece = ch.text;
-                if first {
-                    // mistral.rs trims the first token's leading space, which
-                    // matters in a text completion ("is" + " Paris").
-                    if let Some(lp) = &ch.logprobs {
-                        let raw = token_text(lp);
-                        let lead = &raw[..raw.len() - raw.trim_start().len()];
-                        if !piece.starts_with(lead) {
-                            piece.insert_str(0, lead);
-                        }
-                    }
-                }
-                let lp = ch.logprobs.as_ref().and_then(|lp| reports.get(&index).map(|r| r.legacy(lp)));
-                let out = gate.push(&piece, lp);
-                let finish = if out.stopped {
-                    if let Some(t) = cancels.get(&index) {
-                        t.cancel();
-                    }
-                    Some("stop".to_string())
-                } else {
-                    ch.finish_reason
-                };
-                let (mut text, mut lps) = (out.text, out.logprobs);
-                if finish.is_some() && !out.stopped {
-                    let rest = gate.finish();
-                    text.push_str(&rest.text);
-                    lps.extend(rest.logprobs);
-                }
-                let at = cursor.entry(index).or_insert(0);
-                let logprobs = (!lps.is_empty()).then(|| {
-                    lps.into_iter().fold(CompletionLogprobs::default(), |mut acc, mut lp| {
-                        lp.text_offset = vec![*at];
-                        *at += lp.tokens.iter().map(|t| t.len() as u32).sum::<u32>();
-                        acc.extend(lp);
-                        acc
-                    })
-                });
-                if !text.is_empty() || logprobs.is_some() || finish.is_some() {
-                    yield Ok(chunk(index, text, logprobs, finish.clone(), None));
-                }
-                if finish.is_some() {
-                    done.insert(index, true);
-                    break;
+                Ok(Emit::Out(Out::Finish { index, reason })) => {
+                    yield Ok(chunk(index, String::new(), None, Some(reason), None));
                 }
             }
         }
-        if cancels.keys().any(|i| !done.get(i).copied().unwrap_or(false)) {
-            yield Err(ApiError::internal("The engine stopped before finishing the completion."));
-            return;
-        }
-        let generated: u32 = counters.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-        yield Ok(chunk(0, String::new(), None, None, Some(Usage::new(prompt_tokens, generated))));
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc::unbounded_channel;
+
+    fn run(pieces: Vec<Piece>) -> Run {
+        let (tx, events) = unbounded_channel();
+        let generated = Arc::new(AtomicU32::new(pieces.len() as u32 + 3));
+        for p in pieces {
+            let _ = tx.send(Event::Piece(p));
+        }
+        Run {
+            index: 0,
+            events,
+            generated,
+            echo: None,
+            cancel: CancellationToken::new(),
+            reasoning: None,
+            cached: None,
+        }
+    }
+
+    fn head(structured: Structured) -> Head {
+        Head {
+            id: "x".into(),
+            created: 0,
+            model: "m".into(),
+            prompt_tokens: 1,
+            stops: vec![],
+            thinking: None,
+            structured,
+        }
+    }
+
+    fn text(t: &str) -> Piece {
+        Piece {
+            text: t.into(),
+            ..Piece::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn json_output_ends_with_its_value() {
+        let r = run(vec![text("{\"a\""), text(": 1}"), text("\n\n")]);
+        let chunks: Vec<_> = chat_stream(head(Structured::Json), vec![r])
+            .collect::<Vec<_>>()
+            .await;
+        let chunks: Vec<ChatCompletionChunk> = chunks.into_iter().map(Result::unwrap).collect();
+        let finish = chunks
+            .iter()
+            .find_map(|c| c.choices.first()?.finish_reason.clone());
+        assert_eq!(finish.as_deref(), Some("stop"));
+        let usage = chunks.last().unwrap().usage.unwrap();
+        // Two pieces made the value, whatever the runtime sampled after it.
+        assert_eq!(usage.completion_tokens, 2);
+    }
+
+    #[tokio::test]
+    async fn a_forced_call_becomes_a_tool_call() {
+        let r = run(vec![
+            text("{\"name\": \"f\", "),
+            text("\"arguments\": {\"x\": 1}}"),
+        ]);
+        let chunks: Vec<ChatCompletionChunk> = chat_stream(head(Structured::ToolCall), vec![r])
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        let calls: Vec<_> = chunks
+            .iter()
+            .filter_map(|c| c.choices.first()?.delta.tool_calls.clone())
+            .flatten()
+            .collect();
+        assert_eq!(calls.len(), 1);
+        let f = calls[0].function.clone().unwrap();
+        assert_eq!(f.name.as_deref(), Some("f"));
+        assert_eq!(f.arguments.as_deref(), Some("{\"x\":1}"));
+        assert!(chunks.iter().all(|c| c.choices.first().is_none_or(|c| c
+            .delta
+            .content
+            .as_deref()
+            .unwrap_or("")
+            .is_empty())));
+    }
 }

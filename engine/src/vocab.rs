@@ -80,6 +80,11 @@ impl Vocab {
         Self { bytes, special }
     }
 
+    /// From each token's bytes and whether it is a control token.
+    pub fn from_parts(bytes: Vec<Vec<u8>>, special: Vec<bool>) -> Self {
+        Self { bytes, special }
+    }
+
     #[cfg(test)]
     pub fn for_tests(tokens: Vec<(Vec<u8>, bool)>) -> Self {
         let (bytes, special) = tokens.into_iter().unzip();

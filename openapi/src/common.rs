@@ -34,6 +34,15 @@ pub struct Usage {
     /// Set when the answer had a thinking block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionTokensDetails>,
+    /// Set when part of the prompt was reused from an earlier request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens whose KV cache was reused instead of computed again.
+    pub cached_tokens: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -49,7 +58,17 @@ impl Usage {
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
             completion_tokens_details: None,
+            prompt_tokens_details: None,
         }
+    }
+
+    pub fn with_cached(mut self, cached_tokens: u32) -> Self {
+        self.prompt_tokens_details = Some(PromptTokensDetails { cached_tokens });
+        self
+    }
+
+    pub fn cached_tokens(&self) -> Option<u32> {
+        self.prompt_tokens_details.map(|d| d.cached_tokens)
     }
 
     pub fn with_reasoning(mut self, reasoning_tokens: u32) -> Self {
@@ -67,9 +86,13 @@ impl Usage {
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
         );
-        match (self.reasoning_tokens(), other.reasoning_tokens()) {
+        let sum = match (self.reasoning_tokens(), other.reasoning_tokens()) {
             (None, None) => sum,
             (a, b) => sum.with_reasoning(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        match (self.cached_tokens(), other.cached_tokens()) {
+            (None, None) => sum,
+            (a, b) => sum.with_cached(a.unwrap_or(0) + b.unwrap_or(0)),
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct V0Model {
     /// `loaded` or `not-loaded`.
     pub state: String,
     pub max_context_length: u32,
+    /// ferrite extension: the engine that serves it (`llama.cpp`, `mistral.rs`).
+    pub runtime: String,
 }
 
 /// How the generation went, as LM Studio reports it.

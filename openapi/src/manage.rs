@@ -31,6 +31,8 @@ pub struct V1Model {
     pub aliases: Vec<String>,
     /// ferrite extension: the weights' path.
     pub path: String,
+    /// ferrite extension: the engine that serves it (`llama.cpp`, `mistral.rs`).
+    pub runtime: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -24,6 +24,9 @@ pub struct ModelObject {
 /// active; before, the header's facts and the configured settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelMeta {
+    /// The engine that serves it: `llama.cpp` or `mistral.rs`.
+    #[serde(default)]
+    pub runtime: String,
     pub format: String,
     pub path: String,
     pub architecture: Option<String>,

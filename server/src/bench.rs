@@ -49,6 +49,13 @@ pub struct BenchArgs {
     /// Also print the figures as one JSON line.
     #[arg(long)]
     pub json: bool,
+    /// Seconds one request may take before it counts as failed.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+    /// Start each prompt with the request's number, so that no server can
+    /// reuse an earlier request's KV cache (for prompt-processing figures).
+    #[arg(long)]
+    pub unique: bool,
 }
 
 fn parse_bias(s: &str) -> Result<(u32, f32), String> {
@@ -64,12 +71,17 @@ struct Sample {
     ttft: Duration,
     tokens: u64,
     decode_secs: f64,
+    /// Prompt tokens computed (not reused), when the server reports usage.
+    prompt_tokens: u64,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.concurrency >= 1, "--concurrency must be at least 1");
     let total = args.requests.unwrap_or(args.concurrency * 4);
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(args.timeout))
+        .build()
+        .context("HTTP client")?;
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -77,8 +89,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let (client, args, next) = (client.clone(), args.clone(), next.clone());
         workers.push(tokio::spawn(async move {
             let mut out = Vec::new();
-            while next.fetch_add(1, Ordering::SeqCst) < total {
-                out.push(one(&client, &args).await);
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= total {
+                    break;
+                }
+                out.push(one(&client, &args, i).await);
             }
             out
         }));
@@ -104,9 +120,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn one(client: &reqwest::Client, args: &BenchArgs) -> anyhow::Result<Sample> {
+async fn one(client: &reqwest::Client, args: &BenchArgs, i: usize) -> anyhow::Result<Sample> {
+    let prompt = if args.unique {
+        format!("Request {i} of a benchmark. {}", args.prompt)
+    } else {
+        args.prompt.clone()
+    };
     let mut body = json!({
-        "messages": [{"role": "user", "content": args.prompt}],
+        "messages": [{"role": "user", "content": prompt}],
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
         "stream": true,
@@ -146,6 +167,7 @@ async fn one(client: &reqwest::Client, args: &BenchArgs) -> anyhow::Result<Sampl
     }
     let mut first: Option<Instant> = None;
     let mut tokens = 0u64;
+    let mut prompt_tokens = 0u64;
     let mut chunks = 0u64;
     let mut events = std::pin::pin!(sse_read::events(resp.bytes_stream()));
     while let Some(event) = events.next().await {
@@ -167,6 +189,10 @@ async fn one(client: &reqwest::Client, args: &BenchArgs) -> anyhow::Result<Sampl
         }
         if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
             tokens = n;
+            let cached = v["usage"]["prompt_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap_or(0);
+            prompt_tokens = v["usage"]["prompt_tokens"].as_u64().unwrap_or(0) - cached;
         }
     }
     let end = Instant::now();
@@ -177,6 +203,7 @@ async fn one(client: &reqwest::Client, args: &BenchArgs) -> anyhow::Result<Sampl
         ttft: first - t0,
         tokens,
         decode_secs: (end - first).as_secs_f64(),
+        prompt_tokens,
     })
 }
 
@@ -199,6 +226,13 @@ fn report(args: &BenchArgs, total: usize, samples: &[Sample], failures: &[String
     decode.sort_by(f64::total_cmp);
     let tokens: u64 = samples.iter().map(|s| s.tokens).sum();
     let aggregate = tokens as f64 / wall;
+    // Prompt tokens computed per second of time to first token.
+    let mut prompt: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.prompt_tokens > 0)
+        .map(|s| s.prompt_tokens as f64 / s.ttft.as_secs_f64())
+        .collect();
+    prompt.sort_by(f64::total_cmp);
     println!(
         "ferrite bench: {} concurrent, {} requests, max_tokens {}, {}",
         args.concurrency, total, args.max_tokens, args.base_url
@@ -219,6 +253,12 @@ fn report(args: &BenchArgs, total: usize, samples: &[Sample], failures: &[String
         percentile(&decode, 0.05)
     );
     println!("  aggregate            {aggregate:.1} tok/s ({tokens} tokens in {wall:.1} s)");
+    if !prompt.is_empty() {
+        println!(
+            "  prompt processing    p50 {:.1} tok/s",
+            percentile(&prompt, 0.5)
+        );
+    }
     if let Some(f) = failures.first() {
         println!("  first failure        {f}");
     }
@@ -230,6 +270,7 @@ fn report(args: &BenchArgs, total: usize, samples: &[Sample], failures: &[String
                 "ttft_p50_s": percentile(&ttft, 0.5), "ttft_p95_s": percentile(&ttft, 0.95),
                 "decode_tok_s_p50": percentile(&decode, 0.5), "aggregate_tok_s": aggregate,
                 "tokens": tokens, "wall_s": wall,
+                "prompt_tok_s_p50": percentile(&prompt, 0.5),
             })
         );
     }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use ferrite_engine::Runtime;
 use serde_json::{json, Map, Value};
 
 #[derive(Parser)]
@@ -61,6 +62,25 @@ pub struct ServeArgs {
     pub host: Option<String>,
     #[arg(long)]
     pub port: Option<u16>,
+    /// Engine for the model: auto (llama.cpp for .gguf, mistral.rs for
+    /// safetensors folders), llama.cpp or mistral.rs.
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// llama.cpp compute threads (default: the physical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// llama.cpp: most tokens one decode step carries (prompt chunks included).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// llama.cpp: KV cache tokens shared by the model's sequences (default: its context).
+    #[arg(long)]
+    pub kv_cache_tokens: Option<u32>,
+    /// llama.cpp: KV cache type, f16 or q8_0.
+    #[arg(long)]
+    pub kv_cache_type: Option<String>,
+    /// llama.cpp on CUDA/Metal builds: layers offloaded to the GPU (default: all).
+    #[arg(long)]
+    pub gpu_layers: Option<u32>,
     /// In-situ quantization for safetensors models: q4_0, q4k, q8_0 or none.
     #[arg(long)]
     pub isq: Option<String>,
@@ -150,6 +170,25 @@ impl ServeArgs {
         put(&mut model, "path", self.model.as_ref().map(|p| json!(p)));
         put(&mut model, "id", self.model_id.clone().map(Value::from));
         put(&mut model, "isq", self.isq.clone().map(Value::from));
+        // Accept the spellings `FromStr` knows; serde names the valid ones.
+        let runtime = self.runtime.clone().map(|r| match r.parse::<Runtime>() {
+            Ok(known) => known.name().to_string(),
+            Err(_) => r,
+        });
+        put(&mut model, "runtime", runtime.map(Value::from));
+        put(&mut model, "threads", self.threads.map(Value::from));
+        put(&mut model, "batch_size", self.batch_size.map(Value::from));
+        put(
+            &mut model,
+            "kv_cache_tokens",
+            self.kv_cache_tokens.map(Value::from),
+        );
+        put(
+            &mut model,
+            "kv_cache_type",
+            self.kv_cache_type.clone().map(Value::from),
+        );
+        put(&mut model, "gpu_layers", self.gpu_layers.map(Value::from));
         put(&mut model, "max_seqs", self.max_seqs.map(Value::from));
         put(
             &mut model,

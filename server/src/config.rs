@@ -106,7 +106,8 @@ impl Default for LogOptions {
     fn default() -> Self {
         Self {
             format: "text".into(),
-            filter: "info".into(),
+            // llama.cpp reports every tensor it loads at info level.
+            filter: "info,llama-cpp-2=warn".into(),
             content: false,
         }
     }

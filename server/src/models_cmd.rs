@@ -104,8 +104,8 @@ pub async fn ps(args: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<36} {:<8} {:>9} {:>9} {:>10} {:>9}",
-        "MODEL", "STATUS", "MEMORY", "IDLE", "TTL", "REQUESTS"
+        "{:<36} {:<8} {:<10} {:>9} {:>9} {:>10} {:>9}",
+        "MODEL", "STATUS", "RUNTIME", "MEMORY", "IDLE", "TTL", "REQUESTS"
     );
     for m in loaded {
         for i in &m.loaded_instances {
@@ -114,9 +114,10 @@ pub async fn ps(args: ListArgs) -> anyhow::Result<()> {
                 _ => "none".into(),
             };
             println!(
-                "{:<36} {:<8} {:>9} {:>9} {:>10} {:>9}",
+                "{:<36} {:<8} {:<10} {:>9} {:>9} {:>10} {:>9}",
                 i.id,
                 i.status,
+                m.runtime,
                 size(i.memory_bytes),
                 duration(i.idle_seconds),
                 ttl,

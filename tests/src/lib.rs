@@ -23,6 +23,67 @@ pub fn binary() -> PathBuf {
     dir.join("ferrite")
 }
 
+/// The runtime the suite runs on: `FERRITE_TEST_RUNTIME`, else what
+/// `auto` picks for the default model (llama.cpp).
+pub fn runtime() -> String {
+    std::env::var("FERRITE_TEST_RUNTIME").unwrap_or_else(|_| "llama.cpp".into())
+}
+
+/// Whether concurrent greedy answers equal the same answers run alone.
+/// mistral.rs (with ferrite's patch) is batch-invariant; llama.cpp is not,
+/// as with llama-server: which rows share a step and where a sequence's KV
+/// sits change the last bits of its logits, which can flip a near-tie.
+pub fn batch_invariant() -> bool {
+    runtime() == "mistral.rs"
+}
+
+/// Checks a batched greedy answer against the same request run alone:
+/// equal where the runtime is batch-invariant; elsewhere its first
+/// characters (a token or two) must match: its own sequence's text, not
+/// another's or garbage; after that a near tie may go either way.
+pub fn assert_batched_answer(got: &str, alone: &str, what: &str) {
+    if batch_invariant() {
+        assert_eq!(got, alone, "{what}");
+        return;
+    }
+    let shared = got
+        .chars()
+        .zip(alone.chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let shorter = got.chars().count().min(alone.chars().count());
+    assert!(
+        shared >= shorter.min(6),
+        "{what}: batched {got:?} strays from alone {alone:?}"
+    );
+}
+
+/// A server whose answers repeat exactly from one request to the next,
+/// for tests that compare answers across requests: the shared server on a
+/// batch-invariant runtime; on llama.cpp one of the test's own (each test
+/// runs on a thread of its own), with prefix reuse off so that every
+/// request computes its prompt the same way at the same KV cells.
+pub fn repeatable() -> &'static Server {
+    if batch_invariant() {
+        return Server::shared();
+    }
+    thread_local! {
+        static OWN: &'static Server =
+            Box::leak(Box::new(Server::start(&["--prefix-cache", "0"])));
+    }
+    OWN.with(|s| *s)
+}
+
+/// A `usage` object without `prompt_tokens_details`: how many prompt
+/// tokens were reused depends on what ran before.
+pub fn counted(usage: &Value) -> Value {
+    let mut u = usage.clone();
+    if let Some(o) = u.as_object_mut() {
+        o.remove("prompt_tokens_details");
+    }
+    u
+}
+
 /// `FERRITE_TEST_MODEL`, or the default model fetched by `make test`.
 pub fn model() -> PathBuf {
     if let Ok(p) = std::env::var("FERRITE_TEST_MODEL") {
@@ -81,7 +142,7 @@ impl Server {
         }
         cmd.args(["--port", &port.to_string()])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,llama-cpp-2=warn")
             // Engine tests repeat greedy requests to compare answers: a
             // response cache would answer them without the engine. The
             // cache tests turn it back on through `env`.
@@ -93,6 +154,16 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // `FERRITE_TEST_RUNTIME` runs the suite on one runtime (`make test`
+        // runs it once per runtime); flags and `env` still win.
+        let model_arg = extra
+            .iter()
+            .position(|a| *a == "--model")
+            .and_then(|i| extra.get(i + 1));
+        let gguf = model_arg.is_none_or(|m| m.ends_with(".gguf"));
+        if let (Ok(runtime), true) = (std::env::var("FERRITE_TEST_RUNTIME"), gguf) {
+            cmd.env("FERRITE_MODEL__RUNTIME", runtime);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

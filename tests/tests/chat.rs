@@ -1,6 +1,6 @@
 //! `/v1/chat/completions` end to end: the real server, model and HTTP.
 
-use ferrite_tests::{chat, post, post_sse, streamed_text, Server};
+use ferrite_tests::{chat, post, post_sse, repeatable, streamed_text, Server};
 use serde_json::{json, Value};
 
 /// A prompt the model answers with high confidence at every token.
@@ -266,9 +266,9 @@ async fn n_returns_several_choices_and_seed_reproduces_them() {
         "Tell me a fun fact.",
         json!({"max_tokens": 12, "temperature": 1.0, "seed": 1234, "n": 2}),
     );
-    let (status, a) = post(&url("/v1/chat/completions"), &body).await;
+    let (status, a) = post(&repeatable().url("/v1/chat/completions"), &body).await;
     assert_eq!(status, 200, "{a}");
-    let (_, b) = post(&url("/v1/chat/completions"), &body).await;
+    let (_, b) = post(&repeatable().url("/v1/chat/completions"), &body).await;
     let texts = |v: &Value| -> Vec<String> {
         v["choices"]
             .as_array()
@@ -285,7 +285,9 @@ async fn n_returns_several_choices_and_seed_reproduces_them() {
     );
     let mut other = body.clone();
     other["seed"] = json!(99);
-    let runs = [post(&url("/v1/chat/completions"), &other).await.1];
+    let runs = [post(&repeatable().url("/v1/chat/completions"), &other)
+        .await
+        .1];
     assert!(
         runs.iter().any(|r| texts(r) != texts(&a)) || texts(&a)[0] != texts(&a)[1],
         "different seeds should sample differently"

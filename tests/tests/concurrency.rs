@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use ferrite_tests::{chat, client, endless, open, post, post_sse, streamed_text, Server};
+use ferrite_tests::{
+    assert_batched_answer, chat, client, endless, open, post, post_sse, streamed_text, Server,
+};
 use futures::StreamExt;
 use serde_json::json;
 
@@ -63,11 +65,10 @@ async fn batched_greedy_answers_equal_one_at_a_time_answers() {
         let bodies: Vec<_> = prompts.iter().map(|p| body(p)).collect();
         let together = futures::future::join_all(bodies.iter().map(|b| post(&url, b))).await;
         for (i, (_, b)) in together.iter().enumerate() {
-            assert_eq!(
-                b["choices"][0]["text"],
-                alone[i].as_str(),
-                "prompt {:?}",
-                prompts[i]
+            assert_batched_answer(
+                b["choices"][0]["text"].as_str().unwrap(),
+                &alone[i],
+                &format!("prompt {:?}", prompts[i]),
             );
         }
         // One request with several prompts batches them inside the engine too.
@@ -78,11 +79,10 @@ async fn batched_greedy_answers_equal_one_at_a_time_answers() {
         )
         .await;
         for (i, expected) in alone.iter().enumerate() {
-            assert_eq!(
-                b["choices"][i]["text"],
-                expected.as_str(),
-                "prompt {:?}",
-                prompts[i]
+            assert_batched_answer(
+                b["choices"][i]["text"].as_str().unwrap(),
+                expected,
+                &format!("prompt {:?}", prompts[i]),
             );
         }
     }
@@ -136,10 +136,10 @@ async fn a_sequence_parked_by_the_scheduler_resumes_intact() {
         let mut alone = long.clone();
         alone["stream"] = json!(false);
         let (_, alone) = post(&url, &alone).await;
-        assert_eq!(
-            long_text,
+        assert_batched_answer(
+            &long_text,
             alone["choices"][0]["message"]["content"].as_str().unwrap(),
-            "{prompt}"
+            prompt,
         );
     }
 }

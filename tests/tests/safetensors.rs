@@ -22,7 +22,7 @@ async fn safetensors_load_with_in_situ_quantization() {
         "run `make test` to create {}",
         dir.display()
     );
-    for (flag, expected) in [(None, "Q4K"), (Some("q8_0"), "Q8_0")] {
+    for (flag, expected) in [(None, "Q4_K"), (Some("q8_0"), "Q8_0")] {
         let mut args = vec!["--model", dir.to_str().unwrap()];
         if let Some(isq) = flag {
             args.extend(["--isq", isq]);

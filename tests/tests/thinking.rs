@@ -6,13 +6,15 @@
 //! that need the block to run to its budget ban the model's end-of-text ids
 //! (0 and 2) with `logit_bias`, so it never stops thinking on its own.
 
-use ferrite_tests::{chat, metric, post, post_sse, Server};
+use ferrite_tests::{
+    assert_batched_answer, chat, counted, metric, post, post_sse, repeatable, Server,
+};
 use serde_json::{json, Value};
 
 const QUESTION: &str = "What is 12 + 7? Think it through.";
 
 fn url() -> String {
-    Server::shared().url("/v1/chat/completions")
+    repeatable().url("/v1/chat/completions")
 }
 
 /// A greedy thinking request with end-of-text banned.
@@ -88,7 +90,9 @@ async fn min_budget_turns_early_ends_into_waits_at_most_k_times() {
         let req = chat(
             QUESTION,
             json!({"temperature": 0, "max_tokens": 400,
-                   "thinking": {"min_tokens": min, "max_waits": max_waits, "wait": "Hmm, wait"}}),
+                   // A cap as well: after its waits a model may ramble on.
+                   "thinking": {"min_tokens": min, "max_tokens": min + 150,
+                                "max_waits": max_waits, "wait": "Hmm, wait"}}),
         );
         let (status, body) = post(&url(), &req).await;
         assert_eq!(status, 200, "{body}");
@@ -124,7 +128,10 @@ async fn streaming_splits_reasoning_like_the_json_answer() {
         }
     }
     assert_eq!((reasoning, content), message(&whole));
-    assert_eq!(sse.events.last().unwrap()["usage"], whole["usage"]);
+    assert_eq!(
+        counted(&sse.events.last().unwrap()["usage"]),
+        counted(&whole["usage"])
+    );
 }
 
 #[tokio::test]
@@ -141,7 +148,9 @@ async fn four_concurrent_requests_keep_their_own_budgets() {
     .await;
     for ((n, a), t) in budgets.iter().zip(&alone).zip(&together) {
         assert_eq!(reasoning_tokens(t), u64::from(*n), "{t}");
-        assert_eq!(message(a), message(t), "budget {n}: alone {a} together {t}");
+        let ((ar, ac), (tr, tc)) = (message(a), message(t));
+        assert_batched_answer(&tr, &ar, &format!("budget {n} reasoning"));
+        assert_batched_answer(&tc, &ac, &format!("budget {n} answer"));
     }
 }
 
@@ -153,14 +162,14 @@ async fn one_round_and_no_thinking_field_answer_alike() {
     let (_, a) = post(&url(), &plain).await;
     let (_, b) = post(&url(), &one).await;
     assert_eq!(a["choices"], b["choices"]);
-    assert_eq!(a["usage"], b["usage"]);
+    assert_eq!(counted(&a["usage"]), counted(&b["usage"]));
     assert!(a["usage"].get("completion_tokens_details").is_none());
 }
 
 #[tokio::test]
 async fn two_rounds_reanswer_from_the_first_answer_without_its_reasoning() {
     // Its own server: the generation counter must see only this test.
-    let server = Server::start(&[]);
+    let server = Server::start(&["--prefix-cache", "0"]);
     let url = server.url("/v1/chat/completions");
     let thinking = json!({"max_tokens": 8, "rounds": 2, "return_rounds": true});
     let req = chat(
@@ -196,7 +205,8 @@ async fn two_rounds_reanswer_from_the_first_answer_without_its_reasoning() {
     );
     let (_, direct) = post(&url, &direct).await;
     assert_eq!(
-        rounds[1]["usage"], direct["usage"],
+        counted(&rounds[1]["usage"]),
+        counted(&direct["usage"]),
         "round 2 prompt differs"
     );
     assert_eq!(message(&body), message(&direct));

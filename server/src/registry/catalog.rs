@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ferrite_engine::{default_id, Delimiters, EngineOptions, IsqChoice, ModelFormat};
+use ferrite_engine::{default_id, Delimiters, EngineOptions, IsqChoice, ModelFormat, Runtime};
 use ferrite_openapi::models::ModelMeta;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -51,6 +51,9 @@ pub struct ModelEntry {
     pub format: Option<ModelFormat>,
     #[serde(default)]
     pub isq: Option<IsqChoice>,
+    /// `auto`, `llama.cpp` or `mistral.rs`; the server's default when unset.
+    #[serde(default)]
+    pub runtime: Option<Runtime>,
     #[serde(default)]
     pub context_length: Option<u32>,
     #[serde(default)]
@@ -200,6 +203,7 @@ fn entry_spec(e: &ModelEntry, defaults: &EngineOptions) -> Spec {
     options.path = e.path.clone();
     options.id = Some(e.id.clone());
     options.isq = e.isq.unwrap_or(defaults.isq);
+    options.runtime = e.runtime.unwrap_or(defaults.runtime);
     options.context_length = e.context_length.or(defaults.context_length);
     options.max_tokens = e.max_tokens.or(defaults.max_tokens);
     if let Some(t) = &e.thinking {
@@ -275,6 +279,7 @@ mod tests {
                 path: dir.join("other.Q4_K_M.gguf"),
                 format: None,
                 isq: None,
+                runtime: None,
                 context_length: Some(512),
                 aliases: vec![],
                 thinking: None,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use ferrite_engine::{Engine, MistralEngine};
+use ferrite_engine::Engine;
 use ferrite_openapi::models::ModelMeta;
 use ferrite_openapi::{ApiError, ApiResult};
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -442,8 +442,8 @@ impl Registry {
         });
         let mut options = spec.options.clone();
         options.id = Some(spec.id.clone());
-        let engine = match MistralEngine::load(&options).await {
-            Ok(engine) => Arc::new(engine) as Arc<dyn Engine>,
+        let engine = match ferrite_engine::load(&options).await {
+            Ok(engine) => engine,
             Err(e) => {
                 warn!(model = %spec.id, "failed to load: {}", brief(&e));
                 metrics::counter!("ferrite:model_loads_total", "model" => spec.id.clone(), "result" => "error")

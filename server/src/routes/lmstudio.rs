@@ -60,6 +60,7 @@ fn model(spec: &Spec, meta: Option<&ModelMeta>) -> V0Model {
         }
         .into(),
         max_context_length: meta.map_or(0, |m| m.context_length),
+        runtime: unknown(meta, |m| Some(m.runtime.clone())),
     }
 }
 
@@ -182,9 +183,16 @@ fn extras(
             context_length: meta.map_or(0, |m| m.context_length),
         },
         runtime: Runtime {
-            name: format!("ferrite-mistralrs-{}", unknown(meta, |m| m.device.clone())),
+            name: format!(
+                "ferrite-{}-{}",
+                unknown(meta, |m| Some(m.runtime.clone())),
+                unknown(meta, |m| m.device.clone())
+            ),
             version: env!("CARGO_PKG_VERSION").into(),
-            supported_formats: vec!["gguf".into(), "safetensors".into()],
+            supported_formats: match meta.map(|m| m.runtime.as_str()) {
+                Some("llama.cpp") => vec!["gguf".into()],
+                _ => vec!["gguf".into(), "safetensors".into()],
+            },
         },
     }
 }

@@ -44,6 +44,9 @@ fn v1_model(state: &AppState, spec: &Spec) -> V1Model {
         size_bytes: size,
         format: meta.as_ref().map_or_else(String::new, |m| m.format.clone()),
         max_context_length: context,
+        runtime: meta
+            .as_ref()
+            .map_or_else(String::new, |m| m.runtime.clone()),
         loaded_instances: instance
             .into_iter()
             .map(|i| LoadedInstance {

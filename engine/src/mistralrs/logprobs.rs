@@ -4,10 +4,9 @@
 use std::f32::consts::LN_10;
 
 use ferrite_openapi::common::{TokenLogprob, TopLogprob};
-use ferrite_openapi::completions::CompletionLogprobs;
 use mistralrs::core::ResponseLogprob;
 
-use crate::logits::Choices;
+use super::logits::Choices;
 
 /// How one sequence reports logprobs: the sampler's record and how many
 /// alternatives the client asked for.
@@ -68,21 +67,6 @@ impl LogprobReport {
             token: text,
             logprob: chosen_lp,
             top_logprobs: top,
-        }
-    }
-
-    /// The legacy `/v1/completions` layout; the offset is set when emitted.
-    pub fn legacy(&self, lp: &ResponseLogprob) -> CompletionLogprobs {
-        let t = self.token(lp);
-        CompletionLogprobs {
-            tokens: vec![t.token],
-            token_logprobs: vec![t.logprob],
-            top_logprobs: vec![t
-                .top_logprobs
-                .into_iter()
-                .map(|a| (a.token, a.logprob))
-                .collect()],
-            text_offset: vec![0],
         }
     }
 }

@@ -1,4 +1,5 @@
-//! [`Engine`] on mistral.rs, through its low-level request channel.
+//! [`Engine`] on mistral.rs, through its low-level request channel: Hugging
+//! Face safetensors folders with in-situ quantization, and GGUF files.
 
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
@@ -8,7 +9,6 @@ use either::Either;
 use ferrite_openapi::chat::ChatRequest;
 use ferrite_openapi::common::unix_now;
 use ferrite_openapi::completions::{CompletionRequest, PromptInput};
-use ferrite_openapi::thinking::ThinkingOptions;
 use ferrite_openapi::{ApiError, ApiResult};
 use indexmap::IndexMap;
 use mistralrs::core::{DetokenizationRequest, TokenizationRequest, Tool, ToolChoice};
@@ -20,16 +20,22 @@ use tokio::sync::mpsc::channel;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) mod convert;
+mod forward;
+mod load;
+mod logits;
+mod logprobs;
+
 use crate::backend::{ChatStream, CompletionStream, Engine, ModelInfo};
-use crate::convert;
-use crate::gauge::GaugeGuard;
-use crate::load;
-use crate::logits::{Choices, LogitBias, Sampler, TokenCounter};
-use crate::logprobs::LogprobReport;
+use crate::gauge::Slot;
 use crate::options::{Delimiters, EngineOptions};
+use crate::pick::Pick;
+use crate::prep::{self, Knobs, Tokenize};
 use crate::stream::{self, Head, Run};
 use crate::thinking::{Control, Plan};
 use crate::vocab::Vocab;
+use logits::{Choices, LogitBias, Sampler, TokenCounter};
+use logprobs::LogprobReport;
 
 pub struct MistralEngine {
     runner: Arc<MistralRs>,
@@ -78,18 +84,6 @@ impl OwnSampling {
     }
 }
 
-/// Sampling fields shared by both endpoints.
-struct Knobs {
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    top_k: Option<u32>,
-    min_p: Option<f64>,
-    presence_penalty: Option<f32>,
-    frequency_penalty: Option<f32>,
-    repeat_penalty: Option<f32>,
-    top_logprobs: Option<u32>,
-}
-
 fn sampling(k: &Knobs, max_len: usize, own: bool) -> SamplingParams {
     SamplingParams {
         // When ferrite samples, the engine only takes the argmax of its output.
@@ -109,10 +103,6 @@ fn sampling(k: &Knobs, max_len: usize, own: bool) -> SamplingParams {
         n_choices: 1,
         dry_params: None,
     }
-}
-
-fn new_id(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
 impl MistralEngine {
@@ -196,84 +186,9 @@ impl MistralEngine {
             .map_err(|e| ApiError::invalid("prompt", format!("Could not decode the prompt: {e}")))
     }
 
-    /// Completion tokens left after the prompt, checked against the request's limit.
     fn budget(&self, prompt: usize, limit: Option<u32>, param: &str) -> ApiResult<usize> {
         let ctx = self.info.meta.context_length as usize;
-        if prompt >= ctx {
-            return Err(ApiError::context_length_exceeded(format!(
-                "This model's maximum context length is {ctx} tokens, but the prompt has {prompt} tokens. Please shorten the prompt."
-            ))
-            .with_param(param_for_prompt(param)));
-        }
-        let cap = self.max_tokens.unwrap_or(usize::MAX);
-        match limit {
-            None => Ok((ctx - prompt).min(cap)),
-            Some(n) if prompt + n as usize <= ctx => Ok((n as usize).min(cap)),
-            Some(n) => Err(ApiError::context_length_exceeded(format!(
-                "This model's maximum context length is {ctx} tokens. However, you requested {} tokens ({prompt} in the prompt, {n} for the completion). Please reduce the prompt or `{param}`.",
-                prompt + n as usize
-            ))
-            .with_param(param)),
-        }
-    }
-
-    /// A thinking budget with its strings tokenized.
-    async fn plan_thinking(&self, t: &ThinkingOptions) -> ApiResult<Plan> {
-        if self.vocab.is_none() {
-            return Err(ApiError::unsupported(
-                "thinking",
-                "This model's tokenizer could not be read, so thinking budgets are unavailable.",
-            ));
-        }
-        let close = &self.delimiters.close;
-        let (after_newline, on_new_line) = (format!("\n{close}\n\n"), format!("{close}\n\n"));
-        let wait_after_text = match t.wait() {
-            w if w.starts_with(char::is_whitespace) => w.to_string(),
-            w => format!(" {w}"),
-        };
-        let (wait, wait_after_text, after_newline, on_new_line) = tokio::try_join!(
-            self.tokenize_piece(t.wait()),
-            self.tokenize_piece(&wait_after_text),
-            self.tokenize_piece(&after_newline),
-            self.tokenize_piece(&on_new_line),
-        )?;
-        Ok(Plan {
-            max: t.max_tokens,
-            min: t.min_tokens.unwrap_or(0),
-            max_waits: t.max_waits(),
-            wait,
-            wait_after_text,
-            close_text: close.as_bytes().to_vec(),
-            close_after_newline: after_newline,
-            close_on_new_line: on_new_line,
-        })
-    }
-
-    /// Opens the thinking block at the end of a rendered prompt, unless the
-    /// model's template already did.
-    async fn open_thinking(&self, prompt: &mut Vec<u32>) -> ApiResult<()> {
-        let open = &self.delimiters.open;
-        let tail: Vec<u8> = match &self.vocab {
-            Some(v) => prompt[prompt.len().saturating_sub(8)..]
-                .iter()
-                .flat_map(|&t| v.bytes(t).to_vec())
-                .collect(),
-            None => Vec::new(),
-        };
-        if !tail.trim_ascii_end().ends_with(open.as_bytes()) {
-            prompt.extend(self.tokenize_piece(&format!("{open}\n")).await?);
-        }
-        Ok(())
-    }
-
-    fn check_tokens(&self, ids: &[u32]) -> ApiResult<()> {
-        match self.vocab_size {
-            Some(v) if ids.iter().any(|&t| t >= v) => Err(ApiError::invalid(
-                "prompt",
-                format!("Token ids must be below the vocabulary size {v}."),
-            )),
-            _ => Ok(()),
-        }
+        prep::budget(ctx, self.max_tokens, prompt, limit, param)
     }
 
     /// Submits one sequence and returns its event channel and token counter.
@@ -302,28 +217,20 @@ impl MistralEngine {
             top,
         });
         if let Some(own) = p.own {
-            let sampler = Sampler::new(
+            let pick = Pick::new(
                 own.seed.wrapping_add(seed_offset),
                 own.temperature,
                 p.sampling.top_k,
                 p.sampling.top_p,
                 p.sampling.min_p,
-                report.as_ref().map(|r| r.record.clone()),
             );
+            let sampler = Sampler::new(pick, report.as_ref().map(|r| r.record.clone()));
             processors.push(Arc::new(match control {
                 Some(c) => sampler.steered(c),
                 None => sampler,
             }));
         }
-        let waiting = GaugeGuard::new("ferrite:requests_waiting");
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ApiError::unavailable("The engine has stopped."))?;
-        drop(waiting);
-        let slot = (permit, GaugeGuard::new("ferrite:requests_running"));
+        let slot = Slot::acquire(&self.slots).await?;
         let (tx, rx) = channel(64);
         self.send(Request::Normal(Box::new(NormalRequest {
             messages,
@@ -346,21 +253,20 @@ impl MistralEngine {
         let cancel = CancellationToken::new();
         Ok(Run {
             index: 0,
-            events: stream::forward(rx, log_id.to_string(), cancel.clone(), slot),
+            events: forward::forward(rx, log_id.to_string(), cancel.clone(), report, slot),
             generated: counter,
             echo: None,
             cancel,
-            logprobs: report,
             reasoning,
+            cached: None,
         })
     }
 }
 
-fn param_for_prompt(param: &str) -> &'static str {
-    if param == "max_tokens" || param == "max_completion_tokens" {
-        "messages"
-    } else {
-        "prompt"
+#[async_trait]
+impl Tokenize for MistralEngine {
+    async fn piece(&self, text: &str) -> ApiResult<Vec<u32>> {
+        self.tokenize_piece(text).await
     }
 }
 
@@ -383,31 +289,29 @@ impl Engine for MistralEngine {
         let bias = convert::logit_bias(req.logit_bias.as_ref(), self.vocab_size)?;
 
         let thinking = match req.thinking.as_ref().filter(|t| t.thinks()) {
-            Some(t) => Some(self.plan_thinking(t).await?),
+            Some(t) => {
+                Some(prep::plan_thinking(t, &self.delimiters, self.vocab.as_deref(), self).await?)
+            }
             None => None,
         };
         let mut prompt = self
             .tokenize(Either::Left(messages.clone()), tools.clone())
             .await?;
         if thinking.is_some() {
-            self.open_thinking(&mut prompt).await?;
+            prep::open_thinking(
+                &mut prompt,
+                &self.delimiters.open,
+                self.vocab.as_deref(),
+                self,
+            )
+            .await?;
         }
-        let limit_param = if req.max_completion_tokens.is_some() {
-            "max_completion_tokens"
-        } else {
-            "max_tokens"
-        };
-        let max_len = self.budget(prompt.len(), req.completion_limit()?, limit_param)?;
-        let knobs = Knobs {
-            temperature: req.temperature,
-            top_p: req.top_p,
-            top_k: req.top_k,
-            min_p: req.min_p,
-            presence_penalty: req.presence_penalty,
-            frequency_penalty: req.frequency_penalty,
-            repeat_penalty: req.repeat_penalty,
-            top_logprobs: wants_logprobs.then(|| req.top_logprobs.unwrap_or(0)),
-        };
+        let max_len = self.budget(
+            prompt.len(),
+            req.completion_limit()?,
+            prep::limit_param(&req),
+        )?;
+        let knobs = Knobs::chat(&req);
         let own = OwnSampling::plan(req.seed, req.temperature, wants_logprobs).or_else(|| {
             // Budgets need ferrite's sampler; greedy unless asked, like the engine.
             thinking.as_ref().map(|_| OwnSampling {
@@ -426,7 +330,7 @@ impl Engine for MistralEngine {
             own,
             thinking,
         };
-        let id = new_id("chatcmpl");
+        let id = prep::new_id("chatcmpl");
         let mut runs = Vec::new();
         for index in 0..req.n.unwrap_or(1) {
             // A thinking answer's prompt is ferrite's own (the block is opened in it).
@@ -449,41 +353,28 @@ impl Engine for MistralEngine {
             prompt_tokens: prompt.len() as u32,
             stops: req.stop.as_ref().map(|s| s.to_vec()).unwrap_or_default(),
             thinking: params.thinking.is_some().then(|| self.delimiters.clone()),
+            structured: prep::structured(&req, true),
         };
         Ok(stream::chat_stream(head, runs))
     }
 
     async fn complete(&self, req: CompletionRequest) -> ApiResult<CompletionStream> {
         let n = req.n.unwrap_or(1);
-        if req.best_of.is_some_and(|b| b > n) {
-            return Err(ApiError::unsupported(
-                "best_of",
-                "`best_of` greater than `n` is not supported.",
-            ));
-        }
+        prep::check_best_of(&req)?;
         let bias = convert::logit_bias(req.logit_bias.as_ref(), self.vocab_size)?;
         let limit = req.completion_limit()?;
         let own = OwnSampling::plan(req.seed, req.temperature, req.logprobs.is_some());
-        let knobs = Knobs {
-            temperature: req.temperature,
-            top_p: req.top_p,
-            top_k: req.top_k,
-            min_p: req.min_p,
-            presence_penalty: req.presence_penalty,
-            frequency_penalty: req.frequency_penalty,
-            repeat_penalty: req.repeat_penalty,
-            top_logprobs: req.logprobs,
-        };
+        let knobs = Knobs::completion(&req);
         let bias = bias.map(|b| Arc::new(LogitBias(b)));
         let echo = req.echo.unwrap_or(false);
-        let id = new_id("cmpl");
+        let id = prep::new_id("cmpl");
         let mut runs = Vec::new();
         let mut prompt_tokens = 0u32;
         for (p_index, input) in req.prompt.inputs().into_iter().enumerate() {
             let (ids, text) = match input {
                 PromptInput::Text(t) => (self.tokenize(Either::Right(t.clone()), None).await?, t),
                 PromptInput::Tokens(ids) => {
-                    self.check_tokens(&ids)?;
+                    prep::check_tokens(&ids, self.vocab_size)?;
                     let text = if echo {
                         self.detokenize(ids.clone()).await?
                     } else {
@@ -524,6 +415,7 @@ impl Engine for MistralEngine {
             prompt_tokens,
             stops: req.stop.as_ref().map(|s| s.to_vec()).unwrap_or_default(),
             thinking: None,
+            structured: stream::Structured::Free,
         };
         Ok(stream::completion_stream(head, runs))
     }

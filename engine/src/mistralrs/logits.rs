@@ -7,9 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mistralrs::{CustomLogitsProcessor, DType, Result, Tensor};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
+use crate::pick::{softmax, Pick};
 use crate::thinking::Control;
 
 /// Counts sampled tokens (the engine runs processors once per sampled
@@ -72,31 +71,16 @@ pub type Choices = Arc<Mutex<VecDeque<(u32, f32)>>>;
 ///   list then names the real alternatives, and the chosen token's exact
 ///   log-probability is kept in `record`.
 pub struct Sampler {
-    rng: Mutex<StdRng>,
-    temperature: f64,
-    top_k: Option<usize>,
-    top_p: Option<f64>,
-    min_p: Option<f64>,
+    pick: Mutex<Pick>,
     record: Option<Choices>,
     /// Thinking budgets: may replace the token picked.
     steer: Option<Mutex<Control>>,
 }
 
 impl Sampler {
-    pub fn new(
-        seed: u64,
-        temperature: f64,
-        top_k: Option<usize>,
-        top_p: Option<f64>,
-        min_p: Option<f64>,
-        record: Option<Choices>,
-    ) -> Self {
+    pub fn new(pick: Pick, record: Option<Choices>) -> Self {
         Self {
-            rng: Mutex::new(StdRng::seed_from_u64(seed)),
-            temperature,
-            top_k,
-            top_p,
-            min_p,
+            pick: Mutex::new(pick),
             record,
             steer: None,
         }
@@ -106,77 +90,12 @@ impl Sampler {
         self.steer = Some(Mutex::new(control));
         self
     }
-
-    /// Picks a token index from raw logits.
-    fn pick(&self, logits: &[f32]) -> usize {
-        if self.temperature < 1e-7 {
-            return logits
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i);
-        }
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let t = self.temperature as f32;
-        let mut probs: Vec<(usize, f32)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i, ((l - max) / t).exp()))
-            .filter(|(_, p)| *p > 0.0)
-            .collect();
-        let filtered = self.top_k.is_some() || self.top_p.is_some() || self.min_p.is_some();
-        if filtered {
-            probs.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
-            if let Some(k) = self.top_k {
-                probs.truncate(k.max(1));
-            }
-            let total: f32 = probs.iter().map(|p| p.1).sum();
-            if let Some(min_p) = self.min_p {
-                let floor = probs.first().map_or(0.0, |p| p.1) * min_p as f32;
-                probs.retain(|p| p.1 >= floor);
-            }
-            if let Some(top_p) = self.top_p {
-                let mut cum = 0.0;
-                let keep = probs
-                    .iter()
-                    .position(|p| {
-                        cum += p.1 / total;
-                        cum >= top_p as f32
-                    })
-                    .map_or(probs.len(), |i| i + 1);
-                probs.truncate(keep.max(1));
-            }
-        }
-        let total: f32 = probs.iter().map(|p| p.1).sum();
-        let mut target = self
-            .rng
-            .lock()
-            .map(|mut r| r.random::<f32>())
-            .unwrap_or(0.0)
-            * total;
-        for &(i, p) in &probs {
-            if target < p {
-                return i;
-            }
-            target -= p;
-        }
-        probs.last().map_or(0, |p| p.0)
-    }
-}
-
-/// Softmax of the logits as the model scores them (temperature 1), and the
-/// log of its normaliser.
-fn softmax(logits: &[f32]) -> (Vec<f32>, f32) {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
-    let sum: f32 = exps.iter().sum();
-    (exps.into_iter().map(|e| e / sum).collect(), max + sum.ln())
 }
 
 impl CustomLogitsProcessor for Sampler {
     fn apply(&self, logits: &Tensor, _context: &[u32]) -> Result<Tensor> {
         let v = to_f32_vec(logits)?;
-        let mut chosen = self.pick(&v);
+        let mut chosen = self.pick.lock().map_or(0, |mut p| p.pick(&v));
         if let Some(control) = &self.steer {
             if let Ok(mut c) = control.lock() {
                 let steered = c.steer(chosen as u32) as usize;
@@ -213,7 +132,7 @@ mod tests {
     use super::*;
 
     fn run(seed: u64, logits: &[f32], steps: usize, top_p: Option<f64>) -> Vec<usize> {
-        let s = Sampler::new(seed, 1.0, None, top_p, None, None);
+        let mut s = Pick::new(seed, 1.0, None, top_p, None);
         (0..steps).map(|_| s.pick(logits)).collect()
     }
 
@@ -233,7 +152,7 @@ mod tests {
     #[test]
     fn records_natural_log_probabilities() {
         let record: Choices = Default::default();
-        let s = Sampler::new(0, 0.0, None, None, None, Some(record.clone()));
+        let s = Sampler::new(Pick::new(0, 0.0, None, None, None), Some(record.clone()));
         let t = Tensor::new(&[0.0f32, 2.0_f32.ln(), 0.0], &mistralrs::Device::Cpu).unwrap();
         let out = s.apply(&t, &[1]).unwrap().to_vec1::<f32>().unwrap();
         // Greedy picks token 1 (p = 0.5); it becomes the argmax, others keep p.

@@ -1,0 +1,227 @@
+//! Loading a GGUF into llama.cpp and starting its step loop.
+
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, LazyLock};
+use std::time::Instant;
+
+use anyhow::{anyhow, Context};
+use ferrite_openapi::models::ModelMeta;
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::{send_logs_to_tracing, LogOptions};
+use tracing::info;
+
+use super::scheduler::{Job, Limits, Scheduler};
+use crate::backend::ModelInfo;
+use crate::gguf_meta;
+use crate::locate::{default_id, locate};
+use crate::options::{EngineOptions, KvType};
+use crate::vocab::Vocab;
+
+/// llama.cpp's process-wide state, set up once; its log goes to `tracing`.
+static BACKEND: LazyLock<Option<LlamaBackend>> = LazyLock::new(|| {
+    send_logs_to_tracing(LogOptions::default());
+    LlamaBackend::init().ok()
+});
+
+/// A model on llama.cpp with its step loop running.
+pub struct Loaded {
+    pub model: Arc<LlamaModel>,
+    pub jobs: Sender<Job>,
+    pub info: ModelInfo,
+    pub vocab: Arc<Vocab>,
+    pub template: Option<String>,
+    pub bos: Option<String>,
+    pub eos: Option<String>,
+    pub add_bos: bool,
+    pub n_vocab: u32,
+}
+
+/// Physical cores: llama.cpp's threads spin, so hyperthreads only contend.
+fn default_threads() -> usize {
+    num_cpus::get_physical().max(1)
+}
+
+fn gpu_layers(opts: &EngineOptions) -> u32 {
+    if cfg!(any(feature = "cuda", feature = "metal")) && !opts.force_cpu {
+        opts.gpu_layers.unwrap_or(u32::MAX)
+    } else {
+        0
+    }
+}
+
+/// Loads the model (blocking: call off the async workers).
+pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
+    let started = Instant::now();
+    let located = locate(&opts.path)?;
+    let file = located.dir.join(
+        located
+            .file
+            .as_deref()
+            .context("llama.cpp runs .gguf files")?,
+    );
+    let backend = BACKEND
+        .as_ref()
+        .ok_or_else(|| anyhow!("llama.cpp could not be initialised"))?;
+    let header = gguf_meta::read(&file).ok();
+    let architecture = header.as_ref().and_then(|m| m.architecture.clone());
+    let layers = gpu_layers(opts);
+    let params = LlamaModelParams::default().with_n_gpu_layers(layers);
+    let model = LlamaModel::load_from_file(backend, &file, &params).map_err(|_| {
+        anyhow!(
+            "llama.cpp cannot load {} (architecture `{}`)",
+            file.display(),
+            architecture.as_deref().unwrap_or("unknown")
+        )
+    })?;
+    let model = Arc::new(model);
+    let vocab = token_table(&model);
+    let n_vocab = u32::try_from(model.n_vocab()).unwrap_or(0);
+    let lv = model.vocab();
+    let text = |t: LlamaToken| {
+        (t.0 >= 0 && (t.0 as u32) < n_vocab)
+            .then(|| String::from_utf8_lossy(vocab.bytes(t.0 as u32)).into_owned())
+    };
+    let (bos, eos, add_bos) = (text(lv.bos()), text(lv.eos()), lv.should_add_bos());
+    let eos_id = if lv.eos().0 >= 0 {
+        lv.eos().0
+    } else {
+        lv.eot().0
+    };
+    let eog: Vec<bool> = (0..n_vocab)
+        .map(|t| lv.is_eog(LlamaToken(t as i32)))
+        .collect();
+    let template = model
+        .chat_template(None)
+        .ok()
+        .and_then(|t| t.to_string().ok());
+
+    let trained = model.n_ctx_train();
+    let context_length = trained.min(opts.context_length.unwrap_or(u32::MAX)).max(1);
+    let pool = opts.kv_cache_tokens.unwrap_or(context_length).max(1);
+    // One sequence may use the whole pool, never more.
+    let context_length = context_length.min(pool);
+    let threads = opts.threads.unwrap_or_else(default_threads);
+    let max_seqs = opts.max_seqs.max(1);
+    let kv_type = match opts.kv_cache_type {
+        KvType::F16 => KvCacheType::F16,
+        KvType::Q8_0 => KvCacheType::Q8_0,
+    };
+    let batch = opts.batch_size.max(1);
+    let seq_ids = max_seqs + opts.prefix_cache;
+    let ctx_params = LlamaContextParams::default()
+        .with_n_ctx(std::num::NonZeroU32::new(pool))
+        .with_n_batch(batch as u32)
+        .with_n_ubatch(batch.min(512) as u32)
+        .with_n_seq_max(seq_ids as u32)
+        .with_kv_unified(true)
+        .with_type_k(kv_type)
+        .with_type_v(kv_type)
+        .with_n_threads(threads as i32)
+        .with_n_threads_batch(threads as i32);
+    // K and V of every layer; q8_0 packs 32 values in 34 bytes.
+    let kv_width =
+        (model.n_embd() as usize / model.n_head().max(1) as usize) * model.n_head_kv() as usize;
+    let token_bytes = match opts.kv_cache_type {
+        KvType::F16 => 2 * kv_width * 2,
+        KvType::Q8_0 => 2 * kv_width * 34 / 32,
+    } * model.n_layer() as usize;
+    let limits = Limits {
+        max_seqs,
+        parked: opts.prefix_cache,
+        parked_bytes: opts.prefix_cache_mib.saturating_mul(1 << 20),
+        token_bytes,
+        pool: pool as usize,
+        batch,
+    };
+
+    let id = opts.id.clone().unwrap_or_else(|| default_id(&opts.path));
+    let (jobs, rx) = channel::<Job>();
+    let (ready_tx, ready) = channel::<Result<(), String>>();
+    let (m, v) = (model.clone(), vocab.clone());
+    std::thread::Builder::new()
+        .name(format!("llama.cpp {id}"))
+        .spawn(move || {
+            let ctx = match m.new_context(backend, ctx_params) {
+                Ok(ctx) => ctx,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            Scheduler::new(ctx, v, eog, eos_id.max(0) as u32, limits).run(rx);
+        })
+        .context("starting the llama.cpp thread")?;
+    ready
+        .recv()
+        .context("the llama.cpp thread ended")?
+        .map_err(|e| anyhow!("llama.cpp could not create a context of {pool} tokens: {e}"))?;
+
+    let quantization = header.as_ref().and_then(|m| m.quantization.clone());
+    let meta = ModelMeta {
+        runtime: "llama.cpp".into(),
+        format: "gguf".into(),
+        path: opts.path.display().to_string(),
+        architecture,
+        quantization,
+        context_length,
+        size_bytes: located.size_bytes(),
+        device: Some(if layers > 0 { "gpu" } else { "cpu" }.into()),
+        activation_dtype: None,
+        isq: None,
+        paged_attention: false,
+        prefix_cache: opts.prefix_cache > 0,
+        continuous_batching: max_seqs > 1,
+        max_seqs: u32::try_from(max_seqs).unwrap_or(u32::MAX),
+        state: "loaded".into(),
+    };
+    info!(
+        model = %id,
+        runtime = "llama.cpp",
+        seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+        context_length,
+        kv_cache_tokens = pool,
+        kv_cache_type = ?opts.kv_cache_type,
+        batch_size = batch,
+        threads,
+        gpu_layers = layers.min(model.n_layer()),
+        quantization = meta.quantization.as_deref().unwrap_or("unknown"),
+        max_seqs,
+        prefix_cache = opts.prefix_cache,
+        "model loaded"
+    );
+    Ok(Loaded {
+        model,
+        jobs,
+        info: ModelInfo {
+            id,
+            created: ferrite_openapi::common::unix_now(),
+            meta,
+        },
+        vocab,
+        template,
+        bos,
+        eos,
+        add_bos,
+        n_vocab,
+    })
+}
+
+/// Every token's bytes as llama.cpp decodes it, and which are control tokens.
+fn token_table(model: &LlamaModel) -> Arc<Vocab> {
+    let lv = model.vocab();
+    let (bytes, special) = (0..model.n_vocab())
+        .map(|t| {
+            let t = LlamaToken(t);
+            (
+                lv.token_to_piece(t, true, None),
+                lv.is_control(t) || lv.is_eog(t),
+            )
+        })
+        .unzip();
+    Arc::new(Vocab::from_parts(bytes, special))
+}

@@ -1,0 +1,375 @@
+//! [`Engine`] on llama.cpp (crate `llama-cpp-2`): GGUF files, as in LM
+//! Studio. Requests are prepared here (template, tokens, budget, sampler)
+//! and handed to the model's step loop (`scheduler.rs`) on its own thread.
+
+mod load;
+mod sampler;
+mod scheduler;
+
+pub use scheduler::{PARKED_BYTES, PARKED_ENTRIES};
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU32;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use either::Either;
+use ferrite_openapi::chat::ChatRequest;
+use ferrite_openapi::common::unix_now;
+use ferrite_openapi::completions::{CompletionRequest, PromptInput};
+use ferrite_openapi::{ApiError, ApiResult};
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+use llama_cpp_2::token::LlamaToken;
+use serde_json::Value;
+use tokio::sync::mpsc::unbounded_channel;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{ChatStream, CompletionStream, Engine, ModelInfo};
+use crate::gauge::Slot;
+use crate::mistralrs::convert;
+use crate::options::{Delimiters, EngineOptions};
+use crate::prep::{self, Knobs, Tokenize};
+use crate::stream::{self, Head, Run, Structured};
+use crate::thinking::{Control, Plan};
+use crate::vocab::Vocab;
+use sampler::Sampler;
+use scheduler::Job;
+
+pub struct LlamaCppEngine {
+    model: Arc<LlamaModel>,
+    /// To the step loop; it ends when this is dropped.
+    jobs: Sender<Job>,
+    /// One permit per sequence the loop may run (`max_seqs`); more wait here.
+    slots: Arc<Semaphore>,
+    info: ModelInfo,
+    vocab: Arc<Vocab>,
+    n_vocab: u32,
+    template: Option<String>,
+    bos: Option<String>,
+    eos: Option<String>,
+    add_bos: bool,
+    max_tokens: Option<usize>,
+    delimiters: Delimiters,
+}
+
+/// What every sequence of one request shares.
+struct SeqSpec {
+    knobs: Knobs,
+    seed: u64,
+    max_len: usize,
+    bias: Option<Arc<HashMap<u32, f32>>>,
+    thinking: Option<Plan>,
+}
+
+impl LlamaCppEngine {
+    pub async fn load(opts: &EngineOptions) -> anyhow::Result<Self> {
+        let o = opts.clone();
+        let loaded = tokio::task::spawn_blocking(move || load::load(&o))
+            .await
+            .map_err(|e| anyhow::anyhow!("the llama.cpp loading task failed: {e}"))??;
+        Ok(Self {
+            model: loaded.model,
+            jobs: loaded.jobs,
+            slots: Arc::new(Semaphore::new(opts.max_seqs.max(1))),
+            info: loaded.info,
+            vocab: loaded.vocab,
+            n_vocab: loaded.n_vocab,
+            template: loaded.template,
+            bos: loaded.bos,
+            eos: loaded.eos,
+            add_bos: loaded.add_bos,
+            max_tokens: opts.max_tokens,
+            delimiters: opts.thinking.clone(),
+        })
+    }
+
+    /// Tokens of `text`, with BOS when the model wants one and `special`.
+    async fn tokenize(&self, text: String, special: bool) -> ApiResult<Vec<u32>> {
+        let model = self.model.clone();
+        let add_bos = special && self.add_bos;
+        tokio::task::spawn_blocking(move || {
+            model
+                .vocab()
+                .tokenize(text.as_bytes(), add_bos, true)
+                .into_iter()
+                .map(|t| t.0 as u32)
+                .collect()
+        })
+        .await
+        .map_err(|_| ApiError::internal("Tokenizing failed."))
+    }
+
+    /// A completion prompt's tokens; an empty one starts from BOS (nothing
+    /// can be generated from no token at all).
+    async fn text_prompt(&self, text: String) -> ApiResult<Vec<u32>> {
+        let ids = self.tokenize(text, true).await?;
+        if !ids.is_empty() {
+            return Ok(ids);
+        }
+        let bos = self.model.vocab().bos().0;
+        u32::try_from(bos).map(|b| vec![b]).map_err(|_| {
+            ApiError::invalid(
+                "prompt",
+                "The prompt is empty and this model has no start token.",
+            )
+        })
+    }
+
+    /// The chat rendered by the GGUF's Jinja template, as mistral.rs does.
+    async fn render(&self, req: &ChatRequest) -> ApiResult<String> {
+        let template = self.template.clone().ok_or_else(|| {
+            ApiError::invalid("messages", "This model's GGUF has no chat template.")
+        })?;
+        let messages = convert::messages(&req.messages);
+        let tools = req.tools.as_deref().map(convert::tools).unwrap_or_default();
+        let (bos, eos) = (self.bos.clone(), self.eos.clone());
+        tokio::task::spawn_blocking(move || {
+            ::mistralrs::core::apply_chat_template_to(
+                messages,
+                true,
+                None,
+                None,
+                &::mistralrs::core::ChatTemplateValue(Either::Left(template)),
+                bos,
+                eos,
+                None,
+                tools,
+            )
+        })
+        .await
+        .map_err(|_| ApiError::internal("Rendering the chat template failed."))?
+        .map_err(|e| ApiError::invalid("messages", format!("Could not build the prompt: {e}")))
+    }
+
+    /// One grammar sampler per choice for a JSON schema, refused when the
+    /// schema admits no output.
+    async fn grammars(&self, schema: &Value, n: u32) -> ApiResult<Vec<LlamaSampler>> {
+        let schema = schema.to_string();
+        let model = self.model.clone();
+        let bad = |msg: String| ApiError::invalid("response_format", msg);
+        tokio::task::spawn_blocking(move || {
+            let grammar = llama_cpp_2::json_schema_to_grammar(&schema)
+                .map_err(|_| bad("This JSON schema cannot be turned into a grammar.".into()))?;
+            let compile = || {
+                LlamaSampler::grammar(&model, &grammar, "root")
+                    .map_err(|e| bad(format!("This JSON schema's grammar is invalid: {e}")))
+            };
+            let mut first = compile()?;
+            let mut all = LlamaTokenDataArray::from_iter(
+                (0..model.n_vocab()).map(|i| LlamaTokenData::new(LlamaToken(i), 0.0, 0.0)),
+                false,
+            );
+            all.apply_sampler(&mut first);
+            if !all.data.iter().any(|d| d.logit().is_finite()) {
+                return Err(bad("This JSON schema admits no output.".into()));
+            }
+            // Applying a grammar leaves its state as it was.
+            let mut out = vec![first];
+            for _ in 1..n {
+                out.push(compile()?);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|_| ApiError::internal("Compiling the grammar failed."))?
+    }
+
+    fn budget(&self, prompt: usize, limit: Option<u32>, param: &str) -> ApiResult<usize> {
+        let ctx = self.info.meta.context_length as usize;
+        prep::budget(ctx, self.max_tokens, prompt, limit, param)
+    }
+
+    /// Hands one sequence to the step loop once a slot is free.
+    async fn submit(
+        &self,
+        prompt: Vec<u32>,
+        spec: &SeqSpec,
+        offset: u64,
+        grammar: Option<LlamaSampler>,
+    ) -> ApiResult<Run> {
+        let control = spec
+            .thinking
+            .clone()
+            .map(|plan| Control::new(plan, self.vocab.clone()));
+        let reasoning = control.as_ref().map(Control::counter);
+        let sampler = Sampler::new(
+            spec.seed.wrapping_add(offset),
+            spec.knobs.clone(),
+            spec.bias.clone(),
+            grammar,
+            control,
+            self.vocab.clone(),
+        );
+        let slot = Slot::acquire(&self.slots).await?;
+        let (tx, events) = unbounded_channel();
+        let (cancel, generated, cached) = (
+            CancellationToken::new(),
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(AtomicU32::new(0)),
+        );
+        let job = Job {
+            prompt,
+            max_len: spec.max_len,
+            sampler,
+            events: tx,
+            cancel: cancel.clone(),
+            generated: generated.clone(),
+            cached: cached.clone(),
+            slot: Some(slot),
+            span: tracing::Span::current(),
+        };
+        self.jobs
+            .send(job)
+            .map_err(|_| ApiError::unavailable("The engine has stopped."))?;
+        Ok(Run {
+            index: 0,
+            events,
+            generated,
+            echo: None,
+            cancel,
+            reasoning,
+            cached: Some(cached),
+        })
+    }
+}
+
+fn seed(s: Option<i64>) -> u64 {
+    // Two's-complement reinterpretation: any i64 seed is a valid seed.
+    s.map_or_else(rand::random, |s| s as u64)
+}
+
+#[async_trait]
+impl Tokenize for LlamaCppEngine {
+    async fn piece(&self, text: &str) -> ApiResult<Vec<u32>> {
+        self.tokenize(text.to_string(), false).await
+    }
+}
+
+#[async_trait]
+impl Engine for LlamaCppEngine {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    async fn chat(&self, req: ChatRequest) -> ApiResult<ChatStream> {
+        let (_, forced) = convert::tool_choice(&req);
+        let schema = match convert::constraint(req.response_format.as_ref(), forced)? {
+            ::mistralrs::Constraint::JsonSchema(schema) => Some(schema),
+            _ => None,
+        };
+        let bias = convert::logit_bias(req.logit_bias.as_ref(), Some(self.n_vocab))?;
+        let thinking = match req.thinking.as_ref().filter(|t| t.thinks()) {
+            Some(t) => {
+                Some(prep::plan_thinking(t, &self.delimiters, Some(&self.vocab), self).await?)
+            }
+            None => None,
+        };
+        let text = self.render(&req).await?;
+        let mut prompt = self.tokenize(text, true).await?;
+        if thinking.is_some() {
+            prep::open_thinking(&mut prompt, &self.delimiters.open, Some(&self.vocab), self)
+                .await?;
+        }
+        let max_len = self.budget(
+            prompt.len(),
+            req.completion_limit()?,
+            prep::limit_param(&req),
+        )?;
+        let n = req.n.unwrap_or(1);
+        let mut grammars = match &schema {
+            Some(s) => self.grammars(s, n).await?.into_iter().map(Some).collect(),
+            None => vec![],
+        };
+        let spec = SeqSpec {
+            knobs: Knobs::chat(&req),
+            seed: seed(req.seed),
+            max_len,
+            bias: bias.map(Arc::new),
+            thinking,
+        };
+        let head = Head {
+            id: prep::new_id("chatcmpl"),
+            created: unix_now(),
+            model: self.info.id.clone(),
+            prompt_tokens: prompt.len() as u32,
+            stops: req.stop.as_ref().map(|s| s.to_vec()).unwrap_or_default(),
+            thinking: spec.thinking.is_some().then(|| self.delimiters.clone()),
+            structured: prep::structured(&req, false),
+        };
+        let mut runs = Vec::new();
+        for index in 0..n {
+            let grammar = grammars.pop().flatten();
+            let run = self
+                .submit(prompt.clone(), &spec, index.into(), grammar)
+                .await?;
+            runs.push(Run {
+                index,
+                cached: run.cached.clone().filter(|_| index == 0),
+                ..run
+            });
+        }
+        Ok(stream::chat_stream(head, runs))
+    }
+
+    async fn complete(&self, req: CompletionRequest) -> ApiResult<CompletionStream> {
+        let n = req.n.unwrap_or(1);
+        prep::check_best_of(&req)?;
+        let bias = convert::logit_bias(req.logit_bias.as_ref(), Some(self.n_vocab))?.map(Arc::new);
+        let limit = req.completion_limit()?;
+        let echo = req.echo.unwrap_or(false);
+        let knobs = Knobs::completion(&req);
+        let base_seed = seed(req.seed);
+        let mut runs = Vec::new();
+        let mut prompt_tokens = 0u32;
+        for (p_index, input) in req.prompt.inputs().into_iter().enumerate() {
+            let (ids, text) = match input {
+                PromptInput::Text(t) => (self.text_prompt(t.clone()).await?, t),
+                PromptInput::Tokens(ids) => {
+                    prep::check_tokens(&ids, Some(self.n_vocab))?;
+                    let text = ids
+                        .iter()
+                        .flat_map(|&t| self.vocab.bytes(t).to_vec())
+                        .collect::<Vec<u8>>();
+                    (ids, String::from_utf8_lossy(&text).into_owned())
+                }
+            };
+            let spec = SeqSpec {
+                knobs: knobs.clone(),
+                seed: base_seed,
+                max_len: self.budget(ids.len(), limit, "max_tokens")?,
+                bias: bias.clone(),
+                thinking: None,
+            };
+            prompt_tokens += ids.len() as u32;
+            for choice in 0..n {
+                let index = p_index as u32 * n + choice;
+                let run = self.submit(ids.clone(), &spec, index.into(), None).await?;
+                runs.push(Run {
+                    index,
+                    echo: echo.then(|| text.clone()),
+                    cached: run.cached.clone().filter(|_| choice == 0),
+                    ..run
+                });
+            }
+        }
+        let head = Head {
+            id: prep::new_id("cmpl"),
+            created: unix_now(),
+            model: self.info.id.clone(),
+            prompt_tokens,
+            stops: req.stop.as_ref().map(|s| s.to_vec()).unwrap_or_default(),
+            thinking: None,
+            structured: Structured::Free,
+        };
+        Ok(stream::completion_stream(head, runs))
+    }
+
+    async fn count_tokens(&self, text: &str) -> ApiResult<usize> {
+        Ok(self.tokenize(text.to_string(), true).await?.len())
+    }
+}
