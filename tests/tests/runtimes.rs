@@ -325,3 +325,18 @@ async fn an_empty_text_prompt_is_answered_or_refused_clearly() {
     assert_eq!(b["error"]["param"], "prompt", "{b}");
     assert_eq!(b["error"]["type"], "invalid_request_error", "{b}");
 }
+
+#[tokio::test]
+async fn a_q8_0_kv_cache_answers_like_f16() {
+    let s = Server::start(&["--runtime", "llama.cpp", "--kv-cache-type", "q8_0"]);
+    assert!(s.log().contains("kv_cache_type=Q8_0"), "{}", s.log());
+    let body = chat(
+        "Count from 1 to 10, separated by commas.",
+        json!({"max_tokens": 12, "temperature": 0}),
+    );
+    let (status, b) = post(&s.url("/v1/chat/completions"), &body).await;
+    assert_eq!(status, 200, "{b}");
+    // Counting is sure enough to survive the KV cache's 8-bit rounding.
+    let text = b["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.contains("1, 2, 3"), "{text}");
+}
