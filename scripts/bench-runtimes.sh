@@ -20,14 +20,7 @@ log=/tmp/ferrite-bench-runtimes.log
 # About 350 tokens with the chat template.
 long_prompt="$(printf 'The harbour at dawn is quiet: fishing boats rock on their moorings, gulls circle the masts, and the smell of salt and diesel hangs over the water. %.0s' $(seq 1 11))Summarise the scene."
 
-wait_ready() {
-  for _ in $(seq 1 1200); do
-    curl -sf "http://127.0.0.1:$port/$1" >/dev/null && return 0
-    sleep 0.1
-  done
-  echo "server did not become ready; see $log" >&2
-  exit 1
-}
+wait_ready() { "$(dirname "$0")/wait-ready.sh" "$port" "$log" "/$1"; }
 
 # Prints one JSON line per measure for the server now on $port.
 measure() {
