@@ -58,7 +58,7 @@ bench-soak: $(MODEL) build
 
 build:
 	scripts/build-deps.sh
-	cargo build --release --locked -p ferrite-server
+	cargo build --release --locked -p ferrite-cli
 
 model: $(MODEL)
 $(MODEL):

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{ChatStream, CompletionStream};
 use crate::json_end::JsonEnd;
 use crate::options::Delimiters;
-use crate::reasoning_split::{ReasoningSplit, Split};
+use crate::reasoning_split::ReasoningSplit;
 use crate::stop::StopGate;
 
 /// What a runtime reports for one sequence.
@@ -113,6 +113,106 @@ struct Choice {
     answered: bool,
 }
 
+impl Choice {
+    /// Moves thinking text out of the answer, when the model thinks.
+    fn split_reasoning(
+        &mut self,
+        text: String,
+        mut reasoning: String,
+        lp: Option<TokenLogprob>,
+        finishing: bool,
+    ) -> (String, String, Option<TokenLogprob>) {
+        let Some(split) = &mut self.split else {
+            return (text, reasoning, lp);
+        };
+        let mut s = split.push(&text);
+        if finishing {
+            let rest = split.finish();
+            s.reasoning.push_str(&rest.reasoning);
+            s.content.push_str(&rest.content);
+        }
+        reasoning.push_str(&s.reasoning);
+        // Thinking tokens report no logprobs, as with OpenAI.
+        let lp = if s.content.is_empty() { None } else { lp };
+        (s.content, reasoning, lp)
+    }
+
+    /// Structured output ends where its JSON value ends.
+    fn end_json(
+        &mut self,
+        text: &mut String,
+        finishing: bool,
+        structured: Structured,
+    ) -> Option<&'static str> {
+        let n = self.json.as_mut()?.push(text)?;
+        text.truncate(n);
+        self.cut = !finishing;
+        Some(if structured == Structured::ToolCall {
+            "tool_calls"
+        } else {
+            "stop"
+        })
+    }
+
+    /// Holds back text that is (or may be) a tool call until it is whole,
+    /// then sends it as one; text that turns out not to be a call is the
+    /// answer after all.
+    fn hold_call(
+        &mut self,
+        text: &mut String,
+        ended: &mut Option<&'static str>,
+        mut tool_calls: Option<Vec<ToolCallDelta>>,
+        finishing: bool,
+        structured: Structured,
+    ) -> Option<Vec<ToolCallDelta>> {
+        if structured == Structured::ToolAuto
+            && self.call.is_none()
+            && !self.answered
+            && looks_like_call(text)
+        {
+            self.call = Some(String::new());
+        }
+        let Some(call) = &mut self.call else {
+            return tool_calls;
+        };
+        call.push_str(text);
+        text.clear();
+        if ended.is_some() || finishing {
+            let held = std::mem::take(call);
+            match parse_call(&held) {
+                Some(delta) => {
+                    tool_calls = Some(vec![delta]);
+                    *ended = Some("tool_calls");
+                }
+                None => *text = held,
+            }
+            self.call = None;
+        }
+        tool_calls
+    }
+
+    /// Ends the choice: what the stop gate still holds, then the reason.
+    fn finish(&mut self, index: u32, reason: String, stopped: bool, out: &mut Vec<Out>) {
+        if stopped || self.cut {
+            self.cancel.cancel();
+        }
+        if !stopped {
+            let rest = self.gate.finish();
+            if !rest.text.is_empty() || !rest.logprobs.is_empty() {
+                out.push(Out::Delta {
+                    index,
+                    content: rest.text,
+                    reasoning: String::new(),
+                    tool_calls: None,
+                    logprobs: rest.logprobs,
+                });
+            }
+        }
+        self.phase = Phase::Done;
+        out.push(Out::Finish { index, reason });
+    }
+}
+
 /// What a response emits, before its wire shape.
 pub enum Out {
     Start(u32),
@@ -186,61 +286,11 @@ impl Response {
             Phase::Open => {}
         }
         c.pieces += 1;
-        let (mut text, mut reasoning, mut lp) = (p.text, p.reasoning, p.logprob);
-        if let Some(split) = &mut c.split {
-            let mut s = split.push(&text);
-            if p.finish.is_some() {
-                let rest = split.finish();
-                s.reasoning.push_str(&rest.reasoning);
-                s.content.push_str(&rest.content);
-            }
-            let Split {
-                reasoning: r,
-                content,
-            } = s;
-            // Thinking tokens report no logprobs, as with OpenAI.
-            if content.is_empty() {
-                lp = None;
-            }
-            reasoning.push_str(&r);
-            text = content;
-        }
-        let mut ended = None;
-        if let Some(json) = &mut c.json {
-            if let Some(n) = json.push(&text) {
-                text.truncate(n);
-                c.cut = p.finish.is_none();
-                ended = Some(if structured == Structured::ToolCall {
-                    "tool_calls"
-                } else {
-                    "stop"
-                });
-            }
-        }
-        if structured == Structured::ToolAuto
-            && c.call.is_none()
-            && !c.answered
-            && looks_like_call(&text)
-        {
-            c.call = Some(String::new());
-        }
-        let mut tool_calls = p.tool_calls;
-        if let Some(call) = &mut c.call {
-            call.push_str(&text);
-            text.clear();
-            if ended.is_some() || p.finish.is_some() {
-                let held = std::mem::take(call);
-                match parse_call(&held) {
-                    Some(delta) => {
-                        tool_calls = Some(vec![delta]);
-                        ended = Some("tool_calls");
-                    }
-                    // Not a call after all: it is the answer.
-                    None => text = held,
-                }
-                c.call = None;
-            }
-        }
+        let finishing = p.finish.is_some();
+        let (mut text, reasoning, lp) =
+            c.split_reasoning(p.text, p.reasoning, p.logprob, finishing);
+        let mut ended = c.end_json(&mut text, finishing, structured);
+        let tool_calls = c.hold_call(&mut text, &mut ended, p.tool_calls, finishing, structured);
         c.answered |= !text.trim().is_empty();
         let released = c.gate.push(&text, lp);
         if !released.text.is_empty()
@@ -259,29 +309,11 @@ impl Response {
         let reason = if released.stopped {
             c.cut = true;
             Some("stop".to_string())
-        } else if let Some(r) = ended {
-            Some(r.to_string())
         } else {
-            p.finish
+            ended.map(String::from).or(p.finish)
         };
         if let Some(reason) = reason {
-            if released.stopped || c.cut {
-                c.cancel.cancel();
-            }
-            if !released.stopped {
-                let rest = c.gate.finish();
-                if !rest.text.is_empty() || !rest.logprobs.is_empty() {
-                    out.push(Out::Delta {
-                        index,
-                        content: rest.text,
-                        reasoning: String::new(),
-                        tool_calls: None,
-                        logprobs: rest.logprobs,
-                    });
-                }
-            }
-            c.phase = Phase::Done;
-            out.push(Out::Finish { index, reason });
+            c.finish(index, reason, released.stopped, &mut out);
         }
         out
     }

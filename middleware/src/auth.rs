@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::http::{header, Method, Request};
 use axum::response::{IntoResponse, Response};
-use ferrite_openapi::ApiError;
+use ferrite_openapi::{ApiError, ErrorCode};
 use futures::future::{Either, Ready};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
@@ -42,7 +42,7 @@ impl Identity {
             "invalid_request_error",
             format!("This credential lacks the `{scope}` scope."),
         )
-        .with_code("insufficient_scope"))
+        .with_code(ErrorCode::InsufficientScope))
     }
 }
 
@@ -148,7 +148,7 @@ fn bearer(authorization: Option<&str>) -> Option<&str> {
 }
 
 fn unauthorized(message: impl Into<String>) -> ApiError {
-    ApiError::new(401, "invalid_request_error", message).with_code("invalid_api_key")
+    ApiError::new(401, "invalid_request_error", message).with_code(ErrorCode::InvalidApiKey)
 }
 
 impl Authenticator {
@@ -430,10 +430,7 @@ mod tests {
             Some("sk-alice"),
         ] {
             let e = a.check(bad).unwrap_err();
-            assert_eq!(
-                (e.status, e.code.as_deref()),
-                (401, Some("invalid_api_key"))
-            );
+            assert_eq!((e.status, e.code), (401, Some(ErrorCode::InvalidApiKey)));
         }
     }
 

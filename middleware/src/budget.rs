@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -25,7 +27,7 @@ use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 use tower::{Layer, Service, ServiceExt};
 
-use crate::pipeline::{take_ready, ChatResponse};
+use crate::service::{take_ready, ChatResponse};
 use crate::token_budget::{DailyQuota, TokenBucket};
 
 /// Limits; 0 means unlimited.
@@ -97,18 +99,14 @@ impl Tenant {
         }
     }
 
-    fn tokens(&self) -> MutexGuard<'_, Tokens> {
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The token headers as they stand.
     fn token_headers(&self, out: &mut Vec<(String, String)>) {
-        token_headers(&self.tokens(), out);
+        token_headers(&self.tokens.lock(), out);
     }
 
     fn give_back(&self, tokens: i64) {
         let now = Instant::now();
-        let mut t = self.tokens();
+        let mut t = self.tokens.lock();
         if let Some(b) = &mut t.minute {
             b.give_back(tokens, now);
         }
@@ -122,7 +120,7 @@ impl Tenant {
         let now = Instant::now();
         let mut headers = Vec::new();
         let reserved = {
-            let mut t = self.tokens();
+            let mut t = self.tokens.lock();
             let day = match t.day.as_mut().map(|q| q.reserve(tokens)) {
                 Some(Err(wait)) => return Err(refuse("tokens per day", wait, headers, &t)),
                 Some(Ok(n)) => Some(n),
@@ -155,7 +153,7 @@ impl Tenant {
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
                     headers.push(("x-ratelimit-remaining-requests".into(), "0".into()));
                     headers.push(("x-ratelimit-reset-requests".into(), duration(wait)));
-                    let t = self.tokens();
+                    let t = self.tokens.lock();
                     return Err(refuse("requests per minute", wait, headers, &t));
                 }
             }
@@ -440,7 +438,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::EngineService;
+    use crate::service::EngineService;
     use ferrite_engine::scripted::ScriptedEngine;
     use ferrite_openapi::chat::{ChatMessage, Role};
 

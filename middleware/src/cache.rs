@@ -13,7 +13,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -28,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service, ServiceExt};
 
-use crate::pipeline::{take_ready, ChatResponse};
 use crate::replay::Recording;
+use crate::service::{take_ready, ChatResponse};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -117,10 +119,6 @@ impl ResponseCache {
         } else {
             Scope::Tenant(context.tenant.clone())
         }
-    }
-
-    fn in_flight(&self) -> MutexGuard<'_, HashMap<Key, Arc<Recording>>> {
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn get(&self, key: &Key) -> Option<Arc<Entry>> {
@@ -283,7 +281,7 @@ where
     let own = key(&req, &scope);
     // Looking in both places under one lock: a generation that finishes
     // meanwhile moves from one to the other atomically.
-    let mut in_flight = cache.in_flight();
+    let mut in_flight = cache.in_flight.lock();
     let fresh = req.context.no_cache || req.context.precompute;
     if !fresh {
         // The server's precomputed answers serve every tenant.
@@ -338,7 +336,7 @@ async fn generate<F, Fut>(
     let request = Arc::new(canonical(&req));
     rec.record(async move { run(req).await.map(|r| r.stream) })
         .await;
-    let mut in_flight = cache.in_flight();
+    let mut in_flight = cache.in_flight.lock();
     if let Some(chunks) = rec.finished().filter(|c| complete(c)) {
         let entry = Entry {
             chunks: Arc::new(chunks),
@@ -358,7 +356,7 @@ async fn generate<F, Fut>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::EngineService;
+    use crate::service::EngineService;
     use ferrite_engine::scripted::ScriptedEngine;
     use ferrite_openapi::chat::{ChatMessage, Role};
 

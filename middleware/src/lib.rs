@@ -1,7 +1,15 @@
-//! The chat pipeline: a `tower::Service<ChatRequest>` whose innermost service
-//! is the engine. Features are layers added around it with `ServiceBuilder`;
-//! handlers only ever call the stack. Outermost first: budgets, memory,
-//! cache, thinking, engine (auth is an HTTP layer: it runs before the body is read).
+//! The chat pipeline's parts: a `tower::Service<ChatRequest>` whose innermost
+//! service is the engine (`service.rs`), and one Layer and Service per
+//! feature, each with its tests beside it. The server stacks them with one
+//! `ServiceBuilder` per model (auth is an HTTP layer: it runs before the
+//! body is read).
+//!
+//! # Layout
+//! - `service.rs`: `ChatResponse`, `ChatService`, `EngineService`.
+//! - Layers: `budget.rs` (with `token_budget.rs`), `memory.rs` (stores in
+//!   `memory_store.rs` and `memory_postgres.rs`), `cache.rs` (with
+//!   `replay.rs` and `precompute.rs`), `thinking.rs`, `auth.rs`.
+//! - `route_classifier.rs`: the expert routers' classifier.
 
 pub mod auth;
 pub mod budget;
@@ -9,11 +17,11 @@ pub mod cache;
 pub mod memory;
 pub mod memory_postgres;
 pub mod memory_store;
-mod pipeline;
 pub mod precompute;
 mod replay;
 pub mod route_classifier;
+mod service;
 pub mod thinking;
 mod token_budget;
 
-pub use pipeline::{ChatResponse, ChatService, EngineService};
+pub use service::{hold, ChatResponse, ChatService, EngineService};

@@ -24,7 +24,7 @@ use tower::{Layer, Service, ServiceExt};
 use tracing::warn;
 
 use crate::memory_store::{MemoryStore, NewMemory};
-use crate::pipeline::{take_ready, ChatResponse};
+use crate::service::{take_ready, ChatResponse};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -303,7 +303,7 @@ where
 mod tests {
     use super::*;
     use crate::memory_store::SqliteStore;
-    use crate::pipeline::EngineService;
+    use crate::service::EngineService;
     use ferrite_engine::scripted::ScriptedEngine;
 
     fn ask(text: &str, tenant: &str) -> ChatRequest {

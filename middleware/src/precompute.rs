@@ -6,16 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrite_openapi::chat::ChatRequest;
+use ferrite_openapi::ErrorCode;
 use futures::StreamExt;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 use crate::cache::{key, ResponseCache, Scope};
-use crate::pipeline::ChatService;
-
-/// The error code of a request whose model is not resident: precompute
-/// then waits for it instead of loading it.
-pub const NOT_LOADED: &str = "model_not_loaded";
+use crate::service::ChatService;
 
 /// Whether live traffic leaves the engine free.
 pub type Idle = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -106,7 +103,8 @@ impl Precompute {
                     "precomputed a cached answer"
                 );
             }
-            Err(e) if e.code.as_deref() == Some(NOT_LOADED) => {
+            // Its model is not resident: precompute waits rather than load it.
+            Err(e) if e.code == Some(ErrorCode::ModelNotLoaded) => {
                 debug!("precompute skipped: its model is not loaded")
             }
             // A configured prompt the model refuses stays a config problem.

@@ -4,11 +4,13 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use ferrite_engine::ChatStream;
 use ferrite_openapi::chat::ChatCompletionChunk;
-use ferrite_openapi::{ApiError, ApiResult};
+use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
 use futures::StreamExt;
 use tokio::sync::{watch, Notify};
 
@@ -38,28 +40,23 @@ impl Recording {
         })
     }
 
-    fn tape(&self) -> MutexGuard<'_, Tape> {
-        // A panic while holding the lock cannot leave a half-pushed Vec.
-        self.tape.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub fn readers(&self) -> usize {
         self.readers.load(Ordering::SeqCst)
     }
 
     /// The chunks of a generation that ended well, for the cache.
     pub fn finished(&self) -> Option<Vec<ChatCompletionChunk>> {
-        let tape = self.tape();
+        let tape = self.tape.lock();
         matches!(tape.end, Some(Ok(()))).then(|| tape.chunks.clone())
     }
 
     fn push(&self, chunk: ChatCompletionChunk) {
-        self.tape().chunks.push(chunk);
+        self.tape.lock().chunks.push(chunk);
         self.progress.send_replace(());
     }
 
     fn end(&self, result: ApiResult<()>) {
-        self.tape().end.get_or_insert(result);
+        self.tape.lock().end.get_or_insert(result);
         self.progress.send_replace(());
     }
 
@@ -117,7 +114,7 @@ impl Recording {
             loop {
                 rx.borrow_and_update();
                 let item = {
-                    let tape = guard.0.tape();
+                    let tape = guard.0.tape.lock();
                     match (tape.chunks.get(next), &tape.end) {
                         (Some(chunk), _) => Some(Ok(chunk.clone())),
                         (None, Some(Ok(()))) => return None,
@@ -141,7 +138,7 @@ impl Recording {
 
 fn cancelled() -> ApiError {
     ApiError::new(499, "server_error", "Every client of this generation left.")
-        .with_code("cancelled")
+        .with_code(ErrorCode::Cancelled)
 }
 
 /// Counts a reader in while it lives.

@@ -10,8 +10,8 @@ use std::task::{Context, Poll};
 
 use ferrite_openapi::aggregate::ChatAccumulator;
 use ferrite_openapi::chat::{
-    ChatCompletionChunk, ChatMessage, ChatRequest, ContentPart, MessageContent, ResponseExtension,
-    Role,
+    ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, ContentPart, MessageContent,
+    ResponseExtension, Role,
 };
 use ferrite_openapi::common::Usage;
 use ferrite_openapi::thinking::{ReasoningEffort, RoundReport, ThinkingOptions};
@@ -21,7 +21,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tower::{Layer, Service, ServiceExt};
 
-use crate::pipeline::{take_ready, ChatResponse};
+use crate::service::{take_ready, ChatResponse};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -184,6 +184,41 @@ fn append_text(m: &mut ChatMessage, note: &str) {
     }
 }
 
+/// Runs an earlier round to its end: its answer, and a chunk to shape
+/// progress comments on.
+async fn quiet_round<S>(
+    inner: S,
+    req: ChatRequest,
+) -> Result<(ChatCompletion, Option<ChatCompletionChunk>), ApiError>
+where
+    S: Service<ChatRequest, Response = ChatResponse, Error = ApiError> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let mut chunks = inner.oneshot(req).await?.stream;
+    let mut acc = ChatAccumulator::default();
+    let mut like = None;
+    while let Some(c) = chunks.next().await {
+        let c = c?;
+        acc.push(&c);
+        like.get_or_insert(c);
+    }
+    Ok((acc.finish(), like))
+}
+
+fn report(done: ChatCompletion, usage: Usage) -> RoundReport {
+    let message = done
+        .choices
+        .into_iter()
+        .next()
+        .map(|c| c.message)
+        .unwrap_or_default();
+    RoundReport {
+        answer: message.content.unwrap_or_default(),
+        reasoning: message.reasoning_content,
+        usage,
+    }
+}
+
 fn multi_round<S>(
     inner: S,
     original: ChatRequest,
@@ -202,49 +237,28 @@ where
     Box::pin(async_stream::stream! {
         let mut reports: Vec<RoundReport> = Vec::new();
         let mut total: Option<Usage> = None;
-        let mut previous: Option<String> = None;
         for k in 1..rounds {
-            let req = round_request(&original, previous.as_deref(), &config.reanswer);
-            let mut chunks = match inner.clone().oneshot(req).await {
-                Ok(resp) => resp.stream,
+            let previous = reports.last().map(|r| r.answer.as_str());
+            let req = round_request(&original, previous, &config.reanswer);
+            let (done, like) = match quiet_round(inner.clone(), req).await {
+                Ok(round) => round,
                 Err(e) => {
                     yield Err(e);
                     return;
                 }
             };
-            let mut acc = ChatAccumulator::default();
-            let mut like = None;
-            while let Some(item) = chunks.next().await {
-                match item {
-                    Ok(c) => {
-                        acc.push(&c);
-                        like.get_or_insert(c);
-                    }
-                    Err(e) => {
-                        yield Err(e);
-                        return;
-                    }
-                }
-            }
-            let done = acc.finish();
             let usage = done.usage.unwrap_or_default();
             total = Some(total.map_or(usage, |t| t.plus(usage)));
-            let message = done.choices.into_iter().next().map(|c| c.message).unwrap_or_default();
-            let answer = message.content.unwrap_or_default();
             if let Some(like) = &like {
                 yield Ok(ChatCompletionChunk::comment(
                     like,
                     format!("ferrite: thinking round {k}/{rounds} done ({} completion tokens)", usage.completion_tokens),
                 ));
             }
-            reports.push(RoundReport {
-                answer: answer.clone(),
-                reasoning: message.reasoning_content,
-                usage,
-            });
-            previous = Some(answer);
+            reports.push(report(done, usage));
         }
-        let last = round_request(&original, previous.as_deref(), &config.reanswer);
+        let previous = reports.last().map(|r| r.answer.as_str());
+        let last = round_request(&original, previous, &config.reanswer);
         let mut chunks = match inner.oneshot(last).await {
             Ok(resp) => resp.stream,
             Err(e) => {
@@ -269,21 +283,10 @@ where
             }
             first = false;
             if let Some(usage) = c.usage {
-                let message = std::mem::take(&mut acc)
-                    .finish()
-                    .choices
-                    .into_iter()
-                    .next()
-                    .map(|c| c.message)
-                    .unwrap_or_default();
                 c.usage = Some(total.map_or(usage, |t| t.plus(usage)));
                 if return_rounds {
                     let mut all = reports.clone();
-                    all.push(RoundReport {
-                        answer: message.content.unwrap_or_default(),
-                        reasoning: message.reasoning_content,
-                        usage,
-                    });
+                    all.push(report(std::mem::take(&mut acc).finish(), usage));
                     set_rounds(&mut c, all);
                 }
             }
@@ -305,7 +308,7 @@ mod tests {
     use ferrite_engine::scripted::ScriptedEngine;
     use tower::ServiceBuilder;
 
-    use crate::pipeline::EngineService;
+    use crate::service::EngineService;
     use crate::ChatService;
 
     fn ask(thinking: ThinkingOptions) -> ChatRequest {

@@ -17,7 +17,7 @@ pub struct ApiError {
     #[serde(rename = "type")]
     pub kind: String,
     pub param: Option<String>,
-    pub code: Option<String>,
+    pub code: Option<ErrorCode>,
     /// Response headers the error travels with (`Retry-After`, rate limits);
     /// a boxed slice keeps every `Result<_, ApiError>` small.
     #[serde(skip)]
@@ -27,6 +27,37 @@ pub struct ApiError {
 
 fn default_status() -> u16 {
     500
+}
+
+/// Every error code ferrite sends, by name: code matches on these, never
+/// on strings. Serialized as OpenAI's snake_case `code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    Cancelled,
+    ContextLengthExceeded,
+    InsufficientScope,
+    InternalError,
+    InvalidApiKey,
+    InvalidJson,
+    InvalidQuery,
+    InvalidValue,
+    MemoryDisabled,
+    MethodNotAllowed,
+    ModelLoadFailed,
+    ModelNotFound,
+    ModelNotLoaded,
+    NotFound,
+    RateLimitExceeded,
+    RequestTooLarge,
+    RouteFailed,
+    ServerOverloaded,
+    ServiceUnavailable,
+    Timeout,
+    TooManyCompletions,
+    TooManyPrompts,
+    UnsupportedMediaType,
+    UnsupportedParameter,
 }
 
 /// The body every error response carries.
@@ -103,8 +134,8 @@ impl ApiError {
         self
     }
 
-    pub fn with_code(mut self, code: impl Into<String>) -> Self {
-        self.code = Some(code.into());
+    pub fn with_code(mut self, code: ErrorCode) -> Self {
+        self.code = Some(code);
         self
     }
 
@@ -115,11 +146,11 @@ impl ApiError {
 
     /// 400 for a request field this engine cannot honour.
     pub fn unsupported(param: &str, message: impl Into<String>) -> Self {
-        Self::invalid(param, message).with_code("unsupported_parameter")
+        Self::invalid(param, message).with_code(ErrorCode::UnsupportedParameter)
     }
 
     pub fn context_length_exceeded(message: impl Into<String>) -> Self {
-        Self::invalid("messages", message).with_code("context_length_exceeded")
+        Self::invalid("messages", message).with_code(ErrorCode::ContextLengthExceeded)
     }
 
     pub fn model_not_found(model: &str) -> Self {
@@ -129,15 +160,15 @@ impl ApiError {
             format!("The model `{model}` does not exist or is not loaded."),
         )
         .with_param("model")
-        .with_code("model_not_found")
+        .with_code(ErrorCode::ModelNotFound)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(404, "invalid_request_error", message).with_code("not_found")
+        Self::new(404, "invalid_request_error", message).with_code(ErrorCode::NotFound)
     }
 
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
-        Self::new(405, "invalid_request_error", message).with_code("method_not_allowed")
+        Self::new(405, "invalid_request_error", message).with_code(ErrorCode::MethodNotAllowed)
     }
 
     pub fn payload_too_large(limit: usize) -> Self {
@@ -146,7 +177,7 @@ impl ApiError {
             "invalid_request_error",
             format!("Request body is larger than the server limit of {limit} bytes."),
         )
-        .with_code("request_too_large")
+        .with_code(ErrorCode::RequestTooLarge)
     }
 
     pub fn unsupported_media_type() -> Self {
@@ -155,24 +186,24 @@ impl ApiError {
             "invalid_request_error",
             "Expected a request with `Content-Type: application/json`.",
         )
-        .with_code("unsupported_media_type")
+        .with_code(ErrorCode::UnsupportedMediaType)
     }
 
     /// 429: a tenant's request or token budget is spent for now.
     pub fn rate_limited(message: impl Into<String>) -> Self {
-        Self::new(429, "rate_limit_exceeded", message).with_code("rate_limit_exceeded")
+        Self::new(429, "rate_limit_exceeded", message).with_code(ErrorCode::RateLimitExceeded)
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(503, "server_error", message).with_code("service_unavailable")
+        Self::new(503, "server_error", message).with_code(ErrorCode::ServiceUnavailable)
     }
 
     pub fn timeout(message: impl Into<String>) -> Self {
-        Self::new(408, "timeout_error", message).with_code("timeout")
+        Self::new(408, "timeout_error", message).with_code(ErrorCode::Timeout)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "server_error", message).with_code("internal_error")
+        Self::new(500, "server_error", message).with_code(ErrorCode::InternalError)
     }
 
     pub fn status_code(&self) -> StatusCode {
@@ -227,7 +258,7 @@ mod tests {
 
     #[test]
     fn serializes_like_openai() {
-        let err = ApiError::invalid("temperature", "bad").with_code("invalid_value");
+        let err = ApiError::invalid("temperature", "bad").with_code(ErrorCode::InvalidValue);
         let v = serde_json::to_value(err.body()).unwrap();
         assert_eq!(
             v,

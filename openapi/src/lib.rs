@@ -16,4 +16,4 @@ pub mod parse;
 pub mod thinking;
 pub mod validate;
 
-pub use error::{ApiError, ApiResult, ErrorBody};
+pub use error::{ApiError, ApiResult, ErrorBody, ErrorCode};

@@ -4,7 +4,7 @@ use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 use serde_json::Value;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 
 /// Parses a JSON request body; errors say which field (`param`) is wrong.
 /// An `extra_body` object (what the OpenAI SDKs' `extra_body=` argument is
@@ -56,7 +56,7 @@ fn invalid_json(err: &serde_json::Error) -> ApiError {
         "invalid_request_error",
         format!("We could not parse the JSON body of your request: {err}"),
     )
-    .with_code("invalid_json")
+    .with_code(ErrorCode::InvalidJson)
 }
 
 fn data_error(path: String, err: &serde_json::Error) -> ApiError {
@@ -75,7 +75,8 @@ fn data_error(path: String, err: &serde_json::Error) -> ApiError {
         Some(p) => format!("Invalid value for '{p}': {}", strip_position(&msg)),
         None => format!("Invalid request body: {}", strip_position(&msg)),
     };
-    let mut e = ApiError::new(400, "invalid_request_error", message).with_code("invalid_value");
+    let mut e =
+        ApiError::new(400, "invalid_request_error", message).with_code(ErrorCode::InvalidValue);
     e.param = param;
     e
 }
@@ -125,8 +126,8 @@ mod tests {
     #[test]
     fn rejects_malformed_json() {
         let err = parse_json::<ChatRequest>(br#"{"messages": ["#).unwrap_err();
-        assert_eq!(err.code.as_deref(), Some("invalid_json"));
+        assert_eq!(err.code, Some(ErrorCode::InvalidJson));
         let err = parse_json::<ChatRequest>(br#"{"messages": []} trailing"#).unwrap_err();
-        assert_eq!(err.code.as_deref(), Some("invalid_json"));
+        assert_eq!(err.code, Some(ErrorCode::InvalidJson));
     }
 }

@@ -10,7 +10,7 @@ use crate::chat::{
 };
 use crate::common::StopSequences;
 use crate::completions::{CompletionRequest, Prompt};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 
 /// The most completions one request may ask for (`n`, `best_of`).
 pub const MAX_CHOICES: u32 = 16;
@@ -56,7 +56,7 @@ fn in_range(param: &str, value: Option<f64>, lo: f64, hi: f64) -> ApiResult<()> 
             param,
             format!("`{param}` must be between {lo} and {hi}, got {v}."),
         )
-        .with_code("invalid_value")),
+        .with_code(ErrorCode::InvalidValue)),
         _ => Ok(()),
     }
 }
@@ -141,7 +141,7 @@ pub fn token_limit(param: &str, value: Option<i64>) -> ApiResult<Option<u32>> {
             param,
             format!("`{param}` must be at least 1 (or -1 for no limit), got {v}."),
         )
-        .with_code("invalid_value")),
+        .with_code(ErrorCode::InvalidValue)),
     }
 }
 
@@ -382,7 +382,7 @@ impl RequestLimits {
                 self.max_sequences
             ),
         )
-        .with_code("too_many_completions"))
+        .with_code(ErrorCode::TooManyCompletions))
     }
 }
 
@@ -405,7 +405,7 @@ impl CompletionRequest {
                     limits.max_prompts
                 ),
             )
-            .with_code("too_many_prompts"));
+            .with_code(ErrorCode::TooManyPrompts));
         }
         let (param, per_prompt) = match self.best_of {
             Some(b) if b > self.n.unwrap_or(1) => ("best_of", b),

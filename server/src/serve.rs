@@ -7,22 +7,22 @@ use anyhow::Context;
 use ferrite_middleware::auth::{AuthLayer, Authenticator};
 use ferrite_middleware::memory_postgres::PostgresStore;
 use ferrite_middleware::memory_store::{MemoryStore, SqliteStore};
-use ferrite_middleware::precompute::{Precompute, NOT_LOADED};
+use ferrite_middleware::precompute::Precompute;
 use ferrite_middleware::ChatService;
 use ferrite_openapi::chat::ChatRequest;
-use ferrite_openapi::ApiError;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower::ServiceExt;
 use tracing::{error, info, warn};
 
-use crate::cli::ServeArgs;
+use crate::args::ServeArgs;
+use crate::chat::experts::Experts;
+use crate::chat::{generate, pipeline};
 use crate::config::Config;
-use crate::experts::Experts;
+use crate::http::{app, listen};
+use crate::logging;
 use crate::registry::{Builder, Origin, Registry};
 use crate::state::AppState;
-use crate::{app, listen, logging, pipeline};
 
 /// Seconds, from a fast cache hit to a long generation.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -50,7 +50,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot install the metrics recorder")?;
     let config = Arc::new(config);
     let memory = open_memory(&config);
-    let shared = Arc::new(pipeline::Shared::new(config.clone(), memory.clone()));
+    let shared = Arc::new(pipeline::SharedLayers::new(config.clone(), memory.clone()));
     let build: Builder = {
         let shared = shared.clone();
         Arc::new(move |engine| pipeline::build(engine, &shared))
@@ -59,7 +59,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let experts = Arc::new(Experts::new(&config.routers)?);
     let state = AppState::new(config.clone(), registry.clone(), experts, memory);
     registry.spawn_reaper();
-    tokio::spawn(load(state.clone(), shared));
+    let loading = tokio::spawn(load(state.clone(), shared));
+    // A server that cannot load the model it was started with is
+    // misconfigured: it stops, non-zero, through the same exit as any error.
+    let load_failed = async move {
+        match loading.await {
+            Ok(Ok(())) => std::future::pending().await,
+            Ok(Err(e)) => e,
+            Err(e) => anyhow::anyhow!("the model loader stopped: {e}"),
+        }
+    };
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let drain = Duration::from_secs(config.http.drain_timeout_secs);
@@ -76,6 +85,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::select! {
         () = server => {},
         () = deadline => warn!("drain timeout of {}s passed; exiting with requests in flight", drain.as_secs()),
+        e = load_failed => {
+            error!("failed to load the model: {e}");
+            return Err(e);
+        }
     }
     info!("stopped");
     Ok(())
@@ -134,33 +147,29 @@ fn redact(url: &str) -> String {
 }
 
 /// Loads the startup model; nothing is ready before it.
-async fn load(state: AppState, shared: Arc<pipeline::Shared>) {
+async fn load(state: AppState, shared: Arc<pipeline::SharedLayers>) -> anyhow::Result<()> {
     let lease = state
         .registry
         .acquire(None, Origin::Explicit { ttl: None })
-        .await;
-    match lease {
-        Ok(lease) => {
-            let id = lease.id().to_string();
-            drop(lease);
-            state.registry.mark_ready();
-            info!(model = %id, "ready");
-            if let Some(worker) = precompute(&state, &shared, &id) {
-                worker.spawn();
-            }
-        }
-        Err(e) => {
-            // A server that cannot load the model it was started with is
-            // misconfigured: fail loudly, non-zero.
-            error!("failed to load the model: {}", e.message);
-            std::process::exit(1);
-        }
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let id = lease.id().to_string();
+    drop(lease);
+    state.registry.mark_ready();
+    info!(model = %id, "ready");
+    if let Some(worker) = precompute(&state, &shared, &id) {
+        worker.spawn();
     }
+    Ok(())
 }
 
 /// The cache's background worker, when it has anything to do. It runs
 /// through whichever model a request names, and only while it is resident.
-fn precompute(state: &AppState, shared: &pipeline::Shared, model: &str) -> Option<Precompute> {
+fn precompute(
+    state: &AppState,
+    shared: &pipeline::SharedLayers,
+    model: &str,
+) -> Option<Precompute> {
     let cache = shared.cache.clone()?;
     let config = &state.config.cache;
     let requests: Vec<_> = config
@@ -180,15 +189,8 @@ fn precompute(state: &AppState, shared: &pipeline::Shared, model: &str) -> Optio
     }
     let registry = state.registry.clone();
     let service = ChatService::new(tower::service_fn(move |req: ChatRequest| {
-        let lease = registry.loaded(req.model.as_deref().unwrap_or_default());
-        async move {
-            let lease = lease.ok_or_else(|| {
-                ApiError::unavailable("The model is not loaded.").with_code(NOT_LOADED)
-            })?;
-            let mut answer = lease.pipeline.core.clone().oneshot(req).await?;
-            answer.stream = lease.hold(answer.stream);
-            Ok::<_, ApiError>(answer)
-        }
+        let registry = registry.clone();
+        async move { generate::background(&registry, req).await }
     }));
     let idle = {
         let state = state.clone();

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use ferrite_engine::GaugeGuard;
 use ferrite_middleware::memory_store::MemoryStore;
-use ferrite_openapi::{ApiError, ApiResult};
+use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::chat::experts::Experts;
 use crate::config::Config;
-use crate::experts::Experts;
-use crate::registry::{Lease, Origin, Registry};
+use crate::registry::Registry;
 
 /// A request's place among those in flight, held until its answer is sent.
 pub struct Slot {
@@ -61,19 +61,13 @@ impl AppState {
         }
     }
 
-    /// The model a request names, loaded just in time.
-    pub async fn model(&self, name: Option<&str>, ttl: Option<u64>) -> ApiResult<Lease> {
-        self.ready()?;
-        self.registry.acquire(name, Origin::Request { ttl }).await
-    }
-
     /// A slot for one generating request, or 503 when the server is full.
     pub fn admit(&self) -> ApiResult<Slot> {
         let permit = self.slots.clone().try_acquire_owned().map_err(|_| {
             metrics::counter!("ferrite:requests_rejected_total", "reason" => "overloaded")
                 .increment(1);
             ApiError::unavailable("The server is overloaded; retry shortly.")
-                .with_code("server_overloaded")
+                .with_code(ErrorCode::ServerOverloaded)
         })?;
         Ok(Slot {
             _permit: permit,

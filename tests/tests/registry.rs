@@ -283,6 +283,58 @@ async fn a_busy_model_is_not_evicted_under_its_requests() {
 }
 
 #[tokio::test]
+async fn a_just_in_time_loaded_stream_holds_its_model_to_the_end() {
+    let server = start("jit-hold", 1, "");
+    let startup = instances(&server).await[0].0.clone();
+    // A long stream to a model that is not loaded: load comments first...
+    let long = client()
+        .post(server.url("/v1/chat/completions"))
+        .json(&chat(
+            "Write a long story.",
+            json!({"model": "smol-q8", "max_tokens": 120, "stream": true,
+                   "logit_bias": {"0": -100, "2": -100}}),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(long.status(), 200);
+    let mut body = long.bytes_stream();
+    let mut raw = String::new();
+    // ...then the answer's first chunks.
+    while !raw.contains("data: {") {
+        let bytes = body.next().await.expect("stream ended early").unwrap();
+        raw.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    assert!(raw.starts_with(": ferrite: loading model smol-q8"), "{raw}");
+    let all = instances(&server).await;
+    let q8 = all.iter().find(|(id, _)| id == "smol-q8").unwrap();
+    assert_eq!(q8.1[0]["in_flight"], 1, "counted while it streams: {all:?}");
+    // Another model asked for now waits: smol-q8 is not evicted under the stream.
+    let other = tokio::spawn({
+        let url = server.url("/v1/chat/completions");
+        let startup = startup.clone();
+        async move {
+            post(
+                &url,
+                &chat("Hi", json!({"model": startup, "max_tokens": 3})),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(loaded(&server).await, ["smol-q8"]);
+    while let Some(b) = body.next().await {
+        raw.push_str(&String::from_utf8_lossy(&b.unwrap()));
+    }
+    assert!(raw.contains("\"finish_reason\":\"length\""), "{raw}");
+    assert!(raw.ends_with("data: [DONE]\n\n"));
+    assert!(!raw.contains("\"error\""), "{raw}");
+    let (status, v) = other.await.unwrap();
+    assert_eq!((status, v["model"].as_str()), (200, Some(startup.as_str())));
+    assert_eq!(loaded(&server).await, [startup]);
+}
+
+#[tokio::test]
 async fn streaming_to_a_model_being_loaded_pings_until_it_answers() {
     let server = start("pings", 1, "");
     let s = post_sse(

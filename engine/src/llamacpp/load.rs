@@ -79,118 +79,44 @@ pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
     })?;
     let model = Arc::new(model);
     let vocab = token_table(&model);
-    let n_vocab = u32::try_from(model.n_vocab()).unwrap_or(0);
-    let lv = model.vocab();
-    let text = |t: LlamaToken| {
-        (t.0 >= 0 && (t.0 as u32) < n_vocab)
-            .then(|| String::from_utf8_lossy(vocab.bytes(t.0 as u32)).into_owned())
-    };
-    let (bos, eos, add_bos) = (text(lv.bos()), text(lv.eos()), lv.should_add_bos());
-    let eos_id = if lv.eos().0 >= 0 {
-        lv.eos().0
-    } else {
-        lv.eot().0
-    };
-    let eog: Vec<bool> = (0..n_vocab)
-        .map(|t| lv.is_eog(LlamaToken(t as i32)))
-        .collect();
+    let specials = Specials::of(&model, &vocab);
     let template = model
         .chat_template(None)
         .ok()
         .and_then(|t| t.to_string().ok());
-
-    let trained = model.n_ctx_train();
-    let context_length = trained.min(opts.context_length.unwrap_or(u32::MAX)).max(1);
-    let pool = opts.kv_cache_tokens.unwrap_or(context_length).max(1);
-    // One sequence may use the whole pool, never more.
-    let context_length = context_length.min(pool);
-    let threads = opts.threads.unwrap_or_else(default_threads);
-    let max_seqs = opts.max_seqs.max(1);
-    let kv_type = match opts.kv_cache_type {
-        KvType::F16 => KvCacheType::F16,
-        KvType::Q8_0 => KvCacheType::Q8_0,
-    };
-    let batch = opts.batch_size.max(1);
-    let seq_ids = max_seqs + opts.prefix_cache;
-    let ctx_params = LlamaContextParams::default()
-        .with_n_ctx(std::num::NonZeroU32::new(pool))
-        .with_n_batch(batch as u32)
-        .with_n_ubatch(batch.min(512) as u32)
-        .with_n_seq_max(seq_ids as u32)
-        .with_kv_unified(true)
-        .with_type_k(kv_type)
-        .with_type_v(kv_type)
-        .with_n_threads(threads as i32)
-        .with_n_threads_batch(threads as i32);
-    // K and V of every layer; q8_0 packs 32 values in 34 bytes.
-    let kv_width =
-        (model.n_embd() as usize / model.n_head().max(1) as usize) * model.n_head_kv() as usize;
-    let token_bytes = match opts.kv_cache_type {
-        KvType::F16 => 2 * kv_width * 2,
-        KvType::Q8_0 => 2 * kv_width * 34 / 32,
-    } * model.n_layer() as usize;
-    let limits = Limits {
-        max_seqs,
-        parked: opts.prefix_cache,
-        parked_bytes: opts.prefix_cache_mib.saturating_mul(1 << 20),
-        token_bytes,
-        pool: pool as usize,
-        batch,
-    };
-
+    let plan = Plan::new(opts, &model);
     let id = opts.id.clone().unwrap_or_else(|| default_id(&opts.path));
-    let (jobs, rx) = channel::<Job>();
-    let (ready_tx, ready) = channel::<Result<(), String>>();
-    let (m, v) = (model.clone(), vocab.clone());
-    std::thread::Builder::new()
-        .name(format!("llama.cpp {id}"))
-        .spawn(move || {
-            let ctx = match m.new_context(backend, ctx_params) {
-                Ok(ctx) => ctx,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            let _ = ready_tx.send(Ok(()));
-            Scheduler::new(ctx, v, eog, eos_id.max(0) as u32, limits).run(rx);
-        })
-        .context("starting the llama.cpp thread")?;
-    ready
-        .recv()
-        .context("the llama.cpp thread ended")?
-        .map_err(|e| anyhow!("llama.cpp could not create a context of {pool} tokens: {e}"))?;
+    let jobs = start(&id, backend, &model, &vocab, &specials, &plan)?;
 
-    let quantization = header.as_ref().and_then(|m| m.quantization.clone());
     let meta = ModelMeta {
         runtime: "llama.cpp".into(),
         format: "gguf".into(),
         path: opts.path.display().to_string(),
         architecture,
-        quantization,
-        context_length,
+        quantization: header.and_then(|m| m.quantization),
+        context_length: plan.context_length,
         size_bytes: located.size_bytes(),
         device: Some(if layers > 0 { "gpu" } else { "cpu" }.into()),
         activation_dtype: None,
         isq: None,
         paged_attention: false,
         prefix_cache: opts.prefix_cache > 0,
-        continuous_batching: max_seqs > 1,
-        max_seqs: u32::try_from(max_seqs).unwrap_or(u32::MAX),
+        continuous_batching: plan.limits.max_seqs > 1,
+        max_seqs: u32::try_from(plan.limits.max_seqs).unwrap_or(u32::MAX),
         state: "loaded".into(),
     };
     info!(
         model = %id,
         runtime = "llama.cpp",
         seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
-        context_length,
-        kv_cache_tokens = pool,
+        context_length = plan.context_length,
+        kv_cache_tokens = plan.limits.pool,
         kv_cache_type = ?opts.kv_cache_type,
-        batch_size = batch,
-        threads,
+        batch_size = plan.limits.batch,
+        threads = plan.threads,
         gpu_layers = layers.min(model.n_layer()),
         quantization = meta.quantization.as_deref().unwrap_or("unknown"),
-        max_seqs,
+        max_seqs = plan.limits.max_seqs,
         prefix_cache = opts.prefix_cache,
         "model loaded"
     );
@@ -204,11 +130,142 @@ pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
         },
         vocab,
         template,
-        bos,
-        eos,
-        add_bos,
-        n_vocab,
+        bos: specials.bos,
+        eos: specials.eos,
+        add_bos: specials.add_bos,
+        n_vocab: specials.n_vocab,
     })
+}
+
+/// The model's special tokens: as text for the chat template, as ids for
+/// the scheduler.
+struct Specials {
+    n_vocab: u32,
+    bos: Option<String>,
+    eos: Option<String>,
+    add_bos: bool,
+    /// What generation ends with (end of turn when there is no EOS).
+    eos_id: u32,
+    /// Per token: whether it ends generation.
+    eog: Vec<bool>,
+}
+
+impl Specials {
+    fn of(model: &LlamaModel, vocab: &Vocab) -> Self {
+        let n_vocab = u32::try_from(model.n_vocab()).unwrap_or(0);
+        let lv = model.vocab();
+        let text = |t: LlamaToken| {
+            (t.0 >= 0 && (t.0 as u32) < n_vocab)
+                .then(|| String::from_utf8_lossy(vocab.bytes(t.0 as u32)).into_owned())
+        };
+        let eos_id = if lv.eos().0 >= 0 {
+            lv.eos().0
+        } else {
+            lv.eot().0
+        };
+        Self {
+            n_vocab,
+            bos: text(lv.bos()),
+            eos: text(lv.eos()),
+            add_bos: lv.should_add_bos(),
+            eos_id: eos_id.max(0) as u32,
+            eog: (0..n_vocab)
+                .map(|t| lv.is_eog(LlamaToken(t as i32)))
+                .collect(),
+        }
+    }
+}
+
+/// The context's shape: one KV pool shared by every sequence.
+struct Plan {
+    params: LlamaContextParams,
+    limits: Limits,
+    context_length: u32,
+    threads: usize,
+}
+
+impl Plan {
+    fn new(opts: &EngineOptions, model: &LlamaModel) -> Self {
+        let trained = model.n_ctx_train();
+        let context_length = trained.min(opts.context_length.unwrap_or(u32::MAX)).max(1);
+        let pool = opts.kv_cache_tokens.unwrap_or(context_length).max(1);
+        let threads = opts.threads.unwrap_or_else(default_threads);
+        let max_seqs = opts.max_seqs.max(1);
+        let kv_type = match opts.kv_cache_type {
+            KvType::F16 => KvCacheType::F16,
+            KvType::Q8_0 => KvCacheType::Q8_0,
+        };
+        let batch = opts.batch_size.max(1);
+        let params = LlamaContextParams::default()
+            .with_n_ctx(std::num::NonZeroU32::new(pool))
+            .with_n_batch(batch as u32)
+            .with_n_ubatch(batch.min(512) as u32)
+            .with_n_seq_max((max_seqs + opts.prefix_cache) as u32)
+            .with_kv_unified(true)
+            .with_type_k(kv_type)
+            .with_type_v(kv_type)
+            .with_n_threads(threads as i32)
+            .with_n_threads_batch(threads as i32);
+        // K and V of every layer; q8_0 packs 32 values in 34 bytes.
+        let kv_width =
+            (model.n_embd() as usize / model.n_head().max(1) as usize) * model.n_head_kv() as usize;
+        let token_bytes = match opts.kv_cache_type {
+            KvType::F16 => 2 * kv_width * 2,
+            KvType::Q8_0 => 2 * kv_width * 34 / 32,
+        } * model.n_layer() as usize;
+        Self {
+            params,
+            limits: Limits {
+                max_seqs,
+                parked: opts.prefix_cache,
+                parked_bytes: opts.prefix_cache_mib.saturating_mul(1 << 20),
+                token_bytes,
+                pool: pool as usize,
+                batch,
+            },
+            // One sequence may use the whole pool, never more.
+            context_length: context_length.min(pool),
+            threads,
+        }
+    }
+}
+
+/// Starts the model's scheduler thread with its context; the jobs go there.
+fn start(
+    id: &str,
+    backend: &'static LlamaBackend,
+    model: &Arc<LlamaModel>,
+    vocab: &Arc<Vocab>,
+    specials: &Specials,
+    plan: &Plan,
+) -> anyhow::Result<Sender<Job>> {
+    let (jobs, rx) = channel::<Job>();
+    let (ready_tx, ready) = channel::<Result<(), String>>();
+    let (m, v) = (model.clone(), vocab.clone());
+    let (params, limits) = (plan.params.clone(), plan.limits.clone());
+    let (eog, eos_id) = (specials.eog.clone(), specials.eos_id);
+    std::thread::Builder::new()
+        .name(format!("llama.cpp {id}"))
+        .spawn(move || {
+            let ctx = match m.new_context(backend, params) {
+                Ok(ctx) => ctx,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            Scheduler::new(ctx, v, eog, eos_id, limits).run(rx);
+        })
+        .context("starting the llama.cpp thread")?;
+    ready
+        .recv()
+        .context("the llama.cpp thread ended")?
+        .map_err(|e| {
+            let pool = plan.limits.pool;
+            anyhow!("llama.cpp could not create a context of {pool} tokens: {e}")
+        })?;
+    Ok(jobs)
 }
 
 /// Every token's bytes as llama.cpp decodes it, and which are control tokens.

@@ -53,6 +53,7 @@ pub struct Job {
 }
 
 /// The loop's fixed settings.
+#[derive(Clone)]
 pub struct Limits {
     /// Sequences decoding at once.
     pub max_seqs: usize,

@@ -19,7 +19,7 @@ use tracing::info;
 
 use crate::backend::ModelInfo;
 use crate::gguf_meta;
-use crate::locate::{default_id, locate, HfConfig};
+use crate::locate::{default_id, locate, HfConfig, Located};
 use crate::options::{EngineOptions, IsqChoice, ModelFormat};
 use crate::vocab::Vocab;
 
@@ -40,112 +40,131 @@ fn dtype_for(opts: &EngineOptions, on_cpu: bool) -> anyhow::Result<ModelDType> {
     }
 }
 
-pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
-    let started = Instant::now();
+/// What loading produced before the engine starts.
+struct Built {
+    pipeline: Arc<tokio::sync::Mutex<dyn mistralrs::core::Pipeline>>,
+    located: Located,
+    device: mistralrs::Device,
+    dtype: ModelDType,
+    paged: bool,
+    isq: Option<mistralrs::IsqType>,
+    source: Source,
+}
+
+/// A model's loader and what its files say about it.
+struct Source {
+    loader: Box<dyn Loader>,
+    architecture: Option<String>,
+    quantization: Option<String>,
+    vocab_size: Option<u32>,
+    vocab: Option<Vocab>,
+}
+
+fn paged_config(opts: &EngineOptions, paged: bool) -> anyhow::Result<Option<PagedAttentionConfig>> {
+    if opts.paged_attn && !paged {
+        info!("PagedAttention is off: it needs a CUDA or Metal build and device");
+    }
+    if !paged {
+        return Ok(None);
+    }
+    let mem = match opts.paged_attn_mem_mb {
+        Some(mb) => MemoryGpuConfig::MbAmount(mb),
+        None => MemoryGpuConfig::Utilization(0.9),
+    };
+    Ok(Some(PagedAttentionConfig::new(
+        Some(opts.paged_attn_block_size),
+        mem,
+        PagedCacheType::Auto,
+    )?))
+}
+
+fn gguf_source(located: &Located, opts: &EngineOptions) -> anyhow::Result<Source> {
+    let file = located.file.clone().context("GGUF file name")?;
+    let meta = gguf_meta::read(&located.dir.join(&file))?;
+    // mistral.rs panics on an architecture it does not know.
+    let arch = meta.architecture.as_deref().unwrap_or("unknown");
+    if GGUFArchitecture::from_value(arch).is_err() {
+        bail!("mistral.rs has no GGUF loader for architecture `{arch}`");
+    }
+    if opts.isq != IsqChoice::None {
+        info!(
+            "ISQ does not apply to GGUF models (already quantized: {:?})",
+            meta.quantization
+        );
+    }
+    let loader = GGUFLoaderBuilder::new(
+        None,
+        None,
+        located.dir.to_string_lossy().into_owned(),
+        vec![file],
+        GGUFSpecificConfig { topology: None },
+        false,
+        None,
+    )
+    .build();
+    Ok(Source {
+        loader,
+        architecture: meta.architecture,
+        quantization: meta.quantization,
+        vocab_size: meta.vocab_size,
+        vocab: meta.vocab,
+    })
+}
+
+fn safetensors_source(located: &Located, opts: &EngineOptions) -> anyhow::Result<Source> {
+    let cfg = HfConfig::read(&located.dir);
+    let loader = NormalLoaderBuilder::new(
+        NormalSpecificConfig {
+            topology: None,
+            organization: Default::default(),
+            write_uqff: None,
+            from_uqff: None,
+            imatrix: None,
+            calibration_file: None,
+            hf_cache_path: None,
+            matformer_config_path: None,
+            matformer_slice_name: None,
+        },
+        None,
+        None,
+        Some(located.dir.to_string_lossy().into_owned()),
+        false,
+        None,
+    )
+    .build(None)?;
+    let vocab = Vocab::from_tokenizer_json(&located.dir.join("tokenizer.json"))
+        .map_err(|e| info!("no token table, thinking budgets are off: {e:#}"))
+        .ok();
+    Ok(Source {
+        loader,
+        architecture: cfg.architectures.first().cloned(),
+        quantization: opts.isq.label().map(String::from),
+        vocab_size: cfg.vocab_size,
+        vocab,
+    })
+}
+
+/// Reads the model's metadata and tokenizer and loads (maybe quantizes)
+/// every weight: all of it file work, kept off the async workers.
+fn build(opts: &EngineOptions) -> anyhow::Result<Built> {
     let located = locate(&opts.path)?;
     let device = mistralrs::best_device(opts.force_cpu).context("selecting a device")?;
     let on_cpu = device.is_cpu();
     let dtype = dtype_for(opts, on_cpu)?;
     let paged = opts.paged_attn && paged_attn_supported() && !on_cpu;
-    let paged_cfg = if paged {
-        let mem = match opts.paged_attn_mem_mb {
-            Some(mb) => MemoryGpuConfig::MbAmount(mb),
-            None => MemoryGpuConfig::Utilization(0.9),
-        };
-        Some(PagedAttentionConfig::new(
-            Some(opts.paged_attn_block_size),
-            mem,
-            PagedCacheType::Auto,
-        )?)
-    } else {
-        None
+    let paged_cfg = paged_config(opts, paged)?;
+    let isq = match located.format {
+        ModelFormat::Gguf => None,
+        ModelFormat::Safetensors => opts
+            .isq
+            .mistral_name()
+            .map(|name| parse_isq_value(name, Some(&device)).map_err(anyhow::Error::msg))
+            .transpose()?,
     };
-    if opts.paged_attn && !paged {
-        info!("PagedAttention is off: it needs a CUDA or Metal build and device");
-    }
-
-    let (loader, isq, architecture, quantization, vocab_size, vocab): (
-        Box<dyn Loader>,
-        _,
-        _,
-        _,
-        _,
-        _,
-    ) = match located.format {
-        ModelFormat::Gguf => {
-            let file = located.file.clone().context("GGUF file name")?;
-            let meta = gguf_meta::read(&located.dir.join(&file))?;
-            // mistral.rs panics on an architecture it does not know.
-            let arch = meta.architecture.as_deref().unwrap_or("unknown");
-            if GGUFArchitecture::from_value(arch).is_err() {
-                bail!("mistral.rs has no GGUF loader for architecture `{arch}`");
-            }
-            if opts.isq != IsqChoice::None {
-                info!(
-                    "ISQ does not apply to GGUF models (already quantized: {:?})",
-                    meta.quantization
-                );
-            }
-            let loader = GGUFLoaderBuilder::new(
-                None,
-                None,
-                located.dir.to_string_lossy().into_owned(),
-                vec![file],
-                GGUFSpecificConfig { topology: None },
-                false,
-                None,
-            )
-            .build();
-            (
-                loader,
-                None,
-                meta.architecture,
-                meta.quantization,
-                meta.vocab_size,
-                meta.vocab,
-            )
-        }
-        ModelFormat::Safetensors => {
-            let cfg = HfConfig::read(&located.dir);
-            let isq = opts
-                .isq
-                .mistral_name()
-                .map(|name| parse_isq_value(name, Some(&device)).map_err(anyhow::Error::msg))
-                .transpose()?;
-            let loader = NormalLoaderBuilder::new(
-                NormalSpecificConfig {
-                    topology: None,
-                    organization: Default::default(),
-                    write_uqff: None,
-                    from_uqff: None,
-                    imatrix: None,
-                    calibration_file: None,
-                    hf_cache_path: None,
-                    matformer_config_path: None,
-                    matformer_slice_name: None,
-                },
-                None,
-                None,
-                Some(located.dir.to_string_lossy().into_owned()),
-                false,
-                None,
-            )
-            .build(None)?;
-            let quant = opts.isq.label().map(String::from);
-            let vocab = Vocab::from_tokenizer_json(&located.dir.join("tokenizer.json"))
-                .map_err(|e| info!("no token table, thinking budgets are off: {e:#}"))
-                .ok();
-            (
-                loader,
-                isq,
-                cfg.architectures.first().cloned(),
-                quant,
-                cfg.vocab_size,
-                vocab,
-            )
-        }
+    let source = match located.format {
+        ModelFormat::Gguf => gguf_source(&located, opts)?,
+        ModelFormat::Safetensors => safetensors_source(&located, opts)?,
     };
-
     info!(
         path = %opts.path.display(),
         format = ?located.format,
@@ -153,27 +172,38 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
         device = ?device,
         "loading model"
     );
-    // Loading reads and maybe quantizes every weight: keep it off the async workers.
     // mistral.rs draws its own progress bars when stderr is a terminal.
     let silent = !std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let load_device = device.clone();
-    let pipeline = tokio::task::spawn_blocking(move || {
-        loader.load_model_from_hf(
-            None,
-            TokenSource::None,
-            &dtype,
-            &load_device,
-            silent,
-            DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
-            isq,
-            paged_cfg,
-        )
+    let pipeline = source.loader.load_model_from_hf(
+        None,
+        TokenSource::None,
+        &dtype,
+        &device,
+        silent,
+        DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
+        isq,
+        paged_cfg,
+    )?;
+    Ok(Built {
+        pipeline,
+        located,
+        device,
+        dtype,
+        paged,
+        isq,
+        source,
     })
-    .await
-    .context("model loading task failed")??;
+}
 
+pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
+    let started = Instant::now();
+    let o = opts.clone();
+    let built = tokio::task::spawn_blocking(move || build(&o))
+        .await
+        .context("model loading task failed")??;
+    let pipeline = built.pipeline.clone();
     let cache_config = pipeline.lock().await.get_metadata().cache_config.clone();
-    let scheduler = match (paged, cache_config) {
+    let scheduler = match (built.paged, cache_config) {
         (true, Some(config)) => SchedulerConfig::PagedAttentionMeta {
             max_num_seqs: opts.max_seqs,
             config,
@@ -204,31 +234,7 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
         .and_then(|n| u32::try_from(n).ok())
         .unwrap_or(4096)
         .min(opts.context_length.unwrap_or(u32::MAX).max(1));
-
-    let meta = ModelMeta {
-        runtime: "mistral.rs".into(),
-        format: match located.format {
-            ModelFormat::Gguf => "gguf".into(),
-            ModelFormat::Safetensors => "safetensors".into(),
-        },
-        path: opts.path.display().to_string(),
-        architecture,
-        quantization,
-        context_length,
-        size_bytes: located.size_bytes(),
-        device: Some(if on_cpu {
-            "cpu".into()
-        } else {
-            format!("{device:?}")
-        }),
-        activation_dtype: Some(dtype.to_string()),
-        isq: isq.and(opts.isq.label()).map(String::from),
-        paged_attention: paged_active,
-        prefix_cache: opts.prefix_cache > 0,
-        continuous_batching: opts.max_seqs > 1,
-        max_seqs: u32::try_from(opts.max_seqs).unwrap_or(u32::MAX),
-        state: "loaded".into(),
-    };
+    let meta = model_meta(opts, &built, context_length, paged_active);
     info!(
         model = %id,
         runtime = "mistral.rs",
@@ -249,7 +255,36 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
             created: ferrite_openapi::common::unix_now(),
             meta,
         },
-        vocab_size,
-        vocab: vocab.map(Arc::new),
+        vocab_size: built.source.vocab_size,
+        vocab: built.source.vocab.map(Arc::new),
     })
+}
+
+/// What `/v1/models` and the log say about the loaded model.
+fn model_meta(opts: &EngineOptions, built: &Built, context_length: u32, paged: bool) -> ModelMeta {
+    let on_cpu = built.device.is_cpu();
+    ModelMeta {
+        runtime: "mistral.rs".into(),
+        format: match built.located.format {
+            ModelFormat::Gguf => "gguf".into(),
+            ModelFormat::Safetensors => "safetensors".into(),
+        },
+        path: opts.path.display().to_string(),
+        architecture: built.source.architecture.clone(),
+        quantization: built.source.quantization.clone(),
+        context_length,
+        size_bytes: built.located.size_bytes(),
+        device: Some(if on_cpu {
+            "cpu".into()
+        } else {
+            format!("{:?}", built.device)
+        }),
+        activation_dtype: Some(built.dtype.to_string()),
+        isq: built.isq.and(opts.isq.label()).map(String::from),
+        paged_attention: paged,
+        prefix_cache: opts.prefix_cache > 0,
+        continuous_batching: opts.max_seqs > 1,
+        max_seqs: u32::try_from(opts.max_seqs).unwrap_or(u32::MAX),
+        state: "loaded".into(),
+    }
 }

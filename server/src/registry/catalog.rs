@@ -75,8 +75,8 @@ pub struct Spec {
     pub options: EngineOptions,
     /// The entry's own TTL, which beats every other.
     pub ttl: Option<Option<Duration>>,
-    /// Header facts, read once (`None` when unreadable).
-    meta: OnceLock<Option<ModelMeta>>,
+    /// Header facts, read once, or why they cannot be read.
+    header: OnceLock<Result<ModelMeta, String>>,
 }
 
 impl Spec {
@@ -86,7 +86,7 @@ impl Spec {
             aliases,
             options,
             ttl: None,
-            meta: OnceLock::new(),
+            header: OnceLock::new(),
         }
     }
 
@@ -94,17 +94,22 @@ impl Spec {
         name.eq_ignore_ascii_case(&self.id) || self.aliases.iter().any(|a| a == name)
     }
 
-    /// What the header says, before loading.
-    pub fn meta(&self) -> Option<&ModelMeta> {
-        self.meta
-            .get_or_init(|| match ferrite_engine::inspect(&self.options) {
-                Ok(meta) => Some(meta),
-                Err(e) => {
+    /// What the header says, before loading (read on first use: it may
+    /// block on the file, so async code reaches it through the registry).
+    pub fn inspected(&self) -> Result<&ModelMeta, &str> {
+        self.header
+            .get_or_init(|| {
+                ferrite_engine::inspect(&self.options).map_err(|e| {
                     warn!(model = %self.id, "cannot read the model's header: {e:#}");
-                    None
-                }
+                    format!("{e:#}")
+                })
             })
             .as_ref()
+            .map_err(String::as_str)
+    }
+
+    pub fn meta(&self) -> Option<&ModelMeta> {
+        self.inspected().ok()
     }
 }
 

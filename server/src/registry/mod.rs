@@ -8,19 +8,20 @@ mod warm;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ferrite_engine::Engine;
 use ferrite_openapi::models::ModelMeta;
-use ferrite_openapi::{ApiError, ApiResult};
+use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
 use futures::future::{BoxFuture, FutureExt, Shared};
-use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
+use crate::chat::pipeline::Pipeline;
 use crate::config::Config;
-use crate::pipeline::Pipeline;
 use catalog::{ttl_of, Spec};
 
 /// Builds a loaded model's chat pipeline.
@@ -54,11 +55,6 @@ struct Use {
 }
 
 impl Resident {
-    fn use_(&self) -> MutexGuard<'_, Use> {
-        // A panic elsewhere cannot leave `Use` half-updated: keep going.
-        self.use_.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     pub fn meta(&self) -> &ModelMeta {
         &self.engine.info().meta
     }
@@ -121,22 +117,12 @@ impl Lease {
     pub fn id(&self) -> &str {
         &self.resident.spec.id
     }
-
-    /// Keeps the model resident until `stream` has been read or dropped.
-    pub fn hold<T: Send + 'static>(self, stream: BoxStream<'static, T>) -> BoxStream<'static, T> {
-        stream
-            .map(move |item| {
-                let _lease = &self;
-                item
-            })
-            .boxed()
-    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         {
-            let mut u = self.resident.use_();
+            let mut u = self.resident.use_.lock();
             u.in_flight -= 1;
             u.last_used = Instant::now();
         }
@@ -159,7 +145,7 @@ fn load_failed(id: &str, e: &anyhow::Error) -> ApiError {
         format!("The model `{id}` failed to load: {}", brief(e)),
     )
     .with_param("model")
-    .with_code("model_load_failed")
+    .with_code(ErrorCode::ModelLoadFailed)
 }
 
 impl Registry {
@@ -176,63 +162,74 @@ impl Registry {
         }))
     }
 
-    fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    /// Every model available: the models directory rescanned and each
+    /// model's header read (once per file), off the async workers.
+    pub async fn specs(self: &Arc<Self>) -> Vec<Arc<Spec>> {
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || this.rescan()).await {
+            Ok(specs) => specs,
+            Err(_) => self.specs.read().clone(),
+        }
     }
 
-    /// Every model available, rescanning the models directory.
-    pub fn specs(&self) -> Vec<Arc<Spec>> {
-        let previous = self.specs.read().map(|s| s.clone()).unwrap_or_default();
+    fn rescan(&self) -> Vec<Arc<Spec>> {
+        let previous = self.specs.read().clone();
         let fresh = self.config.registry.specs(&self.config.model, &previous);
-        if let Ok(mut specs) = self.specs.write() {
-            specs.clone_from(&fresh);
+        for spec in &fresh {
+            spec.meta();
         }
+        self.specs.write().clone_from(&fresh);
         fresh
     }
 
-    fn find(&self, name: &str) -> Option<Arc<Spec>> {
-        let known = self
-            .specs
+    /// A model known since the last scan.
+    fn known(&self, name: &str) -> Option<Arc<Spec>> {
+        self.specs
             .read()
-            .ok()?
             .iter()
             .find(|s| s.answers_to(name))
-            .cloned();
-        // A model dropped into the directory since the last scan.
-        known.or_else(|| self.specs().into_iter().find(|s| s.answers_to(name)))
+            .cloned()
     }
 
     /// The model a request names; none selects the most recently used
     /// loaded model, else the startup model (as LM Studio does).
-    pub fn resolve(&self, name: Option<&str>) -> ApiResult<Arc<Spec>> {
-        match name.map(str::trim).filter(|n| !n.is_empty()) {
-            Some(name) => self
-                .find(name)
-                .ok_or_else(|| ApiError::model_not_found(name)),
-            None => {
-                let slots = self.slots();
-                let recent = slots
-                    .values()
-                    .filter_map(|s| match s {
-                        Slot::Loaded(r) => Some(r),
-                        Slot::Loading { .. } => None,
-                    })
-                    .max_by_key(|r| r.use_().last_used)
-                    .map(|r| r.spec.clone());
-                drop(slots);
-                recent
-                    .or_else(|| self.specs.read().ok()?.first().cloned())
-                    .ok_or_else(|| ApiError::unavailable("No model is configured."))
-            }
+    pub async fn resolve(self: &Arc<Self>, name: Option<&str>) -> ApiResult<Arc<Spec>> {
+        let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+            return self.default_spec();
+        };
+        if let Some(spec) = self.known(name) {
+            return Ok(spec);
         }
+        // A model dropped into the directory since the last scan.
+        self.specs()
+            .await
+            .into_iter()
+            .find(|s| s.answers_to(name))
+            .ok_or_else(|| ApiError::model_not_found(name))
+    }
+
+    fn default_spec(&self) -> ApiResult<Arc<Spec>> {
+        let slots = self.slots.lock();
+        let recent = slots
+            .values()
+            .filter_map(|s| match s {
+                Slot::Loaded(r) => Some(r),
+                Slot::Loading { .. } => None,
+            })
+            .max_by_key(|r| r.use_.lock().last_used)
+            .map(|r| r.spec.clone());
+        drop(slots);
+        recent
+            .or_else(|| self.specs.read().first().cloned())
+            .ok_or_else(|| ApiError::unavailable("No model is configured."))
     }
 
     pub fn is_loaded(&self, id: &str) -> bool {
-        matches!(self.slots().get(id), Some(Slot::Loaded(_)))
+        matches!(self.slots.lock().get(id), Some(Slot::Loaded(_)))
     }
 
     pub fn progress(&self, id: &str) -> Progress {
-        match self.slots().get(id) {
+        match self.slots.lock().get(id) {
             Some(Slot::Loading { progress, .. }) => *progress.borrow(),
             Some(Slot::Loaded(_)) => Progress {
                 phase: "loaded",
@@ -255,7 +252,7 @@ impl Registry {
     }
 
     fn lease(self: &Arc<Self>, resident: &Arc<Resident>, ttl: Option<u64>) -> Lease {
-        let mut u = resident.use_();
+        let mut u = resident.use_.lock();
         u.in_flight += 1;
         u.last_used = Instant::now();
         if let Some(secs) = ttl {
@@ -271,7 +268,7 @@ impl Registry {
     /// The model `name`, loading it first if needed; waits while it loads
     /// or while every resident model is busy and there is no room.
     pub async fn acquire(self: &Arc<Self>, name: Option<&str>, origin: Origin) -> ApiResult<Lease> {
-        self.acquire_spec(self.resolve(name)?, origin).await
+        self.acquire_spec(self.resolve(name).await?, origin).await
     }
 
     /// The same, for a model already resolved.
@@ -281,9 +278,12 @@ impl Registry {
         origin: Origin,
     ) -> ApiResult<Lease> {
         if !self.is_loaded(&spec.id) {
-            // A file that is not a model fails here, before anything is evicted for it.
-            if let Err(e) = ferrite_engine::inspect(&spec.options) {
-                return Err(load_failed(&spec.id, &e));
+            // A file that is not a model fails here, before anything is
+            // evicted for it; its header is read once, off the async workers.
+            let s = spec.clone();
+            let header = tokio::task::spawn_blocking(move || s.inspected().err().map(String::from));
+            if let Ok(Some(e)) = header.await {
+                return Err(load_failed(&spec.id, &anyhow::anyhow!(e)));
             }
         }
         let asked = match origin {
@@ -292,7 +292,7 @@ impl Registry {
         loop {
             let room = self.changed.notified();
             let load = {
-                let mut slots = self.slots();
+                let mut slots = self.slots.lock();
                 let current = match slots.get(&spec.id) {
                     Some(Slot::Loaded(r)) => return Ok(self.lease(r, asked)),
                     Some(Slot::Loading { done, .. }) => Some(done.clone()),
@@ -326,8 +326,8 @@ impl Registry {
 
     /// The model `name` if it is resident now (no loading).
     pub fn loaded(self: &Arc<Self>, name: &str) -> Option<Lease> {
-        let spec = self.find(name)?;
-        match self.slots().get(&spec.id) {
+        let spec = self.known(name)?;
+        match self.slots.lock().get(&spec.id) {
             Some(Slot::Loaded(r)) => Some(self.lease(r, None)),
             _ => None,
         }
@@ -342,7 +342,7 @@ impl Registry {
                 .iter()
                 .filter_map(|(id, s)| match s {
                     Slot::Loaded(r) => {
-                        let u = r.use_();
+                        let u = r.use_.lock();
                         (u.in_flight == 0).then(|| (id.clone(), u.last_used))
                     }
                     Slot::Loading { .. } => None,
@@ -382,7 +382,7 @@ impl Registry {
         let id = spec.id.clone();
         let done = async move {
             let result = this.load(spec.clone(), ttl, tx).await;
-            let mut slots = this.slots();
+            let mut slots = this.slots.lock();
             let outcome = match result {
                 Ok(resident) => {
                     slots.insert(spec.id.clone(), Slot::Loaded(Arc::new(resident)));
@@ -474,11 +474,11 @@ impl Registry {
     /// last one ends).
     pub async fn unload(&self, name: &str) -> ApiResult<String> {
         let spec = self
-            .find(name)
+            .known(name)
             .ok_or_else(|| ApiError::model_not_found(name))?;
         loop {
             let loading = {
-                let mut slots = self.slots();
+                let mut slots = self.slots.lock();
                 match slots.get(&spec.id) {
                     Some(Slot::Loaded(_)) => {
                         slots.remove(&spec.id);
@@ -495,7 +495,7 @@ impl Registry {
                             format!("The model `{}` is not loaded.", spec.id),
                         )
                         .with_param("instance_id")
-                        .with_code("model_not_loaded"))
+                        .with_code(ErrorCode::ModelNotLoaded))
                     }
                 }
             };
@@ -506,7 +506,7 @@ impl Registry {
 
     /// Unloads every loaded model; returns their ids.
     pub fn unload_all(&self) -> Vec<String> {
-        let mut slots = self.slots();
+        let mut slots = self.slots.lock();
         let ids: Vec<String> = slots
             .iter()
             .filter(|(_, s)| matches!(s, Slot::Loaded(_)))
@@ -525,7 +525,7 @@ impl Registry {
 
     /// The instance of `id`, if loading or loaded.
     pub fn instance(&self, id: &str) -> Option<Instance> {
-        match self.slots().get(id)? {
+        match self.slots.lock().get(id)? {
             Slot::Loading { .. } => Some(Instance {
                 status: "loading",
                 idle: Duration::ZERO,
@@ -535,7 +535,7 @@ impl Registry {
                 meta: None,
             }),
             Slot::Loaded(r) => {
-                let u = r.use_();
+                let u = r.use_.lock();
                 Some(Instance {
                     status: "loaded",
                     idle: if u.in_flight > 0 {
@@ -578,12 +578,12 @@ impl Registry {
     }
 
     fn reap(&self) {
-        let mut slots = self.slots();
+        let mut slots = self.slots.lock();
         let expired: Vec<String> = slots
             .iter()
             .filter_map(|(id, s)| match s {
                 Slot::Loaded(r) => {
-                    let u = r.use_();
+                    let u = r.use_.lock();
                     let idle = u.in_flight == 0;
                     u.ttl
                         .filter(|ttl| idle && u.last_used.elapsed() >= *ttl)

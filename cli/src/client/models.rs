@@ -9,7 +9,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::remote::{duration, size, Client, Remote};
+use crate::client::remote::{duration, size, Client, Remote};
 
 #[derive(Args)]
 pub struct ListArgs {

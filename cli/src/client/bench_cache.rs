@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
 
-use crate::bench::percentile;
+use crate::client::bench::percentile;
 
 #[derive(Args, Clone)]
 pub struct CacheBenchArgs {

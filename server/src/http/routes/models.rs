@@ -7,7 +7,7 @@ use ferrite_openapi::doc::ApiErrors;
 use ferrite_openapi::models::{ModelList, ModelObject};
 use ferrite_openapi::ApiError;
 
-use crate::experts::Router;
+use crate::chat::experts::ExpertRouter;
 use crate::registry::catalog::Spec;
 use crate::state::AppState;
 
@@ -30,7 +30,7 @@ fn object(state: &AppState, spec: &Spec) -> ModelObject {
     }
 }
 
-fn router(r: &Router) -> ModelObject {
+fn router(r: &ExpertRouter) -> ModelObject {
     ModelObject {
         id: r.config.name.clone(),
         object: "model".into(),
@@ -47,6 +47,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiE
     let mut data: Vec<ModelObject> = state
         .registry
         .specs()
+        .await
         .iter()
         .map(|s| object(&state, s))
         .collect();
@@ -68,6 +69,6 @@ pub async fn get(
     if let Some(r) = state.experts.get(Some(&id)) {
         return Ok(Json(router(r)));
     }
-    let spec = state.registry.resolve(Some(&id))?;
+    let spec = state.registry.resolve(Some(&id)).await?;
     Ok(Json(object(&state, &spec)))
 }

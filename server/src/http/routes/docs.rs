@@ -11,29 +11,29 @@ use ferrite_openapi::{ApiError, ErrorBody};
 /// The OpenAPI document, serialized once at start-up.
 pub type Document = Arc<str>;
 
-const PAGE: &str = include_str!("../../assets/docs.html");
+const PAGE: &str = include_str!("../../../assets/docs.html");
 
 /// Asset name, media type, bytes.
 const ASSETS: [(&str, &str, &[u8]); 4] = [
     (
         "swagger-ui-bundle.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js"),
+        include_bytes!("../../../assets/swagger-ui/swagger-ui-bundle.js"),
     ),
     (
         "swagger-ui.css",
         "text/css; charset=utf-8",
-        include_bytes!("../../assets/swagger-ui/swagger-ui.css"),
+        include_bytes!("../../../assets/swagger-ui/swagger-ui.css"),
     ),
     (
         "LICENSE",
         "text/plain; charset=utf-8",
-        include_bytes!("../../assets/swagger-ui/LICENSE"),
+        include_bytes!("../../../assets/swagger-ui/LICENSE"),
     ),
     (
         "swagger-ui-bundle.js.LICENSE.txt",
         "text/plain; charset=utf-8",
-        include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js.LICENSE.txt"),
+        include_bytes!("../../../assets/swagger-ui/swagger-ui-bundle.js.LICENSE.txt"),
     ),
 ];
 

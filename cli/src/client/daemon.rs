@@ -13,9 +13,9 @@ use ferrite_openapi::manage::V1ModelList;
 use indicatif::ProgressBar;
 use serde_json::Value;
 
-use crate::cli::ServeArgs;
-use crate::config::Config;
-use crate::remote::{duration, Client, Remote};
+use crate::client::remote::{duration, Client, Remote};
+use ferrite_server::Config;
+use ferrite_server::ServeArgs;
 
 #[derive(Subcommand)]
 pub enum ServerCommand {

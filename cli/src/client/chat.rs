@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::remote::{Client, Remote};
+use crate::client::remote::{Client, Remote};
 
 #[derive(Args)]
 pub struct ChatArgs {

@@ -14,8 +14,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::http::{http_metrics, openapi, unread_body};
 use crate::state::AppState;
-use crate::{api, http_metrics, unread_body};
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -40,26 +40,10 @@ pub fn router(state: AppState, auth: AuthLayer, prometheus: PrometheusHandle) ->
     let cors = cors(&http.cors_origins);
     let request_id = HeaderName::from_static(REQUEST_ID);
 
-    let router = api::routes(state, prometheus);
-    let router = router.layer(axum::middleware::from_fn(http_metrics::track));
-    // The timeout covers the time to the response head: streams run on.
-    let router = router.layer(
-        ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(move |_: BoxError| async move {
-                ApiError::timeout(format!(
-                    "The request did not start answering within {} seconds.",
-                    timeout.as_secs()
-                ))
-            }))
-            .timeout(timeout),
-    );
-    // Inside CORS, so preflights pass and 401s carry CORS headers.
-    let router = router.layer(auth);
-    let router = match cors {
-        Some(layer) => router.layer(layer),
-        None => router,
-    };
-    router.layer(
+    // Outermost first. CORS sits outside auth, so preflights pass and 401s
+    // carry CORS headers; the timeout covers the time to the response head
+    // (streams run on).
+    openapi::routes(state, prometheus).layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(
@@ -85,6 +69,16 @@ pub fn router(state: AppState, auth: AuthLayer, prometheus: PrometheusHandle) ->
                     .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
             )
             .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(axum::middleware::from_fn(unread_body::close_if_unread)),
+            .layer(axum::middleware::from_fn(unread_body::close_if_unread))
+            .option_layer(cors)
+            .layer(auth)
+            .layer(HandleErrorLayer::new(move |_: BoxError| async move {
+                ApiError::timeout(format!(
+                    "The request did not start answering within {} seconds.",
+                    timeout.as_secs()
+                ))
+            }))
+            .timeout(timeout)
+            .layer(axum::middleware::from_fn(http_metrics::track)),
     )
 }

@@ -7,11 +7,11 @@ use axum::Json;
 use ferrite_middleware::memory_store::{MemoryStore, StoreError};
 use ferrite_openapi::doc::ApiErrors;
 use ferrite_openapi::memory::{MemoryDeleted, MemoryList};
-use ferrite_openapi::{ApiError, ApiResult};
+use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::extract::{Caller, QueryParams};
+use crate::http::extract::{Caller, QueryParams};
 use crate::state::AppState;
 
 const MAX_LIMIT: usize = 100;
@@ -42,7 +42,7 @@ fn store(state: &AppState) -> ApiResult<&Arc<dyn MemoryStore>> {
         return Err(ApiError::not_found(
             "Conversation memory is off on this server (set `memory.enabled`).",
         )
-        .with_code("memory_disabled"));
+        .with_code(ErrorCode::MemoryDisabled));
     }
     state.memory.as_ref().ok_or_else(|| {
         ApiError::unavailable("The memory store could not be opened; see the server log.")

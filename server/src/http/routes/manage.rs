@@ -16,7 +16,7 @@ use ferrite_openapi::manage::{
 };
 use ferrite_openapi::{ApiError, ApiResult};
 
-use crate::extract::JsonBody;
+use crate::http::extract::JsonBody;
 use crate::registry::catalog::Spec;
 use crate::registry::{Lease, Origin};
 use crate::state::AppState;
@@ -75,6 +75,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<V1ModelList>>
     let models = state
         .registry
         .specs()
+        .await
         .iter()
         .map(|s| v1_model(&state, s))
         .collect();
@@ -120,7 +121,7 @@ pub async fn load(
     if request.model.trim().is_empty() {
         return Err(ApiError::invalid("model", "Name the model to load."));
     }
-    let spec = state.registry.resolve(Some(&request.model))?;
+    let spec = state.registry.resolve(Some(&request.model)).await?;
     let started = Instant::now();
     let origin = Origin::Explicit { ttl: request.ttl };
     if !request.stream {

@@ -26,6 +26,6 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, Api
     state.ready()?;
     Ok(Json(Readiness {
         status: "ready".into(),
-        model: state.registry.resolve(None)?.id.clone(),
+        model: state.registry.resolve(None).await?.id.clone(),
     }))
 }

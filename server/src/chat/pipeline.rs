@@ -1,6 +1,5 @@
-//! One model's chat pipeline, outermost first: budgets, memory, cache,
-//! thinking, engine. Each layer is there only when its config section turns
-//! it on. What must outlive a model (the response cache, the tenants'
+//! One model's chat pipeline, read top to bottom in `build` (outermost
+//! first). Each layer is there only when its config section turns it on. What must outlive a model (the response cache, the tenants'
 //! budgets, the memory store) is shared by every model's pipeline.
 
 use std::sync::{Arc, OnceLock};
@@ -12,11 +11,11 @@ use ferrite_middleware::memory::MemoryLayer;
 use ferrite_middleware::memory_store::MemoryStore;
 use ferrite_middleware::thinking::ThinkingLayer;
 use ferrite_middleware::{ChatService, EngineService};
-use tower::{Layer, ServiceBuilder};
+use tower::ServiceBuilder;
 
 use crate::config::Config;
 
-pub struct Shared {
+pub struct SharedLayers {
     config: Arc<Config>,
     pub cache: Option<Arc<ResponseCache>>,
     memory: Option<Arc<dyn MemoryStore>>,
@@ -24,7 +23,7 @@ pub struct Shared {
     budgets: OnceLock<Arc<Budgets>>,
 }
 
-impl Shared {
+impl SharedLayers {
     pub fn new(config: Arc<Config>, memory: Option<Arc<dyn MemoryStore>>) -> Self {
         let cache = config
             .cache
@@ -57,14 +56,14 @@ pub struct Pipeline {
     pub budgets: Option<Arc<Budgets>>,
 }
 
-pub fn build(engine: Arc<dyn Engine>, shared: &Shared) -> Pipeline {
+pub fn build(engine: Arc<dyn Engine>, shared: &SharedLayers) -> Pipeline {
     let config = &shared.config;
-    let generate =
-        ThinkingLayer::new(config.thinking.clone()).layer(EngineService::new(engine.clone()));
-    let core = match &shared.cache {
-        Some(cache) => ChatService::new(CacheLayer::new(cache.clone()).layer(generate)),
-        None => ChatService::new(generate),
-    };
+    let core = ChatService::new(
+        ServiceBuilder::new()
+            .option_layer(shared.cache.clone().map(CacheLayer::new))
+            .layer(ThinkingLayer::new(config.thinking.clone()))
+            .service(EngineService::new(engine.clone())),
+    );
     let memory = config
         .memory
         .enabled

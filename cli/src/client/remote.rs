@@ -7,7 +7,7 @@ use futures::stream::{BoxStream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::sse_read;
+use crate::client::sse_read;
 
 #[derive(Args, Clone)]
 pub struct Remote {
@@ -19,7 +19,7 @@ pub struct Remote {
     pub api_key: Option<String>,
 }
 
-pub use crate::sse_read::Event;
+pub use crate::client::sse_read::Event;
 
 pub struct Client {
     http: reqwest::Client,

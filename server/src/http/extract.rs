@@ -8,7 +8,7 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
 use ferrite_middleware::auth::Identity;
 use ferrite_openapi::parse::parse_json;
-use ferrite_openapi::ApiError;
+use ferrite_openapi::{ApiError, ErrorCode};
 use serde::de::DeserializeOwned;
 
 use crate::state::AppState;
@@ -49,7 +49,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 "invalid_request_error",
                 "The request body is empty; expected a JSON object.",
             )
-            .with_code("invalid_json"));
+            .with_code(ErrorCode::InvalidJson));
         }
         Ok(JsonBody(parse_json(&bytes)?))
     }
@@ -79,7 +79,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
             .map(|Query(q)| QueryParams(q))
             .map_err(|e| {
                 ApiError::new(400, "invalid_request_error", e.body_text())
-                    .with_code("invalid_query")
+                    .with_code(ErrorCode::InvalidQuery)
             })
     }
 }

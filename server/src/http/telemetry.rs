@@ -14,7 +14,7 @@ use futures::StreamExt;
 use tracing::Span;
 
 /// What a streamed chunk tells about progress.
-pub trait Progress {
+pub trait Metered {
     /// Whether it carries generated text.
     fn has_text(&self) -> bool;
     fn usage(&self) -> Option<Usage>;
@@ -22,7 +22,7 @@ pub trait Progress {
     fn text(&self) -> &str;
 }
 
-impl Progress for ChatCompletionChunk {
+impl Metered for ChatCompletionChunk {
     fn has_text(&self) -> bool {
         self.choices.iter().any(|c| {
             c.delta.content.as_ref().is_some_and(|t| !t.is_empty())
@@ -41,7 +41,7 @@ impl Progress for ChatCompletionChunk {
     }
 }
 
-impl Progress for Completion {
+impl Metered for Completion {
     fn has_text(&self) -> bool {
         self.choices.iter().any(|c| !c.text.is_empty())
     }
@@ -128,7 +128,7 @@ impl Drop for Meter {
 /// Passes `stream` through unchanged, measuring it. A stream dropped before
 /// its usage chunk counts as cancelled.
 /// With `log_content`, the answer is logged too.
-pub fn meter<T: Progress + Send + 'static>(
+pub fn meter<T: Metered + Send + 'static>(
     endpoint: &'static str,
     started: Instant,
     log_content: bool,

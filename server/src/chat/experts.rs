@@ -11,23 +11,22 @@ use ferrite_openapi::chat::{
     last_user_text, ChatMessage, ChatRequest, Role, RouteFallback, RouteReport,
 };
 use ferrite_openapi::common::Usage;
-use ferrite_openapi::{ApiError, ApiResult};
+use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
 use futures::StreamExt;
-use tower::ServiceExt;
 use tracing::{info, warn};
 
-use crate::registry::Origin;
-use crate::sse;
+use crate::chat::generate::{on_model, Load, Stages};
+use crate::http::sse;
 use crate::state::AppState;
 
-pub struct Router {
+pub struct ExpertRouter {
     pub config: RouterConfig,
     classifier: Classifier,
 }
 
 /// Every configured router, by name.
 pub struct Experts {
-    routers: Vec<Router>,
+    routers: Vec<ExpertRouter>,
 }
 
 impl Experts {
@@ -36,7 +35,7 @@ impl Experts {
             .iter()
             .map(|c| {
                 Classifier::new(c)
-                    .map(|classifier| Router {
+                    .map(|classifier| ExpertRouter {
                         config: c.clone(),
                         classifier,
                     })
@@ -46,14 +45,14 @@ impl Experts {
         Ok(Self { routers })
     }
 
-    pub fn get(&self, name: Option<&str>) -> Option<&Router> {
+    pub fn get(&self, name: Option<&str>) -> Option<&ExpertRouter> {
         let name = name?.trim();
         self.routers
             .iter()
             .find(|r| r.config.name.eq_ignore_ascii_case(name))
     }
 
-    pub fn all(&self) -> &[Router] {
+    pub fn all(&self) -> &[ExpertRouter] {
         &self.routers
     }
 }
@@ -68,10 +67,10 @@ keep what is right, fix what the review found. Do not mention the draft or the r
 /// A model's failure worth trying the next candidate for: it could not be
 /// loaded or found, or it failed itself. A bad request fails everywhere.
 fn falls_back(e: &ApiError) -> bool {
-    e.status >= 500 || e.code.as_deref() == Some("model_not_found")
+    e.status >= 500 || e.code == Some(ErrorCode::ModelNotFound)
 }
 
-impl Router {
+impl ExpertRouter {
     /// Classifies, answers through the first candidate that works, and says
     /// which model answered and why.
     pub async fn answer(&self, state: &AppState, request: ChatRequest) -> ApiResult<ChatResponse> {
@@ -137,7 +136,7 @@ impl Router {
             "server_error",
             format!("Router `{router}` found no model that could answer ({tried})."),
         )
-        .with_code("route_failed"))
+        .with_code(ErrorCode::RouteFailed))
     }
 }
 
@@ -146,28 +145,13 @@ impl Router {
 async fn run(
     state: &AppState,
     model: &str,
-    mut request: ChatRequest,
+    request: ChatRequest,
 ) -> ApiResult<(ChatResponse, String)> {
-    let lease = state
-        .registry
-        .acquire(Some(model), Origin::Request { ttl: request.ttl })
-        .await?;
-    let id = lease.id().to_string();
-    request.model = Some(id.clone());
-    let ChatResponse {
-        stream,
-        headers,
-        extension,
-    } = lease.pipeline.service.clone().oneshot(request).await?;
-    let stream = lease.hold(sse::peek(stream).await?);
-    Ok((
-        ChatResponse {
-            stream,
-            headers,
-            extension,
-        },
-        id,
-    ))
+    let spec = state.registry.resolve(Some(model)).await?;
+    let id = spec.id.clone();
+    let mut answer = on_model(&state.registry, spec, request, Load::Wait, Stages::All).await?;
+    answer.stream = sse::peek(answer.stream).await?;
+    Ok((answer, id))
 }
 
 /// The whole answer's text and usage.

@@ -11,7 +11,7 @@ use clap::Args;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::sse_read;
+use crate::client::sse_read;
 
 #[derive(Args, Clone)]
 pub struct BenchArgs {

@@ -12,7 +12,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::routes::{
+use crate::http::routes::{
     chat, completions, docs, fallback, health, lmstudio, manage, memory, metrics, models,
 };
 use crate::state::AppState;

@@ -1,19 +1,18 @@
-//! LM Studio's REST API v0. Chat and text completions run through the /v1
-//! handlers as streams, so that `stats` times the first token as it leaves
-//! the pipeline; the answer is then sent whole, with `stats`, `model_info`
-//! and `runtime` added. Streaming requests get the /v1 stream unchanged.
+//! LM Studio's REST API v0. Chat and text completions take the same road as
+//! /v1 and read its chunks as they come, so that `stats` times the first
+//! token as it leaves the pipeline; the answer is then sent whole, with
+//! `stats`, `model_info` and `runtime` added. Streaming requests get the
+//! /v1 stream unchanged.
 
 use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ferrite_openapi::aggregate::{ChatAccumulator, CompletionAccumulator};
-use ferrite_openapi::chat::{ChatCompletionChunk, ChatRequest};
-use ferrite_openapi::common::{StreamOptions, Usage};
+use ferrite_openapi::chat::{ChatCompletion, ChatCompletionChunk, ChatRequest};
+use ferrite_openapi::common::Usage;
 use ferrite_openapi::completions::{Completion, CompletionRequest};
 use ferrite_openapi::doc::ApiErrors;
 use ferrite_openapi::lmstudio::{
@@ -22,14 +21,14 @@ use ferrite_openapi::lmstudio::{
 };
 use ferrite_openapi::models::ModelMeta;
 use ferrite_openapi::{ApiError, ApiResult};
+use futures::stream::BoxStream;
 use futures::StreamExt;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
 
-use crate::extract::{Caller, JsonBody};
+use crate::chat::generate::{complete, generate, Valid};
+use crate::http::extract::{Caller, JsonBody};
+use crate::http::routes::{append_headers, chat, completions};
+use crate::http::telemetry::{self, Metered};
 use crate::registry::catalog::Spec;
-use crate::routes::{chat, completions};
-use crate::sse_read;
 use crate::state::AppState;
 
 fn unknown(meta: Option<&ModelMeta>, f: impl Fn(&ModelMeta) -> Option<String>) -> String {
@@ -78,6 +77,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<V0ModelList>>
     let data = state
         .registry
         .specs()
+        .await
         .iter()
         .map(|s| model(s, state.registry.meta(s).as_ref()))
         .collect();
@@ -95,70 +95,109 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<V0Model>> {
-    let spec = state.registry.resolve(Some(&id))?;
+    let spec = state.registry.resolve(Some(&id)).await?;
     Ok(Json(model(&spec, state.registry.meta(&spec).as_ref())))
 }
 
-/// A /v1 stream read back: its chunks, and when the first output arrived.
-struct Read<T> {
-    chunks: Vec<T>,
-    first_output: Option<Instant>,
+/// What LM Studio's `stats` read off a finished answer.
+trait Finished {
+    fn model(&self) -> &str;
+    fn usage(&self) -> Option<Usage>;
+    fn finish_reason(&self) -> Option<&str>;
 }
 
-/// Reads the `data:` events of a /v1 SSE body; an error event becomes the
-/// error of the whole call, as in a non-streaming /v1 request.
-async fn read_stream<T: DeserializeOwned>(
-    body: Body,
-    has_output: impl Fn(&T) -> bool,
-) -> ApiResult<Read<T>> {
-    let mut read = Read {
-        chunks: Vec::new(),
-        first_output: None,
-    };
-    let mut events = std::pin::pin!(sse_read::events(body.into_data_stream()));
-    while let Some(event) = events.next().await {
-        let event = event.map_err(|e| ApiError::internal(format!("stream failed: {e}")))?;
-        let data = event.data.as_str();
-        if data == "[DONE]" {
-            return Ok(read);
-        }
-        let value: Value = serde_json::from_str(data)
-            .map_err(|e| ApiError::internal(format!("bad stream event: {e}")))?;
-        if let Some(error) = value.get("error") {
-            // The stream's error event, with the status /v1 would have sent.
-            let kind = error["type"].as_str().unwrap_or("server_error");
-            let status = match kind {
-                "invalid_request_error" => 400,
-                _ => 500,
-            };
-            let mut e = ApiError::new(status, kind, error["message"].as_str().unwrap_or("failed"));
-            e.param = error["param"].as_str().map(String::from);
-            e.code = error["code"].as_str().map(String::from);
-            return Err(e);
-        }
-        let chunk: T = serde_json::from_value(value)
-            .map_err(|e| ApiError::internal(format!("bad stream chunk: {e}")))?;
-        if read.first_output.is_none() && has_output(&chunk) {
-            read.first_output = Some(Instant::now());
-        }
-        read.chunks.push(chunk);
+impl Finished for ChatCompletion {
+    fn model(&self) -> &str {
+        &self.model
     }
-    Ok(read)
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+    fn finish_reason(&self) -> Option<&str> {
+        self.choices.first()?.finish_reason.as_deref()
+    }
+}
+
+impl Finished for Completion {
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+    fn finish_reason(&self) -> Option<&str> {
+        self.choices.first()?.finish_reason.as_deref()
+    }
+}
+
+/// Folds one kind of answer's chunks.
+trait Accumulate: Default {
+    type Chunk: Metered;
+    type Answer: Finished;
+    fn add(&mut self, chunk: &Self::Chunk);
+    fn done(self) -> Self::Answer;
+}
+
+impl Accumulate for ChatAccumulator {
+    type Chunk = ChatCompletionChunk;
+    type Answer = ChatCompletion;
+    fn add(&mut self, chunk: &ChatCompletionChunk) {
+        self.push(chunk);
+    }
+    fn done(self) -> ChatCompletion {
+        self.finish()
+    }
+}
+
+impl Accumulate for CompletionAccumulator {
+    type Chunk = Completion;
+    type Answer = Completion;
+    fn add(&mut self, chunk: &Completion) {
+        self.push(chunk);
+    }
+    fn done(self) -> Completion {
+        self.finish()
+    }
+}
+
+/// Reads an answer whole (timing its first output) and sends it as `body`
+/// makes it, with LM Studio's extras.
+async fn whole<A: Accumulate>(
+    state: &AppState,
+    started: Instant,
+    headers: Vec<(String, String)>,
+    mut chunks: BoxStream<'static, ApiResult<A::Chunk>>,
+    body: fn(A::Answer, V0Extras) -> Response,
+) -> ApiResult<Response> {
+    let mut acc = A::default();
+    let mut first = None;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| e.with_headers(headers.clone()))?;
+        if first.is_none() && chunk.has_text() {
+            first = Some(Instant::now());
+        }
+        acc.add(&chunk);
+    }
+    let answer = acc.done();
+    let extras = extras(state, &answer, started, first).await;
+    let mut response = body(answer, extras);
+    append_headers(&mut response, headers);
+    Ok(response)
 }
 
 /// `stats`, `model_info` and `runtime` for the answer `model` gave.
-fn extras(
+async fn extras(
     state: &AppState,
-    model: &str,
-    usage: Option<Usage>,
-    finish: Option<&str>,
+    answer: &impl Finished,
     started: Instant,
     first: Option<Instant>,
 ) -> V0Extras {
+    let (model, usage, finish) = (answer.model(), answer.usage(), answer.finish_reason());
     let now = Instant::now();
     let meta = state
         .registry
         .resolve(Some(model))
+        .await
         .ok()
         .and_then(|spec| state.registry.meta(&spec));
     let meta = meta.as_ref();
@@ -197,23 +236,6 @@ fn extras(
     }
 }
 
-/// The /v1 response's own headers (rate limits, cache, memory) carry over.
-fn with_headers(mut response: Response, from: &HeaderMap) -> Response {
-    for (name, value) in from {
-        if ![
-            CONTENT_TYPE,
-            CONTENT_LENGTH,
-            CACHE_CONTROL,
-            TRANSFER_ENCODING,
-        ]
-        .contains(name)
-        {
-            response.headers_mut().insert(name.clone(), value.clone());
-        }
-    }
-    response
-}
-
 /// A chat completion with LM Studio's `stats`, `model_info` and `runtime`.
 #[utoipa::path(post, path = "/api/v0/chat/completions", tag = "lmstudio",
     operation_id = "createChatCompletionV0", request_body = ChatRequest,
@@ -226,51 +248,19 @@ pub async fn chat_completions(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    JsonBody(mut request): JsonBody<ChatRequest>,
+    JsonBody(request): JsonBody<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
     if request.is_stream() {
         return chat::chat_completions(State(state), caller, headers, JsonBody(request)).await;
     }
-    request.stream = Some(true);
-    request.stream_options = Some(StreamOptions {
-        include_usage: Some(true),
-    });
-    let response =
-        chat::chat_completions(State(state.clone()), caller, headers, JsonBody(request)).await?;
-    let (parts, body) = response.into_parts();
-    let read = read_stream(body, |c: &ChatCompletionChunk| {
-        c.choices.iter().any(|ch| {
-            ch.delta.content.as_deref().is_some_and(|t| !t.is_empty())
-                || ch
-                    .delta
-                    .reasoning_content
-                    .as_deref()
-                    .is_some_and(|t| !t.is_empty())
-                || ch.delta.tool_calls.is_some()
-        })
+    let started = Instant::now();
+    let request = chat::accept(&state, caller, &headers, request)?;
+    let (headers, chunks) = generate(&state, request).await?.into_parts();
+    let chunks = telemetry::meter("chat", started, state.config.log.content, chunks);
+    whole::<ChatAccumulator>(&state, started, headers, chunks, |completion, extras| {
+        Json(V0ChatCompletion { completion, extras }).into_response()
     })
-    .await?;
-    // The accumulator keeps the `ferrite` extension of every chunk.
-    let mut acc = ChatAccumulator::default();
-    for chunk in &read.chunks {
-        acc.push(chunk);
-    }
-    let completion = acc.finish();
-    let finish = completion
-        .choices
-        .first()
-        .and_then(|c| c.finish_reason.as_deref());
-    let extras = extras(
-        &state,
-        &completion.model,
-        completion.usage,
-        finish,
-        started,
-        read.first_output,
-    );
-    let body = V0ChatCompletion { completion, extras };
-    Ok(with_headers(Json(body).into_response(), &parts.headers))
+    .await
 }
 
 /// A text completion with LM Studio's `stats`, `model_info` and `runtime`.
@@ -283,41 +273,18 @@ pub async fn chat_completions(
     ))]
 pub async fn completions(
     State(state): State<AppState>,
-    caller: Caller,
-    JsonBody(mut request): JsonBody<CompletionRequest>,
+    Caller(caller): Caller,
+    JsonBody(request): JsonBody<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
     if request.is_stream() {
-        return completions::completions(State(state), caller, JsonBody(request)).await;
+        return completions::completions(State(state), Caller(caller), JsonBody(request)).await;
     }
-    request.stream = Some(true);
-    request.stream_options = Some(StreamOptions {
-        include_usage: Some(true),
-    });
-    let response =
-        completions::completions(State(state.clone()), caller, JsonBody(request)).await?;
-    let (parts, body) = response.into_parts();
-    let read = read_stream(body, |c: &Completion| {
-        c.choices.iter().any(|ch| !ch.text.is_empty())
+    let started = Instant::now();
+    let request = Valid::new(request, &state.config.limits)?;
+    let (headers, chunks) = complete(&state, &caller.tenant, request).await?;
+    let chunks = telemetry::meter("completions", started, state.config.log.content, chunks);
+    whole::<CompletionAccumulator>(&state, started, headers, chunks, |completion, extras| {
+        Json(V0Completion { completion, extras }).into_response()
     })
-    .await?;
-    let mut acc = CompletionAccumulator::default();
-    for chunk in &read.chunks {
-        acc.push(chunk);
-    }
-    let completion = acc.finish();
-    let finish = completion
-        .choices
-        .first()
-        .and_then(|c| c.finish_reason.as_deref());
-    let extras = extras(
-        &state,
-        &completion.model,
-        completion.usage,
-        finish,
-        started,
-        read.first_output,
-    );
-    let body = V0Completion { completion, extras };
-    Ok(with_headers(Json(body).into_response(), &parts.headers))
+    .await
 }

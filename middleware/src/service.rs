@@ -7,6 +7,8 @@ use ferrite_engine::{ChatStream, Engine};
 use ferrite_openapi::chat::{ChatRequest, ResponseExtension};
 use ferrite_openapi::ApiError;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use tower::util::BoxCloneSyncService;
 use tower::Service;
 
@@ -33,6 +35,31 @@ impl ChatResponse {
         self
     }
 
+    /// Keeps `guard` (a model lease, an admission slot) until the answer
+    /// has been read to its end or dropped.
+    pub fn hold<G: Send + 'static>(mut self, guard: G) -> Self {
+        self.stream = hold(self.stream, guard);
+        self
+    }
+
+    /// The headers, and the chunks with the `ferrite` extension riding on
+    /// the first chunk that is not a comment.
+    pub fn into_parts(self) -> (Vec<(String, String)>, ChatStream) {
+        let mut extension = (!self.extension.is_empty()).then_some(self.extension);
+        let chunks = self
+            .stream
+            .map(move |item| {
+                item.map(|mut c| {
+                    if let Some(ext) = extension.take_if(|_| c.comment.is_none()) {
+                        c.ferrite.get_or_insert_with(Default::default).merge(ext);
+                    }
+                    c
+                })
+            })
+            .boxed();
+        (self.headers, chunks)
+    }
+
     /// The value of a header a layer further in has set.
     pub fn header_value(&self, name: &str) -> Option<&str> {
         self.headers
@@ -40,6 +67,19 @@ impl ChatResponse {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// Keeps `guard` alive until `stream` has been read to its end or dropped.
+pub fn hold<T: Send + 'static, G: Send + 'static>(
+    stream: BoxStream<'static, T>,
+    guard: G,
+) -> BoxStream<'static, T> {
+    stream
+        .map(move |item| {
+            let _guard = &guard;
+            item
+        })
+        .boxed()
 }
 
 /// Takes the inner service that `poll_ready` readied, leaving a fresh clone

@@ -52,33 +52,27 @@ fn data<T: Serialize>(value: &T) -> Event {
 
 /// `data: {chunk}` events, `data: {"error":...}` on failure, then `data: [DONE]`.
 /// `keep` drops chunks the client did not ask for (the usage-only chunk).
-/// `guard` lives as long as the stream: it holds the request's admission slot.
-pub fn sse<T, G>(
+pub fn sse<T>(
     stream: BoxStream<'static, ApiResult<T>>,
     keep: impl Fn(&T) -> bool + Send + 'static,
-    guard: G,
 ) -> Response
 where
     T: Serialize + Comment + Send + 'static,
-    G: Send + Sync + 'static,
 {
-    let events = async_events(stream, keep, guard);
+    let events = async_events(stream, keep);
     Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
 
-fn async_events<T, G>(
+fn async_events<T>(
     mut stream: BoxStream<'static, ApiResult<T>>,
     keep: impl Fn(&T) -> bool + Send + 'static,
-    guard: G,
 ) -> impl Stream<Item = Result<Event, Infallible>>
 where
     T: Serialize + Comment + Send + 'static,
-    G: Send + Sync + 'static,
 {
     async_stream::stream! {
-        let _guard = guard;
         while let Some(item) = stream.next().await {
             match item {
                 Ok(chunk) if chunk.comment().is_some() => {

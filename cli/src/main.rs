@@ -1,0 +1,53 @@
+//! The `ferrite` binary: `ferrite serve` runs the server (the
+//! `ferrite-server` library); every other command is a client of a running
+//! server, or a local tool.
+//!
+//! # Layout
+//! - `cli.rs`: the command line.
+//! - `client/`: the client commands (`ls`, `ps`, `load`, `unload`, `chat`,
+//!   `server start|stop|status`, the benchmarks) and what they share: the
+//!   HTTP client (`remote.rs`) and an SSE reader (`sse_read.rs`);
+//!   `quantize.rs` re-quantizes a GGUF file locally.
+
+mod cli;
+mod client;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cli::Command;
+use client::{bench, bench_cache, bench_soak, chat, daemon, models, quantize};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => ferrite_server::serve(*args).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::BenchCache(args) => bench_cache::run(args).await,
+        Command::BenchSoak(args) => bench_soak::run(args).await,
+        Command::Openapi => print_openapi(),
+        Command::Ls(args) => models::ls(args).await,
+        Command::Ps(args) => models::ps(args).await,
+        Command::Load(args) => models::load(args).await,
+        Command::Unload(args) => models::unload(args).await,
+        Command::Chat(args) => chat::run(args).await,
+        Command::Server(command) => daemon::run(command).await,
+        Command::Quantize(args) => quantize::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrite: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_openapi() -> anyhow::Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&ferrite_server::openapi_json())?
+    );
+    Ok(())
+}

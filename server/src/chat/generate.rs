@@ -1,0 +1,229 @@
+//! The one road every request takes to a model, after TGI's
+//! `Infer::generate_stream`: a validated request in, typed chunks out. It
+//! resolves the router or the model, loads the model just in time, runs the
+//! model's pipeline and holds the model and the client's place until the
+//! answer has been read. Handlers (v1, v0, streaming or not) only render
+//! what comes back; routers and cache precompute come this way too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrite_engine::CompletionStream;
+use ferrite_middleware::{hold, ChatResponse};
+use ferrite_openapi::chat::{ChatCompletionChunk, ChatRequest};
+use ferrite_openapi::completions::CompletionRequest;
+use ferrite_openapi::validate::RequestLimits;
+use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
+use futures::StreamExt;
+use tower::ServiceExt;
+
+use crate::registry::catalog::Spec;
+use crate::registry::{Origin, Registry};
+use crate::state::AppState;
+
+/// A request checked against the API's rules and the server's limits: the
+/// only kind the functions here take.
+pub struct Valid<T>(T);
+
+/// What a request must pass before it may reach a model.
+pub trait Check {
+    fn check(&self, limits: &RequestLimits) -> ApiResult<()>;
+}
+
+impl Check for ChatRequest {
+    fn check(&self, limits: &RequestLimits) -> ApiResult<()> {
+        self.validate()?;
+        self.check_limits(limits)
+    }
+}
+
+impl Check for CompletionRequest {
+    fn check(&self, limits: &RequestLimits) -> ApiResult<()> {
+        self.validate()?;
+        self.check_limits(limits)
+    }
+}
+
+impl<T: Check> Valid<T> {
+    pub fn new(request: T, limits: &RequestLimits) -> ApiResult<Self> {
+        request.check(limits)?;
+        Ok(Self(request))
+    }
+
+    pub fn get(&self) -> &T {
+        &self.0
+    }
+}
+
+/// How the model is had.
+#[derive(Clone, Copy)]
+pub enum Load {
+    /// Loaded if need be; the caller waits.
+    Wait,
+    /// Loaded if need be; meanwhile the stream carries progress comments
+    /// (clients and proxies see a live connection).
+    Report,
+    /// Only a model resident now: background work never loads one.
+    Resident,
+}
+
+/// Which of the model's layers run.
+#[derive(Clone, Copy)]
+pub enum Stages {
+    /// The whole pipeline: budgets, memory, cache, thinking, engine.
+    All,
+    /// Cache, thinking and engine: what cache precompute runs.
+    Core,
+}
+
+/// Answers a client's chat request through its router or its model.
+pub async fn generate(state: &AppState, request: Valid<ChatRequest>) -> ApiResult<ChatResponse> {
+    state.ready()?;
+    let request = request.0;
+    let span = tracing::Span::current();
+    if let Some(router) = state.experts.get(request.model.as_deref()) {
+        span.record("model", router.config.name.as_str());
+        let slot = state.admit()?;
+        return Ok(router.answer(state, request).await?.hold(slot));
+    }
+    let spec = state.registry.resolve(request.model.as_deref()).await?;
+    span.record("model", spec.id.as_str());
+    let slot = state.admit()?;
+    let load = if request.is_stream() {
+        Load::Report
+    } else {
+        Load::Wait
+    };
+    let answer = on_model(&state.registry, spec, request, load, Stages::All).await?;
+    Ok(answer.hold(slot))
+}
+
+/// Background work (cache precompute) on a resident model's core layers.
+pub async fn background(registry: &Arc<Registry>, request: ChatRequest) -> ApiResult<ChatResponse> {
+    let spec = registry.resolve(request.model.as_deref()).await?;
+    on_model(registry, spec, request, Load::Resident, Stages::Core).await
+}
+
+/// Runs `request` on one model, held until its answer has been read.
+pub async fn on_model(
+    registry: &Arc<Registry>,
+    spec: Arc<Spec>,
+    mut request: ChatRequest,
+    load: Load,
+    stages: Stages,
+) -> ApiResult<ChatResponse> {
+    // One name per model, so that the cache sees one request.
+    request.model = Some(spec.id.clone());
+    let origin = Origin::Request { ttl: request.ttl };
+    let lease = match load {
+        Load::Resident => registry.loaded(&spec.id).ok_or_else(|| {
+            ApiError::unavailable("The model is not loaded.").with_code(ErrorCode::ModelNotLoaded)
+        })?,
+        Load::Report if !registry.is_loaded(&spec.id) => {
+            let chunks = while_loading(registry.clone(), spec, origin, request);
+            return Ok(ChatResponse::new(chunks));
+        }
+        Load::Report | Load::Wait => registry.acquire_spec(spec, origin).await?,
+    };
+    let service = match stages {
+        Stages::All => lease.pipeline.service.clone(),
+        Stages::Core => lease.pipeline.core.clone(),
+    };
+    Ok(service.oneshot(request).await?.hold(lease))
+}
+
+/// Load progress as SSE comments every second, then the answer, with the
+/// model held to its end.
+fn while_loading(
+    registry: Arc<Registry>,
+    spec: Arc<Spec>,
+    origin: Origin,
+    request: ChatRequest,
+) -> ferrite_engine::ChatStream {
+    let id = spec.id.clone();
+    async_stream::stream! {
+        let acquire = registry.acquire_spec(spec, origin);
+        tokio::pin!(acquire);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let lease = loop {
+            tokio::select! {
+                lease = &mut acquire => break lease,
+                _ = tick.tick() => {
+                    let p = registry.progress(&id);
+                    let note = format!("ferrite: loading model {id}: {} {:.0}%", p.phase, p.fraction * 100.0);
+                    yield Ok(ChatCompletionChunk::note(&id, note));
+                }
+            }
+        };
+        let answer = match lease {
+            Ok(lease) => match lease.pipeline.service.clone().oneshot(request).await {
+                Ok(answer) => Ok(answer.hold(lease)),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(answer) => {
+                let (_, mut chunks) = answer.into_parts();
+                while let Some(item) = chunks.next().await {
+                    yield item;
+                }
+            }
+            Err(e) => yield Err(e),
+        }
+    }
+    .boxed()
+}
+
+/// A text completion (the legacy API): the same road, with the tenant's
+/// budgets charged as in the chat pipeline. Routers route chat only.
+pub async fn complete(
+    state: &AppState,
+    tenant: &str,
+    request: Valid<CompletionRequest>,
+) -> ApiResult<(Vec<(String, String)>, CompletionStream)> {
+    state.ready()?;
+    let request = request.0;
+    if let Some(router) = state.experts.get(request.model.as_deref()) {
+        return Err(ApiError::invalid(
+            "model",
+            format!(
+                "`{}` routes chat completions only; name a model for text completions.",
+                router.config.name
+            ),
+        ));
+    }
+    let lease = state
+        .registry
+        .acquire(
+            request.model.as_deref(),
+            Origin::Request { ttl: request.ttl },
+        )
+        .await?;
+    tracing::Span::current().record("model", lease.id());
+    let mut admission = match &lease.pipeline.budgets {
+        Some(budgets) => {
+            let (prompt, completion) = budgets.completion_reservation(&request).await;
+            Some(budgets.admit(tenant, prompt, completion)?)
+        }
+        None => None,
+    };
+    let headers = admission
+        .as_mut()
+        .map(|a| std::mem::take(&mut a.headers))
+        .unwrap_or_default();
+    let slot = state.admit().map_err(|e| e.with_headers(headers.clone()))?;
+    let stream = match lease.engine.complete(request).await {
+        Ok(stream) => stream,
+        Err(e) => return Err(e.with_headers(headers)),
+    };
+    let stream = stream
+        .map(move |item| {
+            if let (Ok(c), Some(a)) = (&item, admission.as_mut()) {
+                a.observe(c.usage, c.choices.len());
+            }
+            item
+        })
+        .boxed();
+    Ok((headers, hold(stream, (lease, slot))))
+}

@@ -1,0 +1,5 @@
+//! How a chat request reaches a model.
+
+pub mod experts;
+pub mod generate;
+pub mod pipeline;

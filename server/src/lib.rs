@@ -1,0 +1,33 @@
+//! ferrite's HTTP server: the OpenAI, LM Studio and management APIs over
+//! the model registry and each model's chat pipeline. The `ferrite` binary
+//! (crate `ferrite-cli`) runs it as `ferrite serve`.
+//!
+//! # Layout
+//! - `serve.rs`: start-up, background loading, graceful drain; `args.rs`
+//!   and `config.rs`: the flags and the config file.
+//! - `http/`: the axum app (`app.rs`, one `ServiceBuilder`), its routes,
+//!   extractors, SSE framing, request metrics and the OpenAPI document.
+//! - `chat/`: the one road every chat request takes to a model
+//!   (`generate.rs`), the per-model middleware pipeline (`pipeline.rs`) and
+//!   the expert routers (`experts.rs`).
+//! - `registry/`: which models exist, loading just in time, leases, TTLs
+//!   and eviction.
+//! - `state.rs`: what handlers share; `logging.rs`: tracing set-up.
+
+mod args;
+mod chat;
+mod config;
+mod http;
+mod logging;
+mod registry;
+mod serve;
+mod state;
+
+pub use args::ServeArgs;
+pub use config::Config;
+pub use serve::run as serve;
+
+/// The OpenAPI 3.1 document `/openapi.json` serves.
+pub fn openapi_json() -> serde_json::Value {
+    http::openapi::document_json(&http::openapi::document())
+}
