@@ -23,12 +23,12 @@ impl Drop for GaugeGuard {
 }
 
 /// One of a model's `max_seqs` sequence slots, held while the sequence runs.
-pub struct Slot {
+pub struct SequencePermit {
     _permit: OwnedSemaphorePermit,
     _running: GaugeGuard,
 }
 
-impl Slot {
+impl SequencePermit {
     /// Waits (counted in `ferrite:requests_waiting`) for a free slot.
     pub async fn acquire(slots: &Arc<Semaphore>) -> ApiResult<Self> {
         let waiting = GaugeGuard::new("ferrite:requests_waiting");

@@ -91,7 +91,7 @@ pub fn check_best_of(req: &CompletionRequest) -> ApiResult<()> {
 
 /// Sampling fields shared by both endpoints.
 #[derive(Clone, Debug, Default)]
-pub struct Knobs {
+pub struct Sampling {
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
     pub top_k: Option<u32>,
@@ -104,7 +104,7 @@ pub struct Knobs {
     pub seed: Option<i64>,
 }
 
-impl Knobs {
+impl Sampling {
     pub fn chat(req: &ChatRequest) -> Self {
         Self {
             temperature: req.temperature,

@@ -29,13 +29,13 @@ use crate::stop::StopGate;
 
 /// What a runtime reports for one sequence.
 pub enum Event {
-    Piece(Piece),
+    StepOutput(StepOutput),
     Error(ApiError),
 }
 
 /// One step's output of a sequence (usually one token's text).
 #[derive(Default)]
-pub struct Piece {
+pub struct StepOutput {
     pub text: String,
     /// Thinking text the runtime split off itself.
     pub reasoning: String,
@@ -75,7 +75,7 @@ pub enum Structured {
 
 /// The parts every chunk of one response repeats.
 #[derive(Clone)]
-pub struct Head {
+pub struct ResponseHead {
     pub id: String,
     pub created: u64,
     pub model: String,
@@ -230,14 +230,14 @@ pub enum Out {
 }
 
 struct Response {
-    head: Head,
+    head: ResponseHead,
     choices: BTreeMap<u32, Choice>,
     reasoning: Vec<Arc<AtomicU32>>,
     cached: Vec<Arc<AtomicU32>>,
 }
 
 impl Response {
-    fn new(head: Head, runs: &[Run]) -> Self {
+    fn new(head: ResponseHead, runs: &[Run]) -> Self {
         let choices = runs
             .iter()
             .map(|r| {
@@ -271,7 +271,7 @@ impl Response {
     }
 
     /// Takes one piece of choice `index`; returns what to send.
-    fn piece(&mut self, index: u32, p: Piece) -> Vec<Out> {
+    fn piece(&mut self, index: u32, p: StepOutput) -> Vec<Out> {
         let structured = self.head.structured;
         let Some(c) = self.choices.get_mut(&index) else {
             return vec![];
@@ -378,7 +378,10 @@ fn parse_call(text: &str) -> Option<ToolCallDelta> {
 
 /// Merges the runs' events into the response's outputs, then its usage;
 /// an error ends the stream.
-fn drive(head: Head, runs: Vec<Run>) -> impl futures::Stream<Item = Result<Emit, ApiError>> {
+fn drive(
+    head: ResponseHead,
+    runs: Vec<Run>,
+) -> impl futures::Stream<Item = Result<Emit, ApiError>> {
     let mut response = Response::new(head, &runs);
     let mut events = select_all(runs.into_iter().map(|r| {
         let index = r.index;
@@ -387,7 +390,7 @@ fn drive(head: Head, runs: Vec<Run>) -> impl futures::Stream<Item = Result<Emit,
     async_stream::stream! {
         while let Some((index, event)) = events.next().await {
             match event {
-                Event::Piece(p) => {
+                Event::StepOutput(p) => {
                     for o in response.piece(index, p) {
                         yield Ok(Emit::Out(o));
                     }
@@ -414,7 +417,7 @@ enum Emit {
     Usage(Usage),
 }
 
-pub fn chat_stream(head: Head, runs: Vec<Run>) -> ChatStream {
+pub fn chat_stream(head: ResponseHead, runs: Vec<Run>) -> ChatStream {
     let thinking = head.thinking.is_some();
     let (id, created, model) = (head.id.clone(), head.created, head.model.clone());
     let chunk = move |choices: Vec<ChunkChoice>, usage: Option<Usage>| ChatCompletionChunk {
@@ -488,7 +491,7 @@ fn legacy(t: TokenLogprob) -> CompletionLogprobs {
     }
 }
 
-pub fn completion_stream(head: Head, runs: Vec<Run>) -> CompletionStream {
+pub fn completion_stream(head: ResponseHead, runs: Vec<Run>) -> CompletionStream {
     let echoes: Vec<(u32, String)> = runs
         .iter()
         .filter_map(|r| r.echo.clone().map(|e| (r.index, e)))
@@ -555,11 +558,11 @@ mod tests {
     use super::*;
     use tokio::sync::mpsc::unbounded_channel;
 
-    fn run(pieces: Vec<Piece>) -> Run {
+    fn run(pieces: Vec<StepOutput>) -> Run {
         let (tx, events) = unbounded_channel();
         let generated = Arc::new(AtomicU32::new(pieces.len() as u32 + 3));
         for p in pieces {
-            let _ = tx.send(Event::Piece(p));
+            let _ = tx.send(Event::StepOutput(p));
         }
         Run {
             index: 0,
@@ -572,8 +575,8 @@ mod tests {
         }
     }
 
-    fn head(structured: Structured) -> Head {
-        Head {
+    fn head(structured: Structured) -> ResponseHead {
+        ResponseHead {
             id: "x".into(),
             created: 0,
             model: "m".into(),
@@ -584,10 +587,10 @@ mod tests {
         }
     }
 
-    fn text(t: &str) -> Piece {
-        Piece {
+    fn text(t: &str) -> StepOutput {
+        StepOutput {
             text: t.into(),
-            ..Piece::default()
+            ..StepOutput::default()
         }
     }
 

@@ -420,7 +420,7 @@ where
                 Ok(resp) => resp,
                 Err(e) => return Err(e.with_headers(headers)),
             };
-            resp.headers.extend(headers);
+            resp.outcome.rate_limits.extend(headers);
             resp.stream = resp
                 .stream
                 .map(move |item| {
@@ -460,7 +460,7 @@ mod tests {
 
     async fn finish(resp: ChatResponse) -> Vec<(String, String)> {
         let _ = resp.stream.collect::<Vec<_>>().await;
-        resp.headers
+        resp.outcome.rate_limits
     }
 
     fn get<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
@@ -495,13 +495,16 @@ mod tests {
         });
         // 4 prompt + 60 reserved; the scripted answer uses 1 + 3.
         let resp = svc.clone().oneshot(request("a", 60)).await.unwrap();
-        assert_eq!(get(&resp.headers, "x-ratelimit-remaining-tokens"), "36");
+        assert_eq!(
+            get(&resp.outcome.rate_limits, "x-ratelimit-remaining-tokens"),
+            "36"
+        );
         // While the first is in flight, a second cannot reserve 64.
         let err = svc.clone().oneshot(request("a", 60)).await.err().unwrap();
         assert_eq!(err.status, 429);
         finish(resp).await;
         let resp = svc.clone().oneshot(request("a", 60)).await.unwrap();
-        let left: u64 = get(&resp.headers, "x-ratelimit-remaining-tokens")
+        let left: u64 = get(&resp.outcome.rate_limits, "x-ratelimit-remaining-tokens")
             .parse()
             .unwrap();
         assert!((32..=33).contains(&left), "{left}");

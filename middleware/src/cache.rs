@@ -7,8 +7,8 @@
 //! `share_across_tenants` says so. The server's own precomputed answers are
 //! shared. Every response gets its own id, hit or not.
 //!
-//! Headers: `x-ferrite-cache: hit|miss|bypass`, and on hits
-//! `x-ferrite-cache-source: cache|precomputed|coalesced`.
+//! The outcome (`Outcome::cache`) becomes `x-ferrite-cache: hit|miss|bypass`
+//! and, on hits, `x-ferrite-cache-source: cache|precomputed|coalesced`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use tower::{Layer, Service, ServiceExt};
 
 use crate::replay::Recording;
-use crate::service::{take_ready, ChatResponse};
+use crate::service::{take_ready, CacheOutcome, ChatResponse, HitSource};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -261,10 +261,7 @@ where
         if bypass {
             return Box::pin(async move {
                 count("bypass", "none");
-                Ok(inner
-                    .oneshot(req)
-                    .await?
-                    .header("x-ferrite-cache", "bypass"))
+                Ok(inner.oneshot(req).await?.with_cache(CacheOutcome::Bypass))
             });
         }
         Box::pin(async move { Ok(lookup(cache, req, move |r| inner.oneshot(r))) })
@@ -294,22 +291,20 @@ where
             drop(in_flight);
             entry.hits.fetch_add(1, Ordering::Relaxed);
             let source = if entry.precomputed {
-                "precomputed"
+                HitSource::Precomputed
             } else {
-                "cache"
+                HitSource::Cache
             };
-            count("hit", source);
+            count("hit", source.name());
             return ChatResponse::new(renamed(replay(entry.chunks.clone())))
-                .header("x-ferrite-cache", "hit")
-                .header("x-ferrite-cache-source", source);
+                .with_cache(CacheOutcome::Hit(source));
         }
     }
     if let Some(stream) = in_flight.get(&own).and_then(|rec| rec.join()) {
         drop(in_flight);
         count("hit", "coalesced");
         return ChatResponse::new(renamed(stream))
-            .header("x-ferrite-cache", "hit")
-            .header("x-ferrite-cache-source", "coalesced");
+            .with_cache(CacheOutcome::Hit(HitSource::Coalesced));
     }
     let rec = Recording::new();
     let stream = rec.reader();
@@ -317,7 +312,7 @@ where
     drop(in_flight);
     count("miss", "none");
     tokio::spawn(generate(cache, own, scope, req, rec, run));
-    ChatResponse::new(stream).header("x-ferrite-cache", "miss")
+    ChatResponse::new(stream).with_cache(CacheOutcome::Miss)
 }
 
 /// Runs the generation into `rec`; a complete answer is cached.
@@ -389,17 +384,14 @@ mod tests {
     async fn ask(
         svc: &CacheService<EngineService>,
         req: ChatRequest,
-    ) -> (Vec<ChatCompletionChunk>, Vec<(String, String)>) {
+    ) -> (Vec<ChatCompletionChunk>, Option<CacheOutcome>) {
         let resp = svc.clone().oneshot(req).await.unwrap();
         let chunks = resp.stream.map(|c| c.unwrap()).collect().await;
-        (chunks, resp.headers)
+        (chunks, resp.outcome.cache)
     }
 
-    fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+    fn hit(outcome: Option<CacheOutcome>) -> bool {
+        matches!(outcome, Some(CacheOutcome::Hit(_)))
     }
 
     fn service(engine: &Arc<ScriptedEngine>) -> CacheService<EngineService> {
@@ -426,19 +418,19 @@ mod tests {
             ..request(0.0)
         };
         let (second, h2) = ask(&svc, streamed).await;
-        assert_eq!(header(&h1, "x-ferrite-cache"), Some("miss"));
-        assert_eq!(header(&h2, "x-ferrite-cache"), Some("hit"));
+        assert_eq!(h1, Some(CacheOutcome::Miss));
+        assert!(hit(h2));
         assert_eq!(text(&first), text(&second));
         assert_ne!(first[0].id, second[0].id, "a response of its own");
         assert!(second.iter().all(|c| c.id == second[0].id));
         let (_, h3) = ask(&svc, request(0.7)).await;
-        assert_eq!(header(&h3, "x-ferrite-cache"), Some("bypass"));
+        assert_eq!(h3, Some(CacheOutcome::Bypass));
         let off = ChatRequest {
             cache: Some(false),
             ..request(0.0)
         };
         let (_, h4) = ask(&svc, off).await;
-        assert_eq!(header(&h4, "x-ferrite-cache"), Some("bypass"));
+        assert_eq!(h4, Some(CacheOutcome::Bypass));
         assert_eq!(engine.calls(), 3);
     }
 
@@ -462,14 +454,14 @@ mod tests {
         // Together: one generation per tenant, not one for both.
         let both = futures::future::join_all([ask(&svc, from("alice")), ask(&svc, from("bob"))]);
         for (_, headers) in both.await {
-            assert_eq!(header(&headers, "x-ferrite-cache"), Some("miss"));
+            assert_eq!(headers, Some(CacheOutcome::Miss));
         }
         assert_eq!(engine.calls(), 2);
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (_, h) = ask(&svc, from("carol")).await;
-        assert_eq!(header(&h, "x-ferrite-cache"), Some("miss"));
+        assert_eq!(h, Some(CacheOutcome::Miss));
         let (_, h) = ask(&svc, from("alice")).await;
-        assert_eq!(header(&h, "x-ferrite-cache"), Some("hit"));
+        assert!(hit(h));
         assert_eq!(engine.calls(), 3);
 
         // Shared on purpose: another tenant's answer serves, under a new id.
@@ -478,7 +470,7 @@ mod tests {
         let (first, _) = ask(&svc, from("alice")).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (second, h) = ask(&svc, from("bob")).await;
-        assert_eq!(header(&h, "x-ferrite-cache"), Some("hit"));
+        assert!(hit(h));
         assert_eq!(engine.calls(), 1);
         assert_eq!(text(&first), text(&second));
         assert_ne!(first[0].id, second[0].id);
@@ -492,11 +484,11 @@ mod tests {
         pre.context.precompute = true;
         pre.model = None;
         let (_, h) = ask(&svc, pre).await;
-        assert_eq!(header(&h, "x-ferrite-cache"), Some("miss"));
+        assert_eq!(h, Some(CacheOutcome::Miss));
         tokio::time::sleep(Duration::from_millis(50)).await;
         for tenant in ["alice", "bob"] {
             let (_, h) = ask(&svc, from(tenant)).await;
-            assert_eq!(header(&h, "x-ferrite-cache-source"), Some("precomputed"));
+            assert_eq!(h, Some(CacheOutcome::Hit(HitSource::Precomputed)));
         }
         assert_eq!(engine.calls(), 1);
     }

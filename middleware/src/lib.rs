@@ -24,4 +24,6 @@ mod service;
 pub mod thinking;
 mod token_budget;
 
-pub use service::{hold, ChatResponse, ChatService, EngineService};
+pub use service::{
+    hold, CacheOutcome, ChatResponse, ChatService, EngineService, HitSource, MemoryUse, Outcome,
+};

@@ -3,8 +3,8 @@
 //! budget); after a completed answer, the exchange is stored. A store that
 //! fails or is slow is skipped, never an error for the client.
 //!
-//! Headers: `x-ferrite-memory-used: N` (or `x-ferrite-memory: unavailable`);
-//! body: `ferrite.memory`.
+//! The outcome (`Outcome::memory`) becomes `x-ferrite-memory-used: N` (or
+//! `x-ferrite-memory: unavailable`); the body carries `ferrite.memory`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use tower::{Layer, Service, ServiceExt};
 use tracing::warn;
 
 use crate::memory_store::{MemoryStore, NewMemory};
-use crate::service::{take_ready, ChatResponse};
+use crate::service::{take_ready, ChatResponse, MemoryUse};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -251,12 +251,13 @@ where
                 && !req.context.precompute;
             let query = last_user_text(&req.messages);
             let (Some(store), Some(query), true) = (shared.store.clone(), query, wanted) else {
-                let resp = inner.oneshot(req).await?;
-                return Ok(match (shared.config.enabled, &shared.store) {
-                    (true, None) => resp.header("x-ferrite-memory", "unavailable"),
-                    (true, Some(_)) => resp.header("x-ferrite-memory-used", 0),
-                    (false, _) => resp,
-                });
+                let mut resp = inner.oneshot(req).await?;
+                resp.outcome.memory = match (shared.config.enabled, &shared.store) {
+                    (true, None) => Some(MemoryUse::Unavailable),
+                    (true, Some(_)) => Some(MemoryUse::Used(0)),
+                    (false, _) => None,
+                };
+                return Ok(resp);
             };
             let recalled = shared.recall(store.as_ref(), &req, &query).await;
             let (ids, block, available) = match recalled {
@@ -288,11 +289,11 @@ where
             // Past the store's own busy timeout, so a lock shows as such.
             let timeout = Duration::from_millis(shared.config.timeout_ms.max(500) * 2);
             resp.stream = remember(resp.stream, store, memory, timeout);
-            let mut resp = if available {
-                resp.header("x-ferrite-memory-used", report.used)
+            resp.outcome.memory = Some(if available {
+                MemoryUse::Used(report.used)
             } else {
-                resp.header("x-ferrite-memory", "unavailable")
-            };
+                MemoryUse::Unavailable
+            });
             resp.extension.memory = Some(report);
             Ok(resp)
         })
@@ -335,7 +336,7 @@ mod tests {
             .oneshot(ask("My cat is called Whiskers.", "a"))
             .await;
         let first = first.unwrap();
-        assert_eq!(first.header_value("x-ferrite-memory-used"), Some("0"));
+        assert_eq!(first.outcome.memory, Some(MemoryUse::Used(0)));
         let _ = first.stream.collect::<Vec<_>>().await;
 
         let later = svc
@@ -343,7 +344,7 @@ mod tests {
             .oneshot(ask("What is my cat called?", "a"))
             .await;
         let later = later.unwrap();
-        assert_eq!(later.header_value("x-ferrite-memory-used"), Some("1"));
+        assert_eq!(later.outcome.memory, Some(MemoryUse::Used(1)));
         let context = later.extension.memory.and_then(|m| m.context).unwrap();
         assert!(context.contains("Whiskers"), "{context}");
         let seen = engine.seen();
@@ -354,15 +355,12 @@ mod tests {
             .clone()
             .oneshot(ask("What is my cat called?", "b"))
             .await;
-        assert_eq!(
-            other.unwrap().header_value("x-ferrite-memory-used"),
-            Some("0")
-        );
+        assert_eq!(other.unwrap().outcome.memory, Some(MemoryUse::Used(0)));
 
         let mut off = ask("What is my cat called?", "a");
         off.memory = Some(false);
         let off = svc.clone().oneshot(off).await.unwrap();
-        assert_eq!(off.header_value("x-ferrite-memory-used"), Some("0"));
+        assert_eq!(off.outcome.memory, Some(MemoryUse::Used(0)));
         assert_eq!(engine.seen()[3].messages.len(), 1);
     }
 }

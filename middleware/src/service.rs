@@ -12,26 +12,80 @@ use futures::StreamExt;
 use tower::util::BoxCloneSyncService;
 use tower::Service;
 
-/// A chat answer on its way out: the chunk stream plus what the layers it
-/// passed through want the client to know, as response headers and as the
-/// body's `ferrite` field.
+/// A chat answer on its way out: the chunk stream, what the layers it
+/// passed through did, and the body's `ferrite` field.
 pub struct ChatResponse {
     pub stream: ChatStream,
-    pub headers: Vec<(String, String)>,
+    pub outcome: Outcome,
     pub extension: ResponseExtension,
+}
+
+/// What the layers did, as typed fields; they become response headers only
+/// at the HTTP edge (`ChatResponse::into_parts`).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub cache: Option<CacheOutcome>,
+    pub memory: Option<MemoryUse>,
+    /// OpenAI's `x-ratelimit-*` headers from the tenant's budgets.
+    pub rate_limits: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit(HitSource),
+    Miss,
+    /// Not cacheable (sampling) or not to be stored.
+    Bypass,
+}
+
+/// Where a cache hit came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HitSource {
+    Cache,
+    Precomputed,
+    /// A share in an identical generation in flight.
+    Coalesced,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryUse {
+    /// Past exchanges recalled into the prompt (maybe none).
+    Used(usize),
+    /// Memory is on but its store cannot be reached.
+    Unavailable,
+}
+
+impl CacheOutcome {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Hit(_) => "hit",
+            Self::Miss => "miss",
+            Self::Bypass => "bypass",
+        }
+    }
+}
+
+impl HitSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cache => "cache",
+            Self::Precomputed => "precomputed",
+            Self::Coalesced => "coalesced",
+        }
+    }
 }
 
 impl ChatResponse {
     pub fn new(stream: ChatStream) -> Self {
         Self {
             stream,
-            headers: Vec::new(),
+            outcome: Outcome::default(),
             extension: ResponseExtension::default(),
         }
     }
 
-    pub fn header(mut self, name: &str, value: impl ToString) -> Self {
-        self.headers.push((name.to_string(), value.to_string()));
+    pub fn with_cache(mut self, cache: CacheOutcome) -> Self {
+        self.outcome.cache = Some(cache);
         self
     }
 
@@ -42,9 +96,11 @@ impl ChatResponse {
         self
     }
 
-    /// The headers, and the chunks with the `ferrite` extension riding on
-    /// the first chunk that is not a comment.
+    /// The response headers the outcome and extension make, and the chunks
+    /// with the `ferrite` extension riding on the first chunk that is not a
+    /// comment.
     pub fn into_parts(self) -> (Vec<(String, String)>, ChatStream) {
+        let headers = self.headers();
         let mut extension = (!self.extension.is_empty()).then_some(self.extension);
         let chunks = self
             .stream
@@ -57,15 +113,29 @@ impl ChatResponse {
                 })
             })
             .boxed();
-        (self.headers, chunks)
+        (headers, chunks)
     }
 
-    /// The value of a header a layer further in has set.
-    pub fn header_value(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+    fn headers(&self) -> Vec<(String, String)> {
+        let o = &self.outcome;
+        let mut h = o.rate_limits.clone();
+        let mut put = |name: &str, value: String| h.push((name.into(), value));
+        if let Some(cache) = o.cache {
+            put("x-ferrite-cache", cache.name().into());
+            if let CacheOutcome::Hit(source) = cache {
+                put("x-ferrite-cache-source", source.name().into());
+            }
+        }
+        match o.memory {
+            Some(MemoryUse::Used(n)) => put("x-ferrite-memory-used", n.to_string()),
+            Some(MemoryUse::Unavailable) => put("x-ferrite-memory", "unavailable".into()),
+            None => {}
+        }
+        if let Some(route) = &self.extension.route {
+            put("x-ferrite-routed-model", route.model.clone());
+            put("x-ferrite-route", route.route.clone());
+        }
+        h
     }
 }
 

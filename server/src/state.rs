@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::registry::Registry;
 
 /// A request's place among those in flight, held until its answer is sent.
-pub struct Slot {
+pub struct Place {
     _permit: OwnedSemaphorePermit,
     _in_flight: GaugeGuard,
 }
@@ -23,7 +23,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
     pub experts: Arc<Experts>,
-    slots: Arc<Semaphore>,
+    places: Arc<Semaphore>,
     /// The conversation memory store, when memory is on and it opened.
     pub memory: Option<Arc<dyn MemoryStore>>,
 }
@@ -35,19 +35,19 @@ impl AppState {
         experts: Arc<Experts>,
         memory: Option<Arc<dyn MemoryStore>>,
     ) -> Self {
-        let slots = Arc::new(Semaphore::new(config.http.max_in_flight.max(1)));
+        let places = Arc::new(Semaphore::new(config.http.max_in_flight.max(1)));
         Self {
             config,
             registry,
             experts,
-            slots,
+            places,
             memory,
         }
     }
 
     /// Whether no client request is running (background work may).
     pub fn idle(&self) -> bool {
-        self.slots.available_permits() == self.config.http.max_in_flight.max(1)
+        self.places.available_permits() == self.config.http.max_in_flight.max(1)
     }
 
     /// 503 until the startup model has loaded.
@@ -62,14 +62,14 @@ impl AppState {
     }
 
     /// A slot for one generating request, or 503 when the server is full.
-    pub fn admit(&self) -> ApiResult<Slot> {
-        let permit = self.slots.clone().try_acquire_owned().map_err(|_| {
+    pub fn admit(&self) -> ApiResult<Place> {
+        let permit = self.places.clone().try_acquire_owned().map_err(|_| {
             metrics::counter!("ferrite:requests_rejected_total", "reason" => "overloaded")
                 .increment(1);
             ApiError::unavailable("The server is overloaded; retry shortly.")
                 .with_code(ErrorCode::ServerOverloaded)
         })?;
-        Ok(Slot {
+        Ok(Place {
             _permit: permit,
             _in_flight: GaugeGuard::new("ferrite:requests_in_flight"),
         })

@@ -30,11 +30,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{ChatStream, CompletionStream, Engine, ModelInfo};
-use crate::gauge::Slot;
+use crate::gauge::SequencePermit;
 use crate::mistralrs::convert;
 use crate::options::{Delimiters, EngineOptions};
-use crate::prep::{self, Knobs, Tokenize};
-use crate::stream::{self, Head, Run, Structured};
+use crate::prep::{self, Sampling, Tokenize};
+use crate::stream::{self, ResponseHead, Run, Structured};
 use crate::thinking::{Control, Plan};
 use crate::vocab::Vocab;
 use sampler::Sampler;
@@ -59,7 +59,7 @@ pub struct LlamaCppEngine {
 
 /// What every sequence of one request shares.
 struct SeqSpec {
-    knobs: Knobs,
+    knobs: Sampling,
     seed: u64,
     max_len: usize,
     bias: Option<Arc<HashMap<u32, f32>>>,
@@ -205,7 +205,7 @@ impl LlamaCppEngine {
             control,
             self.vocab.clone(),
         );
-        let slot = Slot::acquire(&self.slots).await?;
+        let slot = SequencePermit::acquire(&self.slots).await?;
         let (tx, events) = unbounded_channel();
         let (cancel, generated, cached) = (
             CancellationToken::new(),
@@ -286,13 +286,13 @@ impl Engine for LlamaCppEngine {
             None => vec![],
         };
         let spec = SeqSpec {
-            knobs: Knobs::chat(&req),
+            knobs: Sampling::chat(&req),
             seed: seed(req.seed),
             max_len,
             bias: bias.map(Arc::new),
             thinking,
         };
-        let head = Head {
+        let head = ResponseHead {
             id: prep::new_id("chatcmpl"),
             created: unix_now(),
             model: self.info.id.clone(),
@@ -322,7 +322,7 @@ impl Engine for LlamaCppEngine {
         let bias = convert::logit_bias(req.logit_bias.as_ref(), Some(self.n_vocab))?.map(Arc::new);
         let limit = req.completion_limit()?;
         let echo = req.echo.unwrap_or(false);
-        let knobs = Knobs::completion(&req);
+        let knobs = Sampling::completion(&req);
         let base_seed = seed(req.seed);
         let mut runs = Vec::new();
         let mut prompt_tokens = 0u32;
@@ -357,7 +357,7 @@ impl Engine for LlamaCppEngine {
                 });
             }
         }
-        let head = Head {
+        let head = ResponseHead {
             id: prep::new_id("cmpl"),
             created: unix_now(),
             model: self.info.id.clone(),

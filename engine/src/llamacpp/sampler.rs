@@ -13,7 +13,7 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::pick::Pick;
-use crate::prep::Knobs;
+use crate::prep::Sampling;
 use crate::thinking::Control;
 use crate::vocab::Vocab;
 
@@ -22,7 +22,7 @@ const REPEAT_WINDOW: usize = 64;
 
 pub struct Sampler {
     pick: Pick,
-    knobs: Knobs,
+    knobs: Sampling,
     bias: Option<Arc<HashMap<u32, f32>>>,
     grammar: Option<LlamaSampler>,
     control: Option<Control>,
@@ -40,7 +40,7 @@ pub struct Choice {
 impl Sampler {
     pub fn new(
         seed: u64,
-        knobs: Knobs,
+        knobs: Sampling,
         bias: Option<Arc<HashMap<u32, f32>>>,
         grammar: Option<LlamaSampler>,
         control: Option<Control>,

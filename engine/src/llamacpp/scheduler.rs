@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::sampler::Sampler;
-use crate::gauge::Slot;
-use crate::stream::{Event, Piece};
+use crate::gauge::SequencePermit;
+use crate::stream::{Event, StepOutput};
 use crate::vocab::Vocab;
 
 /// Finished sequences kept for prefix reuse by every llama.cpp model, and
@@ -47,7 +47,7 @@ pub struct Job {
     pub generated: Arc<AtomicU32>,
     pub cached: Arc<AtomicU32>,
     /// Held until the sequence ends: its `max_seqs` permit and gauges.
-    pub slot: Option<Slot>,
+    pub slot: Option<SequencePermit>,
     /// The request's span, for log lines about this sequence.
     pub span: tracing::Span,
 }
@@ -443,9 +443,9 @@ impl<'m> Scheduler<'m> {
             r.produced += 1;
             r.job.generated.fetch_add(1, Ordering::Relaxed);
             let eog = self.eog.get(token as usize).copied().unwrap_or(false);
-            let mut piece = Piece {
+            let mut piece = StepOutput {
                 logprob: choice.logprob,
-                ..Piece::default()
+                ..StepOutput::default()
             };
             if !eog {
                 r.utf8.extend_from_slice(self.vocab.bytes(token));
@@ -468,7 +468,7 @@ impl<'m> Scheduler<'m> {
                 r.job.slot = None;
                 finished.push(i);
             }
-            let _ = r.job.events.send(Event::Piece(piece));
+            let _ = r.job.events.send(Event::StepOutput(piece));
         }
         for i in finished.into_iter().rev() {
             let r = self.running.remove(i);

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::logprobs::{token_text, LogprobReport};
-use crate::stream::{Event, Piece};
+use crate::stream::{Event, StepOutput};
 
 fn engine_error(resp: Response) -> Option<ApiError> {
     match resp {
@@ -62,8 +62,8 @@ struct Convert {
 }
 
 impl Convert {
-    fn chat(&mut self, ch: ChunkChoice) -> Piece {
-        Piece {
+    fn chat(&mut self, ch: ChunkChoice) -> StepOutput {
+        StepOutput {
             tool_calls: ch
                 .delta
                 .tool_calls
@@ -79,7 +79,7 @@ impl Convert {
         }
     }
 
-    fn text(&mut self, ch: CompletionChunkChoice) -> Piece {
+    fn text(&mut self, ch: CompletionChunkChoice) -> StepOutput {
         let mut text = ch.text;
         if std::mem::take(&mut self.first) {
             // mistral.rs trims the first token's leading space, which
@@ -92,14 +92,14 @@ impl Convert {
                 }
             }
         }
-        Piece {
+        StepOutput {
             text,
             logprob: ch
                 .logprobs
                 .as_ref()
                 .and_then(|lp| self.report.as_ref().map(|r| r.token(lp))),
             finish: ch.finish_reason,
-            ..Piece::default()
+            ..StepOutput::default()
         }
     }
 }
@@ -136,7 +136,7 @@ pub fn forward(
                 () = cancel.cancelled() => return,
             };
             let Some(resp) = resp else { return };
-            let pieces: Vec<Piece> = match resp {
+            let pieces: Vec<StepOutput> = match resp {
                 Response::Chunk(c) => c.choices.into_iter().map(|ch| convert.chat(ch)).collect(),
                 Response::CompletionChunk(c) => {
                     c.choices.into_iter().map(|ch| convert.text(ch)).collect()
@@ -155,7 +155,7 @@ pub fn forward(
             };
             for p in pieces {
                 finished |= p.finish.is_some();
-                if tx.send(Event::Piece(p)).is_err() {
+                if tx.send(Event::StepOutput(p)).is_err() {
                     return;
                 }
             }

@@ -27,11 +27,11 @@ mod logits;
 mod logprobs;
 
 use crate::backend::{ChatStream, CompletionStream, Engine, ModelInfo};
-use crate::gauge::Slot;
+use crate::gauge::SequencePermit;
 use crate::options::{Delimiters, EngineOptions};
 use crate::pick::Pick;
-use crate::prep::{self, Knobs, Tokenize};
-use crate::stream::{self, Head, Run};
+use crate::prep::{self, Sampling, Tokenize};
+use crate::stream::{self, ResponseHead, Run};
 use crate::thinking::{Control, Plan};
 use crate::vocab::Vocab;
 use logits::{Choices, LogitBias, Sampler, TokenCounter};
@@ -84,7 +84,7 @@ impl OwnSampling {
     }
 }
 
-fn sampling(k: &Knobs, max_len: usize, own: bool) -> SamplingParams {
+fn sampling(k: &Sampling, max_len: usize, own: bool) -> SamplingParams {
     SamplingParams {
         // When ferrite samples, the engine only takes the argmax of its output.
         temperature: if own { Some(0.0) } else { k.temperature },
@@ -230,7 +230,7 @@ impl MistralEngine {
                 None => sampler,
             }));
         }
-        let slot = Slot::acquire(&self.slots).await?;
+        let slot = SequencePermit::acquire(&self.slots).await?;
         let (tx, rx) = channel(64);
         self.send(Request::Normal(Box::new(NormalRequest {
             messages,
@@ -311,7 +311,7 @@ impl Engine for MistralEngine {
             req.completion_limit()?,
             prep::limit_param(&req),
         )?;
-        let knobs = Knobs::chat(&req);
+        let knobs = Sampling::chat(&req);
         let own = OwnSampling::plan(req.seed, req.temperature, wants_logprobs).or_else(|| {
             // Budgets need ferrite's sampler; greedy unless asked, like the engine.
             thinking.as_ref().map(|_| OwnSampling {
@@ -346,7 +346,7 @@ impl Engine for MistralEngine {
             let run = self.submit(msg, &params, index.into(), &id).await?;
             runs.push(Run { index, ..run });
         }
-        let head = Head {
+        let head = ResponseHead {
             id,
             created: unix_now(),
             model: self.info.id.clone(),
@@ -364,7 +364,7 @@ impl Engine for MistralEngine {
         let bias = convert::logit_bias(req.logit_bias.as_ref(), self.vocab_size)?;
         let limit = req.completion_limit()?;
         let own = OwnSampling::plan(req.seed, req.temperature, req.logprobs.is_some());
-        let knobs = Knobs::completion(&req);
+        let knobs = Sampling::completion(&req);
         let bias = bias.map(|b| Arc::new(LogitBias(b)));
         let echo = req.echo.unwrap_or(false);
         let id = prep::new_id("cmpl");
@@ -408,7 +408,7 @@ impl Engine for MistralEngine {
                 });
             }
         }
-        let head = Head {
+        let head = ResponseHead {
             id,
             created: unix_now(),
             model: self.info.id.clone(),

@@ -105,9 +105,6 @@ impl ExpertRouter {
                     metrics::counter!("ferrite:route_decisions_total",
                         "router" => router.clone(), "route" => report.route.clone(), "model" => report.model.clone())
                     .increment(1);
-                    response = response
-                        .header("x-ferrite-routed-model", &report.model)
-                        .header("x-ferrite-route", &report.route);
                     response.extension.route = Some(report);
                     return Ok(response);
                 }

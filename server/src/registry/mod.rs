@@ -62,7 +62,7 @@ impl Resident {
 
 type Loading = Shared<BoxFuture<'static, ApiResult<()>>>;
 
-enum Slot {
+enum Residency {
     Loading {
         done: Loading,
         progress: watch::Receiver<Progress>,
@@ -93,7 +93,7 @@ pub enum Origin {
 pub struct Registry {
     config: Arc<Config>,
     specs: RwLock<Vec<Arc<Spec>>>,
-    slots: Mutex<HashMap<String, Slot>>,
+    models: Mutex<HashMap<String, Residency>>,
     /// A lease ended, a load finished or a model left.
     changed: Notify,
     build: Builder,
@@ -155,7 +155,7 @@ impl Registry {
         Ok(Arc::new(Self {
             config,
             specs: RwLock::new(specs),
-            slots: Mutex::new(HashMap::new()),
+            models: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             build,
             ready: AtomicBool::new(false),
@@ -209,29 +209,29 @@ impl Registry {
     }
 
     fn default_spec(&self) -> ApiResult<Arc<Spec>> {
-        let slots = self.slots.lock();
-        let recent = slots
+        let models = self.models.lock();
+        let recent = models
             .values()
             .filter_map(|s| match s {
-                Slot::Loaded(r) => Some(r),
-                Slot::Loading { .. } => None,
+                Residency::Loaded(r) => Some(r),
+                Residency::Loading { .. } => None,
             })
             .max_by_key(|r| r.use_.lock().last_used)
             .map(|r| r.spec.clone());
-        drop(slots);
+        drop(models);
         recent
             .or_else(|| self.specs.read().first().cloned())
             .ok_or_else(|| ApiError::unavailable("No model is configured."))
     }
 
     pub fn is_loaded(&self, id: &str) -> bool {
-        matches!(self.slots.lock().get(id), Some(Slot::Loaded(_)))
+        matches!(self.models.lock().get(id), Some(Residency::Loaded(_)))
     }
 
     pub fn progress(&self, id: &str) -> Progress {
-        match self.slots.lock().get(id) {
-            Some(Slot::Loading { progress, .. }) => *progress.borrow(),
-            Some(Slot::Loaded(_)) => Progress {
+        match self.models.lock().get(id) {
+            Some(Residency::Loading { progress, .. }) => *progress.borrow(),
+            Some(Residency::Loaded(_)) => Progress {
                 phase: "loaded",
                 fraction: 1.0,
             },
@@ -292,15 +292,15 @@ impl Registry {
         loop {
             let room = self.changed.notified();
             let load = {
-                let mut slots = self.slots.lock();
-                let current = match slots.get(&spec.id) {
-                    Some(Slot::Loaded(r)) => return Ok(self.lease(r, asked)),
-                    Some(Slot::Loading { done, .. }) => Some(done.clone()),
+                let mut models = self.models.lock();
+                let current = match models.get(&spec.id) {
+                    Some(Residency::Loaded(r)) => return Ok(self.lease(r, asked)),
+                    Some(Residency::Loading { done, .. }) => Some(done.clone()),
                     None => None,
                 };
                 match current {
                     Some(done) => Some(done),
-                    None if self.make_room(&mut slots) => {
+                    None if self.make_room(&mut models) => {
                         let ttl = match (asked, spec.ttl, origin) {
                             (Some(secs), _, _) => ttl_of(secs),
                             (None, Some(own), _) => own,
@@ -309,7 +309,7 @@ impl Registry {
                             }
                             (None, None, Origin::Explicit { .. }) => None,
                         };
-                        Some(self.start_load(&mut slots, spec.clone(), ttl))
+                        Some(self.start_load(&mut models, spec.clone(), ttl))
                     }
                     None => None,
                 }
@@ -327,32 +327,32 @@ impl Registry {
     /// The model `name` if it is resident now (no loading).
     pub fn loaded(self: &Arc<Self>, name: &str) -> Option<Lease> {
         let spec = self.known(name)?;
-        match self.slots.lock().get(&spec.id) {
-            Some(Slot::Loaded(r)) => Some(self.lease(r, None)),
+        match self.models.lock().get(&spec.id) {
+            Some(Residency::Loaded(r)) => Some(self.lease(r, None)),
             _ => None,
         }
     }
 
     /// Frees a place for one more model by evicting least recently used
     /// idle ones; false when every resident model is busy.
-    fn make_room(&self, slots: &mut HashMap<String, Slot>) -> bool {
+    fn make_room(&self, models: &mut HashMap<String, Residency>) -> bool {
         let max = self.config.registry.max_loaded_models.max(1);
-        while slots.len() >= max {
-            let victim = slots
+        while models.len() >= max {
+            let victim = models
                 .iter()
                 .filter_map(|(id, s)| match s {
-                    Slot::Loaded(r) => {
+                    Residency::Loaded(r) => {
                         let u = r.use_.lock();
                         (u.in_flight == 0).then(|| (id.clone(), u.last_used))
                     }
-                    Slot::Loading { .. } => None,
+                    Residency::Loading { .. } => None,
                 })
                 .min_by_key(|(_, last)| *last)
                 .map(|(id, _)| id);
             match victim {
                 Some(id) => {
-                    slots.remove(&id);
-                    self.unloaded(&id, "lru", slots.len());
+                    models.remove(&id);
+                    self.unloaded(&id, "lru", models.len());
                 }
                 None => return false,
             }
@@ -370,7 +370,7 @@ impl Registry {
 
     fn start_load(
         self: &Arc<Self>,
-        slots: &mut HashMap<String, Slot>,
+        models: &mut HashMap<String, Residency>,
         spec: Arc<Spec>,
         ttl: Option<Duration>,
     ) -> Loading {
@@ -382,24 +382,24 @@ impl Registry {
         let id = spec.id.clone();
         let done = async move {
             let result = this.load(spec.clone(), ttl, tx).await;
-            let mut slots = this.slots.lock();
+            let mut models = this.models.lock();
             let outcome = match result {
                 Ok(resident) => {
-                    slots.insert(spec.id.clone(), Slot::Loaded(Arc::new(resident)));
+                    models.insert(spec.id.clone(), Residency::Loaded(Arc::new(resident)));
                     Ok(())
                 }
                 Err(e) => {
-                    slots.remove(&spec.id);
+                    models.remove(&spec.id);
                     Err(e)
                 }
             };
             metrics::gauge!("ferrite:models_loaded").set(
-                slots
+                models
                     .values()
-                    .filter(|s| matches!(s, Slot::Loaded(_)))
+                    .filter(|s| matches!(s, Residency::Loaded(_)))
                     .count() as f64,
             );
-            drop(slots);
+            drop(models);
             this.changed.notify_waiters();
             outcome
         }
@@ -407,9 +407,9 @@ impl Registry {
         .shared();
         // The load goes on even if every request waiting for it gives up.
         tokio::spawn(done.clone());
-        slots.insert(
+        models.insert(
             id,
-            Slot::Loading {
+            Residency::Loading {
                 done: done.clone(),
                 progress,
             },
@@ -478,16 +478,16 @@ impl Registry {
             .ok_or_else(|| ApiError::model_not_found(name))?;
         loop {
             let loading = {
-                let mut slots = self.slots.lock();
-                match slots.get(&spec.id) {
-                    Some(Slot::Loaded(_)) => {
-                        slots.remove(&spec.id);
-                        let left = slots.len();
-                        drop(slots);
+                let mut models = self.models.lock();
+                match models.get(&spec.id) {
+                    Some(Residency::Loaded(_)) => {
+                        models.remove(&spec.id);
+                        let left = models.len();
+                        drop(models);
                         self.unloaded(&spec.id, "request", left);
                         return Ok(spec.id.clone());
                     }
-                    Some(Slot::Loading { done, .. }) => done.clone(),
+                    Some(Residency::Loading { done, .. }) => done.clone(),
                     None => {
                         return Err(ApiError::new(
                             404,
@@ -506,17 +506,17 @@ impl Registry {
 
     /// Unloads every loaded model; returns their ids.
     pub fn unload_all(&self) -> Vec<String> {
-        let mut slots = self.slots.lock();
-        let ids: Vec<String> = slots
+        let mut models = self.models.lock();
+        let ids: Vec<String> = models
             .iter()
-            .filter(|(_, s)| matches!(s, Slot::Loaded(_)))
+            .filter(|(_, s)| matches!(s, Residency::Loaded(_)))
             .map(|(id, _)| id.clone())
             .collect();
         for id in &ids {
-            slots.remove(id);
+            models.remove(id);
         }
-        let left = slots.len();
-        drop(slots);
+        let left = models.len();
+        drop(models);
         for id in &ids {
             self.unloaded(id, "request", left);
         }
@@ -525,8 +525,8 @@ impl Registry {
 
     /// The instance of `id`, if loading or loaded.
     pub fn instance(&self, id: &str) -> Option<Instance> {
-        match self.slots.lock().get(id)? {
-            Slot::Loading { .. } => Some(Instance {
+        match self.models.lock().get(id)? {
+            Residency::Loading { .. } => Some(Instance {
                 status: "loading",
                 idle: Duration::ZERO,
                 ttl: None,
@@ -534,7 +534,7 @@ impl Registry {
                 load_seconds: 0.0,
                 meta: None,
             }),
-            Slot::Loaded(r) => {
+            Residency::Loaded(r) => {
                 let u = r.use_.lock();
                 Some(Instance {
                     status: "loaded",
@@ -578,25 +578,25 @@ impl Registry {
     }
 
     fn reap(&self) {
-        let mut slots = self.slots.lock();
-        let expired: Vec<String> = slots
+        let mut models = self.models.lock();
+        let expired: Vec<String> = models
             .iter()
             .filter_map(|(id, s)| match s {
-                Slot::Loaded(r) => {
+                Residency::Loaded(r) => {
                     let u = r.use_.lock();
                     let idle = u.in_flight == 0;
                     u.ttl
                         .filter(|ttl| idle && u.last_used.elapsed() >= *ttl)
                         .map(|_| id.clone())
                 }
-                Slot::Loading { .. } => None,
+                Residency::Loading { .. } => None,
             })
             .collect();
         for id in &expired {
-            slots.remove(id);
+            models.remove(id);
         }
-        let left = slots.len();
-        drop(slots);
+        let left = models.len();
+        drop(models);
         for id in &expired {
             self.unloaded(id, "ttl", left);
         }
