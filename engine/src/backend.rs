@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use ferrite_openapi::chat::{ChatCompletionChunk, ChatRequest};
 use ferrite_openapi::completions::{Completion, CompletionRequest};
 use ferrite_openapi::models::ModelMeta;
-use ferrite_openapi::ApiResult;
+use ferrite_openapi::{ApiError, ApiResult};
 use futures::stream::BoxStream;
 
 /// Chunks of one chat completion, in order; the last chunk carries `usage`
@@ -36,4 +36,37 @@ pub trait Engine: Send + Sync + 'static {
 
     /// How many tokens `text` is for this model (no special tokens).
     async fn count_tokens(&self, text: &str) -> ApiResult<usize>;
+
+    /// The model's token ids for `text`; `special` adds the start token
+    /// when the model uses one.
+    async fn encode(&self, _text: &str, _special: bool) -> ApiResult<Vec<u32>> {
+        Err(unsupported())
+    }
+
+    /// The text of `tokens`, special tokens included; an id outside the
+    /// vocabulary is the request's fault.
+    async fn decode(&self, _tokens: &[u32]) -> ApiResult<String> {
+        Err(unsupported())
+    }
+
+    /// The prompt the model's chat template renders for `request`, up to
+    /// where the assistant's answer begins.
+    async fn render_prompt(&self, _request: &ChatRequest) -> ApiResult<String> {
+        Err(unsupported())
+    }
+}
+
+fn unsupported() -> ApiError {
+    ApiError::unsupported("model", "This engine does not expose its tokenizer.")
+}
+
+/// 400 for a token id the vocabulary of `size` does not have.
+pub fn check_ids(tokens: &[u32], size: Option<u32>) -> ApiResult<()> {
+    match (tokens.iter().find(|&&t| size.is_some_and(|n| t >= n)), size) {
+        (Some(bad), Some(n)) => Err(ApiError::invalid(
+            "tokens",
+            format!("Token id {bad} is not in this model's vocabulary of {n} tokens."),
+        )),
+        _ => Ok(()),
+    }
 }

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::http::{header, Method, Request};
 use axum::response::{IntoResponse, Response};
+use ferrite_openapi::anthropic::AnthropicError;
 use ferrite_openapi::{ApiError, ErrorCode};
 use futures::future::{Either, Ready};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -147,6 +148,23 @@ fn bearer(authorization: Option<&str>) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// The `Authorization` header, or else Anthropic's `x-api-key` read as a
+/// Bearer token.
+fn credential(headers: &header::HeaderMap) -> Result<Option<String>, ApiError> {
+    let text = |v: &header::HeaderValue| {
+        v.to_str().map(str::to_string).map_err(|_| {
+            unauthorized("The credential header holds bytes no API key or JWT contains.")
+        })
+    };
+    if let Some(v) = headers.get(header::AUTHORIZATION) {
+        return text(v).map(Some);
+    }
+    match headers.get("x-api-key") {
+        Some(v) => text(v).map(|key| Some(format!("Bearer {key}"))),
+        None => Ok(None),
+    }
+}
+
 fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::new(401, "invalid_request_error", message).with_code(ErrorCode::InvalidApiKey)
 }
@@ -182,7 +200,7 @@ impl Authenticator {
 
     pub fn check(&self, authorization: Option<&str>) -> Result<Identity, ApiError> {
         let token = bearer(authorization).ok_or_else(|| {
-            unauthorized("You didn't provide an API key. Send it as `Authorization: Bearer <key>`.")
+            unauthorized("You didn't provide an API key. Send it as `Authorization: Bearer <key>` (or `x-api-key`).")
         })?;
         if token.len() > MAX_TOKEN_BYTES {
             return Err(unauthorized(
@@ -305,7 +323,7 @@ fn rejection(kind: &jsonwebtoken::errors::ErrorKind) -> String {
     }
 }
 
-/// Requires a credential on `/v1/*` and `/api/*`; adds [`Identity`] to the
+/// Requires a credential on `/v1/*`, `/api/*` and the token routes; adds [`Identity`] to the
 /// request. Without an authenticator every caller is [`Identity::anonymous`].
 #[derive(Clone)]
 pub struct AuthLayer {
@@ -337,9 +355,14 @@ pub struct Auth<S> {
     auth: Option<Arc<Authenticator>>,
 }
 
+/// The routes that reach a model: the APIs, and llama-server's token routes
+/// at the root (they load models too).
 fn protected(req: &Request<Body>) -> bool {
     let path = req.uri().path();
-    req.method() != Method::OPTIONS && (path.starts_with("/v1/") || path.starts_with("/api/"))
+    req.method() != Method::OPTIONS
+        && (path.starts_with("/v1/")
+            || path.starts_with("/api/")
+            || matches!(path, "/tokenize" | "/detokenize" | "/apply-template"))
 }
 
 impl<S> Service<Request<Body>> for Auth<S>
@@ -359,14 +382,9 @@ where
         let identity = match (&self.auth, protected(&req)) {
             (None, _) => Ok(Identity::anonymous()),
             (Some(_), false) => return Either::Left(self.inner.call(req)),
-            (Some(auth), true) => match req.headers().get(header::AUTHORIZATION) {
-                None => auth.check(None),
-                Some(v) => match v.to_str() {
-                    Ok(v) => auth.check(Some(v)),
-                    Err(_) => Err(unauthorized(
-                        "The Authorization header holds bytes no API key or JWT contains.",
-                    )),
-                },
+            (Some(auth), true) => match credential(req.headers()) {
+                Ok(presented) => auth.check(presented.as_deref()),
+                Err(e) => Err(e),
             },
         };
         match identity {
@@ -375,7 +393,12 @@ where
                 Either::Left(self.inner.call(req))
             }
             Err(e) => {
-                let mut resp = e.into_response();
+                // Anthropic's clients read Anthropic's error shape.
+                let mut resp = if req.uri().path().starts_with("/v1/messages") {
+                    AnthropicError(e).into_response()
+                } else {
+                    e.into_response()
+                };
                 resp.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
                     header::HeaderValue::from_static("Bearer"),

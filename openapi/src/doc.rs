@@ -5,6 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
+use crate::anthropic::AnthropicErrorBody;
 use crate::error::ErrorBody;
 
 /// The security scheme's name, as `security(...)` spells it above.
@@ -19,13 +20,15 @@ Fields marked as ferrite extensions are not part of the OpenAI API; OpenAI clien
 under `extra_body`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, AnthropicErrorBody)),
     modifiers(&BearerAuth),
     security((), ("bearer" = [])),
     tags(
         (name = "openai", description = "The OpenAI API surface LM Studio serves."),
         (name = "lmstudio", description = "LM Studio's REST API: v0 (OpenAI bodies plus `stats`, `model_info`, `runtime`) and v1 model management (list, load with progress, unload)."),
         (name = "memory", description = "ferrite extension: the caller's conversation memory."),
+        (name = "anthropic", description = "Anthropic's Messages API (Claude Code, the `anthropic` SDKs), with Anthropic's error shape."),
+        (name = "tokens", description = "llama-server's token routes: tokenize, detokenize and render a chat prompt before sending it."),
         (name = "operations", description = "Probes, metrics and this document.")
     )
 )]

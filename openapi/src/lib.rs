@@ -2,6 +2,7 @@
 //! chunks, the error object, and the checks every request passes first.
 
 pub mod aggregate;
+pub mod anthropic;
 pub mod chat;
 pub mod common;
 pub mod completions;
@@ -14,6 +15,7 @@ pub mod memory;
 pub mod models;
 pub mod parse;
 pub mod thinking;
+pub mod tokens;
 pub mod validate;
 
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorCode};

@@ -71,6 +71,12 @@ def budget_url():
 
 
 @pytest.fixture(scope="module")
+def auth_url():
+    """A server that requires an API key."""
+    yield from _serve({"FERRITE_AUTH__API_KEY": "sk-ferrite-test"})
+
+
+@pytest.fixture(scope="module")
 def registry_url(tmp_path_factory):
     """A server offering a second model (the Q8_0 copy) and an `auto` router."""
     q8 = os.environ.get("FERRITE_TEST_MODEL_Q8", str(ROOT / "models/SmolLM2-135M-Instruct.Q8_0.gguf"))

@@ -29,7 +29,7 @@ use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{ChatStream, CompletionStream, Engine, ModelInfo};
+use crate::backend::{check_ids, ChatStream, CompletionStream, Engine, ModelInfo};
 use crate::gauge::SequencePermit;
 use crate::mistralrs::convert;
 use crate::options::{Delimiters, EngineOptions};
@@ -371,5 +371,22 @@ impl Engine for LlamaCppEngine {
 
     async fn count_tokens(&self, text: &str) -> ApiResult<usize> {
         Ok(self.tokenize(text.to_string(), true).await?.len())
+    }
+
+    async fn encode(&self, text: &str, special: bool) -> ApiResult<Vec<u32>> {
+        self.tokenize(text.to_string(), special).await
+    }
+
+    async fn decode(&self, tokens: &[u32]) -> ApiResult<String> {
+        check_ids(tokens, Some(self.n_vocab))?;
+        let bytes: Vec<u8> = tokens
+            .iter()
+            .flat_map(|&t| self.vocab.bytes(t).iter().copied())
+            .collect();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn render_prompt(&self, request: &ChatRequest) -> ApiResult<String> {
+        self.render(request).await
     }
 }

@@ -63,6 +63,11 @@ fn message(m: &ChatMessage) -> IndexMap<String, MessageContent> {
     map
 }
 
+/// A request's tools, if it has any.
+pub fn request_tools(req: &ChatRequest) -> Option<Vec<Tool>> {
+    req.tools.as_deref().map(tools).filter(|t| !t.is_empty())
+}
+
 pub fn tools(defs: &[ToolDefinition]) -> Vec<Tool> {
     defs.iter()
         .map(|d| Tool {

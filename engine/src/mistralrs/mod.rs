@@ -26,7 +26,7 @@ mod load;
 mod logits;
 mod logprobs;
 
-use crate::backend::{ChatStream, CompletionStream, Engine, ModelInfo};
+use crate::backend::{check_ids, ChatStream, CompletionStream, Engine, ModelInfo};
 use crate::gauge::SequencePermit;
 use crate::options::{Delimiters, EngineOptions};
 use crate::pick::Pick;
@@ -279,11 +279,7 @@ impl Engine for MistralEngine {
     async fn chat(&self, req: ChatRequest) -> ApiResult<ChatStream> {
         let wants_logprobs = req.logprobs == Some(true);
         let messages = convert::messages(&req.messages);
-        let tools = req
-            .tools
-            .as_deref()
-            .map(convert::tools)
-            .filter(|t| !t.is_empty());
+        let tools = convert::request_tools(&req);
         let (tool_choice, forced) = convert::tool_choice(&req);
         let constraint = convert::constraint(req.response_format.as_ref(), forced)?;
         let bias = convert::logit_bias(req.logit_bias.as_ref(), self.vocab_size)?;
@@ -426,5 +422,24 @@ impl Engine for MistralEngine {
             .tokenize(Either::Right(text.to_string()), None)
             .await?
             .len())
+    }
+
+    async fn encode(&self, text: &str, special: bool) -> ApiResult<Vec<u32>> {
+        self.tokenize_with(Either::Right(text.to_string()), None, special)
+            .await
+    }
+
+    async fn decode(&self, tokens: &[u32]) -> ApiResult<String> {
+        check_ids(tokens, self.vocab_size)?;
+        self.detokenize(tokens.to_vec()).await
+    }
+
+    /// mistral.rs renders and tokenizes in one step: the prompt is its
+    /// tokens decoded, special tokens included.
+    async fn render_prompt(&self, request: &ChatRequest) -> ApiResult<String> {
+        let messages = convert::messages(&request.messages);
+        let tools = convert::request_tools(request);
+        let tokens = self.tokenize(Either::Left(messages), tools).await?;
+        self.detokenize(tokens).await
     }
 }

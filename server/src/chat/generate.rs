@@ -18,7 +18,7 @@ use futures::StreamExt;
 use tower::ServiceExt;
 
 use crate::registry::catalog::Spec;
-use crate::registry::{Origin, Registry};
+use crate::registry::{Lease, Origin, Registry};
 use crate::state::AppState;
 
 /// A request checked against the API's rules and the server's limits: the
@@ -96,6 +96,25 @@ pub async fn generate(state: &AppState, request: Valid<ChatRequest>) -> ApiResul
     };
     let answer = on_model(&state.registry, spec, request, load, Stages::All).await?;
     Ok(answer.hold(slot))
+}
+
+/// The model a request names, loaded just in time, for work that generates
+/// nothing (tokenizing, rendering a prompt); routers route chat only.
+pub async fn model(state: &AppState, name: Option<&str>) -> ApiResult<Lease> {
+    state.ready()?;
+    if let Some(router) = state.experts.get(name) {
+        return Err(ApiError::invalid(
+            "model",
+            format!(
+                "`{}` routes chat completions only; name a model.",
+                router.config.name
+            ),
+        ));
+    }
+    state
+        .registry
+        .acquire(name, Origin::Request { ttl: None })
+        .await
 }
 
 /// Background work (cache precompute) on a resident model's core layers.

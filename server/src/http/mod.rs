@@ -1,5 +1,6 @@
 //! The HTTP edge: the axum app, its routes and what they share.
 
+pub mod anthropic;
 pub mod app;
 pub mod extract;
 pub mod http_metrics;

@@ -13,7 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::routes::{
-    chat, completions, docs, fallback, health, lmstudio, manage, memory, metrics, models,
+    anthropic, chat, completions, docs, fallback, health, lmstudio, manage, memory, metrics,
+    models, tokens,
 };
 use crate::state::AppState;
 
@@ -39,6 +40,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(manage::list))
         .routes(routes!(manage::load))
         .routes(routes!(manage::unload))
+        .routes(routes!(anthropic::messages))
+        .routes(routes!(anthropic::count_tokens))
+        .routes(routes!(tokens::tokenize))
+        .routes(routes!(tokens::detokenize))
+        .routes(routes!(tokens::apply_template))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
 }
@@ -123,10 +129,15 @@ mod tests {
             "/api/v1/models",
             "/api/v1/models/load",
             "/api/v1/models/unload",
+            "/tokenize",
+            "/detokenize",
+            "/apply-template",
+            "/v1/messages",
+            "/v1/messages/count_tokens",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
-        assert_eq!(paths.len(), 20, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 25, "{:?}", paths.keys());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }
 }

@@ -1,5 +1,6 @@
 //! HTTP handlers, one file per route group.
 
+pub mod anthropic;
 pub mod chat;
 pub mod completions;
 pub mod docs;
@@ -10,6 +11,7 @@ pub mod manage;
 pub mod memory;
 pub mod metrics;
 pub mod models;
+pub mod tokens;
 
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
