@@ -98,9 +98,10 @@ pub async fn generate(state: &AppState, request: Valid<ChatRequest>) -> ApiResul
     Ok(answer.hold(slot))
 }
 
-/// The model a request names, loaded just in time, for work that generates
-/// nothing (tokenizing, rendering a prompt); routers route chat only.
-pub async fn model(state: &AppState, name: Option<&str>) -> ApiResult<Lease> {
+/// The model a request names, loaded just in time, outside the chat
+/// pipeline (text completions, tokenizing, rendering a prompt); routers
+/// route chat only.
+pub async fn model(state: &AppState, name: Option<&str>, ttl: Option<u64>) -> ApiResult<Lease> {
     state.ready()?;
     if let Some(router) = state.experts.get(name) {
         return Err(ApiError::invalid(
@@ -111,10 +112,7 @@ pub async fn model(state: &AppState, name: Option<&str>) -> ApiResult<Lease> {
             ),
         ));
     }
-    state
-        .registry
-        .acquire(name, Origin::Request { ttl: None })
-        .await
+    state.registry.acquire(name, Origin::Request { ttl }).await
 }
 
 /// Background work (cache precompute) on a resident model's core layers.
@@ -201,24 +199,8 @@ pub async fn complete(
     tenant: &str,
     request: Valid<CompletionRequest>,
 ) -> ApiResult<(Vec<(String, String)>, CompletionStream)> {
-    state.ready()?;
     let request = request.0;
-    if let Some(router) = state.experts.get(request.model.as_deref()) {
-        return Err(ApiError::invalid(
-            "model",
-            format!(
-                "`{}` routes chat completions only; name a model for text completions.",
-                router.config.name
-            ),
-        ));
-    }
-    let lease = state
-        .registry
-        .acquire(
-            request.model.as_deref(),
-            Origin::Request { ttl: request.ttl },
-        )
-        .await?;
+    let lease = model(state, request.model.as_deref(), request.ttl).await?;
     tracing::Span::current().record("model", lease.id());
     let mut admission = match &lease.pipeline.budgets {
         Some(budgets) => {

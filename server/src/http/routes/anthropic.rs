@@ -65,7 +65,7 @@ pub async fn count_tokens(
 ) -> Result<Json<CountTokensResponse>, AnthropicError> {
     let JsonBody(request) = body?;
     let request = Valid::new(prompt_request(request.prompt)?, &state.config.limits)?;
-    let lease = model(&state, request.get().model.as_deref()).await?;
+    let lease = model(&state, request.get().model.as_deref(), None).await?;
     let prompt = lease.engine.render_prompt(request.get()).await?;
     let tokens = lease.engine.encode(&prompt, true).await?;
     Ok(Json(CountTokensResponse {

@@ -106,29 +106,24 @@ trait Finished {
     fn finish_reason(&self) -> Option<&str>;
 }
 
-impl Finished for ChatCompletion {
-    fn model(&self) -> &str {
-        &self.model
-    }
-    fn usage(&self) -> Option<Usage> {
-        self.usage
-    }
-    fn finish_reason(&self) -> Option<&str> {
-        self.choices.first()?.finish_reason.as_deref()
-    }
+/// Both answer types name these alike.
+macro_rules! finished {
+    ($($answer:ty),*) => {$(
+        impl Finished for $answer {
+            fn model(&self) -> &str {
+                &self.model
+            }
+            fn usage(&self) -> Option<Usage> {
+                self.usage
+            }
+            fn finish_reason(&self) -> Option<&str> {
+                self.choices.first()?.finish_reason.as_deref()
+            }
+        }
+    )*};
 }
 
-impl Finished for Completion {
-    fn model(&self) -> &str {
-        &self.model
-    }
-    fn usage(&self) -> Option<Usage> {
-        self.usage
-    }
-    fn finish_reason(&self) -> Option<&str> {
-        self.choices.first()?.finish_reason.as_deref()
-    }
-}
+finished!(ChatCompletion, Completion);
 
 /// Folds one kind of answer's chunks.
 trait Accumulate: Default {
