@@ -10,25 +10,30 @@ MODEL_Q8 := models/SmolLM2-135M-Instruct.Q8_0.gguf
 HF_MODEL := models/smollm2-135m-hf
 # The default model relabelled as IBM Granite: an architecture only llama.cpp loads.
 GRANITE := models/smollm2-135m-granite.Q4_1.gguf
+# The embedding model: all-MiniLM-L6-v2 from PyPI, made a GGUF by `ferrite convert`.
+EMBED_HF := models/all-MiniLM-L6-v2
+EMBED := models/all-MiniLM-L6-v2.F16.gguf
 VENV := .venv
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
-.PHONY: serve test build model venv bench bench-1.7b bench-swap bench-soak lint fmt clippy clean
+.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-swap bench-soak lint fmt clippy clean
 
-## serve: fetch the default model if missing, build, serve on $(HOST):$(PORT)
-serve: $(MODEL) build
-	$(BIN) serve --model $(MODEL) --host $(HOST) --port $(PORT)
+## serve: fetch the default models if missing (chat and embeddings), build,
+## serve on $(HOST):$(PORT)
+serve: $(MODEL) build $(EMBED)
+	$(BIN) serve --model $(MODEL) --embedding-model $(EMBED) --host $(HOST) --port $(PORT)
 
 ## test: fetch what tests need, then run every test (Rust and the openai SDK)
 ## (memory tests also run against PostgreSQL and /docs in headless Chromium:
 ## scripts/postgres.sh and scripts/chromium.sh provide them)
 ## (the Rust suite runs twice: on the llama.cpp runtime, then on mistral.rs)
-test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) $(GRANITE) venv
+test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) $(GRANITE) $(EMBED) venv
 	PG_URL=$$(scripts/postgres.sh) && CHROMIUM=$$(scripts/chromium.sh) && \
 	export FERRITE_TEST_POSTGRES_URL=$$PG_URL FERRITE_TEST_CHROMIUM=$$CHROMIUM \
 		FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) FERRITE_TEST_MODEL_Q8=$(CURDIR)/$(MODEL_Q8) \
-		FERRITE_TEST_SAFETENSORS=$(CURDIR)/$(HF_MODEL) FERRITE_TEST_GRANITE=$(CURDIR)/$(GRANITE) && \
+		FERRITE_TEST_SAFETENSORS=$(CURDIR)/$(HF_MODEL) FERRITE_TEST_GRANITE=$(CURDIR)/$(GRANITE) \
+		FERRITE_TEST_EMBED=$(CURDIR)/$(EMBED) FERRITE_TEST_EMBED_HF=$(CURDIR)/$(EMBED_HF) && \
 	FERRITE_TEST_RUNTIME=llama.cpp cargo test --release --workspace --locked && \
 	FERRITE_TEST_RUNTIME=mistral.rs cargo test --release --workspace --locked && \
 	$(VENV)/bin/python -m pytest -q tests/python
@@ -48,6 +53,11 @@ $(SYNTH): $(MODEL) venv | build
 	$(VENV)/bin/python ../shared/bench/synth_model.py $(MODEL) $(SYNTH).f16 --shape 1.7b
 	$(BIN) quantize $(SYNTH).f16 $@ --type q4_k && rm $(SYNTH).f16
 
+## bench-embeddings: embeddings/s, 1 and 64 inputs a request and 8 clients,
+## against llama-server on the same GGUF
+bench-embeddings: $(MODEL) build $(EMBED) venv
+	scripts/bench-embeddings.sh $(BIN) $(EMBED) $(MODEL) "$$(scripts/build-llama-server.sh)"
+
 ## bench-swap: what a just-in-time model swap costs (max_loaded_models = 1)
 bench-swap: $(MODEL) build $(MODEL_Q8)
 	scripts/bench-swap.sh $(BIN) $(MODEL) $(MODEL_Q8)
@@ -63,6 +73,12 @@ build:
 model: $(MODEL)
 $(MODEL):
 	scripts/fetch-model.sh models
+
+$(EMBED_HF)/model.safetensors:
+	scripts/fetch-embedding-model.sh $(EMBED_HF)
+
+$(EMBED): $(EMBED_HF)/model.safetensors | build
+	$(BIN) convert $(EMBED_HF) $@
 
 $(MODEL_Q8): $(MODEL) | build
 	$(BIN) quantize $(MODEL) $(MODEL_Q8) --type q8_0

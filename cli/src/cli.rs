@@ -41,4 +41,6 @@ pub enum Command {
     Server(crate::client::daemon::ServerCommand),
     /// Re-quantize a GGUF model file (e.g. to Q8_0).
     Quantize(crate::client::quantize::QuantizeArgs),
+    /// Convert a sentence-transformers BERT folder to a GGUF embedding model.
+    Convert(crate::client::convert::ConvertArgs),
 }

@@ -7,7 +7,8 @@
 //! - `client/`: the client commands (`ls`, `ps`, `load`, `unload`, `chat`,
 //!   `server start|stop|status`, the benchmarks) and what they share: the
 //!   HTTP client (`remote.rs`) and an SSE reader (`sse_read.rs`);
-//!   `quantize.rs` re-quantizes a GGUF file locally.
+//!   `quantize.rs` re-quantizes a GGUF file locally, `convert.rs` makes a
+//!   GGUF embedding model of a BERT folder.
 
 mod cli;
 mod client;
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::Command;
-use client::{bench, bench_cache, bench_soak, chat, daemon, models, quantize};
+use client::{bench, bench_cache, bench_soak, chat, convert, daemon, models, quantize};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -34,6 +35,7 @@ async fn main() -> ExitCode {
         Command::Chat(args) => chat::run(args).await,
         Command::Server(command) => daemon::run(command).await,
         Command::Quantize(args) => quantize::run(args),
+        Command::Convert(args) => convert::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -54,6 +54,31 @@ pub trait Engine: Send + Sync + 'static {
     async fn render_prompt(&self, _request: &ChatRequest) -> ApiResult<String> {
         Err(unsupported())
     }
+
+    /// One unit-length vector per input, in order, from an embedding model.
+    async fn embed(&self, _inputs: Vec<EmbedInput>) -> ApiResult<Embedded> {
+        Err(ApiError::invalid(
+            "model",
+            format!(
+                "`{}` is a chat model; name an embedding model to make embeddings.",
+                self.info().id
+            ),
+        ))
+    }
+}
+
+/// One input to embed: text, or the model's token ids as they are.
+#[derive(Debug, Clone)]
+pub enum EmbedInput {
+    Text(String),
+    Tokens(Vec<u32>),
+}
+
+/// Embeddings in input order, and the tokens they took.
+#[derive(Debug, Clone, Default)]
+pub struct Embedded {
+    pub vectors: Vec<Vec<f32>>,
+    pub prompt_tokens: usize,
 }
 
 fn unsupported() -> ApiError {

@@ -17,7 +17,22 @@ pub struct GgufMeta {
     /// The context the model was trained for (`{arch}.context_length`).
     pub context_length: Option<u32>,
     pub vocab: Option<Vocab>,
+    /// An embedding model: an encoder, or a file that names its pooling.
+    pub embeddings: bool,
 }
+
+/// llama.cpp's encoder-only architectures: they embed, they cannot chat.
+const ENCODERS: &[&str] = &[
+    "bert",
+    "nomic-bert",
+    "nomic-bert-moe",
+    "jina-bert-v2",
+    "jina-bert-v3",
+    "neo-bert",
+    "modern-bert",
+    "eurobert",
+    "t5encoder",
+];
 
 pub fn read(path: &Path) -> anyhow::Result<GgufMeta> {
     let mut file =
@@ -34,6 +49,19 @@ pub fn read(path: &Path) -> anyhow::Result<GgufMeta> {
         .and_then(|a| md.get(&format!("{a}.context_length")))
         .and_then(|v| v.to_u64().ok().or_else(|| v.to_u32().ok().map(u64::from)))
         .and_then(|n| u32::try_from(n).ok());
+    let pooled = architecture
+        .as_ref()
+        .and_then(|a| md.get(&format!("{a}.pooling_type")))
+        .and_then(|v| {
+            v.to_u32()
+                .ok()
+                .or_else(|| v.to_i32().ok().map(|n| n as u32))
+        })
+        .is_some_and(|p| p != 0);
+    let embeddings = pooled
+        || architecture
+            .as_deref()
+            .is_some_and(|a| ENCODERS.contains(&a));
     let vocab_size = md
         .get("tokenizer.ggml.tokens")
         .and_then(|v| v.to_vec().ok())
@@ -67,6 +95,7 @@ pub fn read(path: &Path) -> anyhow::Result<GgufMeta> {
         quantization,
         context_length,
         vocab: Vocab::from_gguf(&content).ok(),
+        embeddings,
     })
 }
 

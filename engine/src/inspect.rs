@@ -1,7 +1,7 @@
 //! What a model is before it is loaded: its header's facts and the
 //! configured settings, cheap enough for every model listing.
 
-use ferrite_openapi::models::ModelMeta;
+use ferrite_openapi::models::{ModelKind, ModelMeta};
 
 use crate::gguf_meta;
 use crate::locate::{locate, HfConfig};
@@ -13,12 +13,16 @@ const UNKNOWN_CONTEXT: u32 = 4096;
 /// Reads the model's header; fails when the file is missing or unreadable.
 pub fn inspect(opts: &EngineOptions) -> anyhow::Result<ModelMeta> {
     let located = locate(&opts.path)?;
+    let mut kind = ModelKind::Llm;
     let (format, architecture, quantization, context_length, isq) = match located.format {
         ModelFormat::Gguf => {
             let file = located
                 .dir
                 .join(located.file.as_deref().unwrap_or_default());
             let meta = gguf_meta::read(&file)?;
+            if meta.embeddings {
+                kind = ModelKind::Embeddings;
+            }
             (
                 "gguf",
                 meta.architecture,
@@ -40,6 +44,7 @@ pub fn inspect(opts: &EngineOptions) -> anyhow::Result<ModelMeta> {
         }
     };
     Ok(ModelMeta {
+        kind,
         runtime: opts.runtime.resolve(located.format).name().into(),
         format: format.into(),
         path: opts.path.display().to_string(),

@@ -4,17 +4,19 @@
 //! Layout:
 //! - `backend.rs`: the [`Engine`] trait, the seam to the server.
 //! - `llamacpp/`: GGUF files on llama.cpp (one context per model, its own
-//!   continuous batching scheduler).
+//!   continuous batching scheduler; embedding models batched on their own).
 //! - `mistralrs/`: safetensors folders (with ISQ) and GGUF on mistral.rs.
 //! - `runtime.rs`: which runtime serves a model, and loading it.
 //! - Written once for both: `prep.rs` (budgets, thinking plans, sampling
 //!   fields), `stream.rs` (events to OpenAI chunks), `stop.rs`,
 //!   `reasoning_split.rs`, `json_end.rs`, `thinking.rs` (budget forcing),
 //!   `pick.rs` (sampling), `vocab.rs`.
-//! - Model files: `locate.rs`, `gguf_meta.rs`, `inspect.rs`, `quantize.rs`.
+//! - Model files: `locate.rs`, `gguf_meta.rs`, `inspect.rs`, `quantize.rs`,
+//!   `bert_gguf.rs` (BERT folders to GGUF embedding models).
 //! - `scripted.rs`: a scripted engine for unit tests of middleware.
 
 mod backend;
+mod bert_gguf;
 mod gauge;
 mod gguf_meta;
 mod inspect;
@@ -34,7 +36,8 @@ mod stream;
 mod thinking;
 mod vocab;
 
-pub use backend::{ChatStream, CompletionStream, Engine, ModelInfo};
+pub use backend::{ChatStream, CompletionStream, EmbedInput, Embedded, Engine, ModelInfo};
+pub use bert_gguf::{bert_to_gguf, is_bert_folder};
 pub use gauge::GaugeGuard;
 pub use inspect::inspect;
 pub use llamacpp::LlamaCppEngine;

@@ -10,7 +10,7 @@ use tracing::warn;
 
 use crate::backend::Engine;
 use crate::gguf_meta;
-use crate::llamacpp::LlamaCppEngine;
+use crate::llamacpp::{LlamaCppEngine, LlamaEmbedder};
 use crate::locate::locate;
 use crate::mistralrs::MistralEngine;
 use crate::options::{EngineOptions, ModelFormat, Runtime};
@@ -30,9 +30,24 @@ async fn load_on(runtime: Runtime, opts: &EngineOptions) -> anyhow::Result<Arc<d
     }
 }
 
-/// Loads `opts.path` on the runtime its options ask for.
+/// Loads `opts.path` on the runtime its options ask for; embedding models
+/// run on llama.cpp, the runtime that has them.
 pub async fn load(opts: &EngineOptions) -> anyhow::Result<Arc<dyn Engine>> {
     let located = locate(&opts.path)?;
+    if let Some(file) = &located.file {
+        let path = located.dir.join(file);
+        let embeddings = tokio::task::spawn_blocking(move || gguf_meta::read(&path))
+            .await?
+            .is_ok_and(|m| m.embeddings);
+        if embeddings {
+            anyhow::ensure!(
+                opts.runtime != Runtime::MistralRs,
+                "{} is an embedding model: it runs on llama.cpp, not mistral.rs",
+                opts.path.display()
+            );
+            return Ok(Arc::new(LlamaEmbedder::load(opts).await?));
+        }
+    }
     let first = opts.runtime.resolve(located.format);
     if located.format == ModelFormat::Safetensors && first == Runtime::LlamaCpp {
         anyhow::bail!(

@@ -28,6 +28,7 @@ impl ScriptedEngine {
                 id: "scripted".into(),
                 created: 0,
                 meta: ModelMeta {
+                    kind: Default::default(),
                     runtime: "scripted".into(),
                     format: "scripted".into(),
                     path: String::new(),

@@ -44,6 +44,7 @@ pub enum ErrorCode {
     InvalidValue,
     MemoryDisabled,
     MethodNotAllowed,
+    ModelKindMismatch,
     ModelLoadFailed,
     ModelNotFound,
     ModelNotLoaded,

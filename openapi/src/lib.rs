@@ -7,6 +7,7 @@ pub mod chat;
 pub mod common;
 pub mod completions;
 pub mod doc;
+pub mod embeddings;
 pub mod error;
 pub mod health;
 pub mod lmstudio;

@@ -24,6 +24,9 @@ pub struct ModelObject {
 /// active; before, the header's facts and the configured settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelMeta {
+    /// `llm` (chat and completions) or `embeddings`, as LM Studio says.
+    #[serde(default, rename = "type")]
+    pub kind: ModelKind,
     /// The engine that serves it: `llama.cpp` or `mistral.rs`.
     #[serde(default)]
     pub runtime: String,
@@ -47,4 +50,22 @@ pub struct ModelMeta {
     pub max_seqs: u32,
     /// `loaded`, `loading` or `not-loaded` (LM Studio's words).
     pub state: String,
+}
+
+/// What a model is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    #[default]
+    Llm,
+    Embeddings,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Llm => "llm",
+            Self::Embeddings => "embeddings",
+        }
+    }
 }

@@ -100,6 +100,9 @@ pub struct ServeArgs {
     /// A folder of models to offer (LM Studio's `publisher/repo/file.gguf` layout works).
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
+    /// An embedding model (GGUF) to offer beside the chat model.
+    #[arg(long)]
+    pub embedding_model: Option<PathBuf>,
     /// Idle seconds before a just-in-time loaded model unloads (0 = never).
     #[arg(long)]
     pub ttl: Option<u64>,
@@ -167,6 +170,7 @@ impl ServeArgs {
                 self.max_loaded_models.map(Value::from),
             ),
             ("registry", "dir", path(&self.models_dir)),
+            ("registry", "embedding_model", path(&self.embedding_model)),
             ("registry", "ttl_secs", self.ttl.map(Value::from)),
             (
                 "http",

@@ -148,9 +148,10 @@ fn redact(url: &str) -> String {
 
 /// Loads the startup model; nothing is ready before it.
 async fn load(state: AppState, shared: Arc<pipeline::SharedLayers>) -> anyhow::Result<()> {
+    let startup = state.registry.startup()?;
     let lease = state
         .registry
-        .acquire(None, Origin::Explicit { ttl: None })
+        .acquire_spec(startup, Origin::Explicit { ttl: None })
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
     let id = lease.id().to_string();

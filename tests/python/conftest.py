@@ -10,6 +10,8 @@ import urllib.request
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+EMBED = os.environ.get("FERRITE_TEST_EMBED", str(ROOT / "models/all-MiniLM-L6-v2.F16.gguf"))
+EMBED_HF = os.environ.get("FERRITE_TEST_EMBED_HF", str(ROOT / "models/all-MiniLM-L6-v2"))
 
 
 def _free_port() -> int:
@@ -29,6 +31,8 @@ def _serve(extra_env=None):
     env["FERRITE_DATA_DIR"] = tempfile.mkdtemp(prefix="ferrite-pytest-")
     # Models in the user's own models folder must not change what tests see.
     env.setdefault("FERRITE_REGISTRY__SCAN", "false")
+    # The embedding model beside the chat model, as `make serve` offers it.
+    env.setdefault("FERRITE_REGISTRY__EMBEDDING_MODEL", EMBED)
     # A file, not a pipe: nobody reads the log while tests run, and a full
     # pipe would block the server's next log line.
     log = tempfile.TemporaryFile(prefix="ferrite-pytest-log-")

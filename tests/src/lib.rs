@@ -101,6 +101,15 @@ pub fn model_q8() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q8_0.gguf")
 }
 
+/// `FERRITE_TEST_EMBED`: all-MiniLM-L6-v2 as a GGUF, made by `ferrite
+/// convert` (`make test` makes it).
+pub fn embedding_model() -> PathBuf {
+    if let Ok(p) = std::env::var("FERRITE_TEST_EMBED") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/all-MiniLM-L6-v2.F16.gguf")
+}
+
 /// A config file of the test's own, in a fresh temporary folder.
 pub fn config_file(name: &str, toml: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ferrite-test-{}-{name}", std::process::id()));

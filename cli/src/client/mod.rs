@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_cache;
 pub mod bench_soak;
 pub mod chat;
+pub mod convert;
 pub mod daemon;
 pub mod models;
 pub mod quantize;

@@ -41,7 +41,7 @@ pub struct Loaded {
 }
 
 /// Physical cores: llama.cpp's threads spin, so hyperthreads only contend.
-fn default_threads() -> usize {
+pub fn default_threads() -> usize {
     num_cpus::get_physical().max(1)
 }
 
@@ -53,9 +53,17 @@ fn gpu_layers(opts: &EngineOptions) -> u32 {
     }
 }
 
-/// Loads the model (blocking: call off the async workers).
-pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
-    let started = Instant::now();
+/// A GGUF file opened by llama.cpp, before any context.
+pub struct Opened {
+    pub model: Arc<LlamaModel>,
+    pub backend: &'static LlamaBackend,
+    pub header: Option<gguf_meta::GgufMeta>,
+    pub size_bytes: u64,
+    pub gpu_layers: u32,
+}
+
+/// Opens the model's file (blocking: call off the async workers).
+pub fn open(opts: &EngineOptions) -> anyhow::Result<Opened> {
     let located = locate(&opts.path)?;
     let file = located.dir.join(
         located
@@ -67,17 +75,38 @@ pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
         .as_ref()
         .ok_or_else(|| anyhow!("llama.cpp could not be initialised"))?;
     let header = gguf_meta::read(&file).ok();
-    let architecture = header.as_ref().and_then(|m| m.architecture.clone());
-    let layers = gpu_layers(opts);
-    let params = LlamaModelParams::default().with_n_gpu_layers(layers);
+    let gpu_layers = gpu_layers(opts);
+    let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
     let model = LlamaModel::load_from_file(backend, &file, &params).map_err(|_| {
         anyhow!(
             "llama.cpp cannot load {} (architecture `{}`)",
             file.display(),
-            architecture.as_deref().unwrap_or("unknown")
+            header
+                .as_ref()
+                .and_then(|h| h.architecture.as_deref())
+                .unwrap_or("unknown")
         )
     })?;
-    let model = Arc::new(model);
+    Ok(Opened {
+        model: Arc::new(model),
+        backend,
+        header,
+        size_bytes: located.size_bytes(),
+        gpu_layers,
+    })
+}
+
+/// Loads the model (blocking: call off the async workers).
+pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
+    let started = Instant::now();
+    let Opened {
+        model,
+        backend,
+        header,
+        size_bytes,
+        gpu_layers: layers,
+    } = open(opts)?;
+    let architecture = header.as_ref().and_then(|m| m.architecture.clone());
     let vocab = token_table(&model);
     let specials = Specials::of(&model, &vocab);
     let template = model
@@ -89,13 +118,14 @@ pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
     let jobs = start(&id, backend, &model, &vocab, &specials, &plan)?;
 
     let meta = ModelMeta {
+        kind: Default::default(),
         runtime: "llama.cpp".into(),
         format: "gguf".into(),
         path: opts.path.display().to_string(),
         architecture,
         quantization: header.and_then(|m| m.quantization),
         context_length: plan.context_length,
-        size_bytes: located.size_bytes(),
+        size_bytes,
         device: Some(if layers > 0 { "gpu" } else { "cpu" }.into()),
         activation_dtype: None,
         isq: None,

@@ -2,10 +2,12 @@
 //! Studio. Requests are prepared here (template, tokens, budget, sampler)
 //! and handed to the model's step loop (`scheduler.rs`) on its own thread.
 
+mod embed;
 mod load;
 mod sampler;
 mod scheduler;
 
+pub use embed::LlamaEmbedder;
 pub use scheduler::{PARKED_BYTES, PARKED_ENTRIES};
 
 use std::collections::HashMap;

@@ -264,6 +264,7 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
 fn model_meta(opts: &EngineOptions, built: &Built, context_length: u32, paged: bool) -> ModelMeta {
     let on_cpu = built.device.is_cpu();
     ModelMeta {
+        kind: Default::default(),
         runtime: "mistral.rs".into(),
         format: match built.located.format {
             ModelFormat::Gguf => "gguf".into(),

@@ -8,10 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrite_engine::CompletionStream;
+use ferrite_engine::{CompletionStream, EmbedInput};
 use ferrite_middleware::{hold, ChatResponse};
 use ferrite_openapi::chat::{ChatCompletionChunk, ChatRequest};
+use ferrite_openapi::common::Usage;
 use ferrite_openapi::completions::CompletionRequest;
+use ferrite_openapi::embeddings::{
+    Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, InputRef, Vector,
+};
+use ferrite_openapi::models::ModelKind;
 use ferrite_openapi::validate::RequestLimits;
 use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
 use futures::StreamExt;
@@ -41,6 +46,12 @@ impl Check for CompletionRequest {
     fn check(&self, limits: &RequestLimits) -> ApiResult<()> {
         self.validate()?;
         self.check_limits(limits)
+    }
+}
+
+impl Check for EmbeddingRequest {
+    fn check(&self, _limits: &RequestLimits) -> ApiResult<()> {
+        self.validate()
     }
 }
 
@@ -86,7 +97,10 @@ pub async fn generate(state: &AppState, request: Valid<ChatRequest>) -> ApiResul
         let slot = state.admit()?;
         return Ok(router.answer(state, request).await?.hold(slot));
     }
-    let spec = state.registry.resolve(request.model.as_deref()).await?;
+    let spec = state
+        .registry
+        .resolve_for(request.model.as_deref(), ModelKind::Llm)
+        .await?;
     span.record("model", spec.id.as_str());
     let slot = state.admit()?;
     let load = if request.is_stream() {
@@ -99,9 +113,14 @@ pub async fn generate(state: &AppState, request: Valid<ChatRequest>) -> ApiResul
 }
 
 /// The model a request names, loaded just in time, outside the chat
-/// pipeline (text completions, tokenizing, rendering a prompt); routers
-/// route chat only.
-pub async fn model(state: &AppState, name: Option<&str>, ttl: Option<u64>) -> ApiResult<Lease> {
+/// pipeline (text completions, embeddings, tokenizing, rendering a
+/// prompt), of `kind` when the use needs one; routers route chat only.
+pub async fn model(
+    state: &AppState,
+    name: Option<&str>,
+    ttl: Option<u64>,
+    kind: Option<ModelKind>,
+) -> ApiResult<Lease> {
     state.ready()?;
     if let Some(router) = state.experts.get(name) {
         return Err(ApiError::invalid(
@@ -112,7 +131,14 @@ pub async fn model(state: &AppState, name: Option<&str>, ttl: Option<u64>) -> Ap
             ),
         ));
     }
-    state.registry.acquire(name, Origin::Request { ttl }).await
+    let spec = match kind {
+        Some(kind) => state.registry.resolve_for(name, kind).await?,
+        None => state.registry.resolve(name).await?,
+    };
+    state
+        .registry
+        .acquire_spec(spec, Origin::Request { ttl })
+        .await
 }
 
 /// Background work (cache precompute) on a resident model's core layers.
@@ -200,7 +226,13 @@ pub async fn complete(
     request: Valid<CompletionRequest>,
 ) -> ApiResult<(Vec<(String, String)>, CompletionStream)> {
     let request = request.0;
-    let lease = model(state, request.model.as_deref(), request.ttl).await?;
+    let lease = model(
+        state,
+        request.model.as_deref(),
+        request.ttl,
+        Some(ModelKind::Llm),
+    )
+    .await?;
     tracing::Span::current().record("model", lease.id());
     let mut admission = match &lease.pipeline.budgets {
         Some(budgets) => {
@@ -227,4 +259,94 @@ pub async fn complete(
         })
         .boxed();
     Ok((headers, hold(stream, (lease, slot))))
+}
+
+/// Embeddings: the same road, with the tenant's budgets charged for the
+/// input tokens. Answers with the budget headers and OpenAI's list.
+pub async fn embed(
+    state: &AppState,
+    tenant: &str,
+    request: Valid<EmbeddingRequest>,
+) -> ApiResult<(Vec<(String, String)>, EmbeddingResponse)> {
+    let request = request.0;
+    let lease = model(
+        state,
+        request.model.as_deref(),
+        request.ttl,
+        Some(ModelKind::Embeddings),
+    )
+    .await?;
+    tracing::Span::current().record("model", lease.id());
+    let items = request.input.items();
+    // About four bytes a token until the model has counted.
+    let estimate: usize = items
+        .iter()
+        .map(|i| match i {
+            InputRef::Text(t) => t.len() / 4 + 2,
+            InputRef::Tokens(ids) => ids.len(),
+        })
+        .sum();
+    let inputs: Vec<EmbedInput> = items
+        .into_iter()
+        .map(|i| match i {
+            InputRef::Text(t) => EmbedInput::Text(t.to_owned()),
+            InputRef::Tokens(ids) => EmbedInput::Tokens(ids.to_vec()),
+        })
+        .collect();
+    let mut admission = match &lease.pipeline.budgets {
+        Some(budgets) => Some(budgets.admit(tenant, estimate as u64, 0)?),
+        None => None,
+    };
+    let headers = admission
+        .as_mut()
+        .map(|a| std::mem::take(&mut a.headers))
+        .unwrap_or_default();
+    let _slot = state.admit().map_err(|e| e.with_headers(headers.clone()))?;
+    let embedded = match lease.engine.embed(inputs).await {
+        Ok(e) => e,
+        Err(e) => return Err(e.with_headers(headers)),
+    };
+    let tokens = u32::try_from(embedded.prompt_tokens).unwrap_or(u32::MAX);
+    if let Some(a) = admission.as_mut() {
+        a.observe(
+            Some(Usage {
+                prompt_tokens: tokens,
+                completion_tokens: 0,
+                total_tokens: tokens,
+                ..Default::default()
+            }),
+            1,
+        );
+    }
+    let size = embedded.vectors.first().map_or(0, Vec::len);
+    if let Some(wanted) = request.dimensions.filter(|&d| d as usize != size) {
+        return Err(ApiError::invalid(
+            "dimensions",
+            format!(
+                "`{}` makes {size}-dimensional embeddings and cannot shorten them to {wanted}.",
+                lease.id()
+            ),
+        )
+        .with_headers(headers));
+    }
+    let data = embedded
+        .vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, v)| Embedding {
+            object: "embedding".into(),
+            embedding: Vector::encode(v, request.encoding_format),
+            index,
+        })
+        .collect();
+    let response = EmbeddingResponse {
+        object: "list".into(),
+        data,
+        model: lease.id().to_string(),
+        usage: EmbeddingUsage {
+            prompt_tokens: embedded.prompt_tokens,
+            total_tokens: embedded.prompt_tokens,
+        },
+    };
+    Ok((headers, response))
 }

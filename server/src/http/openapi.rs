@@ -13,8 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::routes::{
-    anthropic, chat, completions, docs, fallback, health, lmstudio, manage, memory, metrics,
-    models, tokens,
+    anthropic, chat, completions, docs, embeddings, fallback, health, lmstudio, manage, memory,
+    metrics, models, tokens,
 };
 use crate::state::AppState;
 
@@ -28,6 +28,8 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(chat::chat_completions))
         .routes(routes!(completions::completions))
+        .routes(routes!(embeddings::embeddings))
+        .routes(routes!(embeddings::embeddings_v0))
         .routes(routes!(models::list))
         .route("/v1/models/{*id}", get(models::get))
         .routes(routes!(memory::list, memory::delete_all))
@@ -137,7 +139,7 @@ mod tests {
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
-        assert_eq!(paths.len(), 25, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 27, "{:?}", paths.keys());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ferrite_engine::{default_id, Delimiters, EngineOptions, IsqChoice, ModelFormat, Runtime};
-use ferrite_openapi::models::ModelMeta;
+use ferrite_openapi::models::{ModelKind, ModelMeta};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
@@ -27,6 +27,9 @@ pub struct RegistryConfig {
     pub ttl_secs: u64,
     /// Models by hand, with their own settings.
     pub models: Vec<ModelEntry>,
+    /// An embedding model offered beside the startup model, as LM Studio
+    /// ships one; memory and routers embed with it where configured to.
+    pub embedding_model: Option<PathBuf>,
 }
 
 impl Default for RegistryConfig {
@@ -37,6 +40,7 @@ impl Default for RegistryConfig {
             max_loaded_models: 1,
             ttl_secs: 3600,
             models: Vec::new(),
+            embedding_model: None,
         }
     }
 }
@@ -111,6 +115,12 @@ impl Spec {
     pub fn meta(&self) -> Option<&ModelMeta> {
         self.inspected().ok()
     }
+
+    /// Chat or embeddings, as the header says (read it off the async
+    /// workers first); an unreadable file counts as a chat model.
+    pub fn kind(&self) -> ModelKind {
+        self.meta().map(|m| m.kind).unwrap_or_default()
+    }
 }
 
 pub fn ttl_of(secs: u64) -> Option<Duration> {
@@ -151,6 +161,12 @@ impl RegistryConfig {
             out.push(kept.cloned().unwrap_or_else(|| Arc::new(spec)));
         };
         push(startup_spec(startup), false);
+        if let Some(path) = &self.embedding_model {
+            let mut options = startup.clone();
+            options.path = path.clone();
+            options.id = None;
+            push(startup_spec(&options), false);
+        }
         for entry in &self.models {
             push(entry_spec(entry, startup), false);
         }

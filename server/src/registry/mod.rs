@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ferrite_engine::Engine;
-use ferrite_openapi::models::ModelMeta;
+use ferrite_openapi::models::{ModelKind, ModelMeta};
 use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::{watch, Notify};
@@ -66,6 +66,7 @@ enum Residency {
     Loading {
         done: Loading,
         progress: watch::Receiver<Progress>,
+        kind: ModelKind,
     },
     Loaded(Arc<Resident>),
 }
@@ -182,6 +183,15 @@ impl Registry {
         fresh
     }
 
+    /// The model the server was started with (chat or embeddings).
+    pub fn startup(&self) -> ApiResult<Arc<Spec>> {
+        self.specs
+            .read()
+            .first()
+            .cloned()
+            .ok_or_else(|| ApiError::unavailable("No model is configured."))
+    }
+
     /// A model known since the last scan.
     fn known(&self, name: &str) -> Option<Arc<Spec>> {
         self.specs
@@ -195,7 +205,7 @@ impl Registry {
     /// loaded model, else the startup model (as LM Studio does).
     pub async fn resolve(self: &Arc<Self>, name: Option<&str>) -> ApiResult<Arc<Spec>> {
         let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
-            return self.default_spec();
+            return self.default_spec(ModelKind::Llm).await;
         };
         if let Some(spec) = self.known(name) {
             return Ok(spec);
@@ -208,20 +218,76 @@ impl Registry {
             .ok_or_else(|| ApiError::model_not_found(name))
     }
 
-    fn default_spec(&self) -> ApiResult<Arc<Spec>> {
-        let models = self.models.lock();
-        let recent = models
+    /// The same, for a use that needs a model of `kind`: a chat model asked
+    /// for embeddings (or the reverse) is the request's fault, found before
+    /// anything loads. No name picks a model of that kind.
+    pub async fn resolve_for(
+        self: &Arc<Self>,
+        name: Option<&str>,
+        kind: ModelKind,
+    ) -> ApiResult<Arc<Spec>> {
+        let named = name.map(str::trim).filter(|n| !n.is_empty());
+        let spec = match named {
+            Some(_) => self.resolve(named).await?,
+            None => self.default_spec(kind).await?,
+        };
+        let s = spec.clone();
+        let actual = tokio::task::spawn_blocking(move || s.meta().map(|m| m.kind))
+            .await
+            .ok()
+            .flatten();
+        match actual {
+            Some(actual) if actual != kind => Err(ApiError::invalid(
+                "model",
+                match actual {
+                    ModelKind::Embeddings => format!(
+                        "`{}` is an embedding model: it makes embeddings (POST /v1/embeddings) and cannot generate text.",
+                        spec.id
+                    ),
+                    ModelKind::Llm => format!(
+                        "`{}` is a chat model; name an embedding model to make embeddings.",
+                        spec.id
+                    ),
+                },
+            )
+            .with_code(ErrorCode::ModelKindMismatch)),
+            _ => Ok(spec),
+        }
+    }
+
+    /// The most recently used loaded model of `kind`, else the first one
+    /// configured (the startup model for chat).
+    async fn default_spec(self: &Arc<Self>, kind: ModelKind) -> ApiResult<Arc<Spec>> {
+        let recent = self
+            .models
+            .lock()
             .values()
             .filter_map(|s| match s {
-                Residency::Loaded(r) => Some(r),
-                Residency::Loading { .. } => None,
+                Residency::Loaded(r) if r.meta().kind == kind => Some(r),
+                _ => None,
             })
             .max_by_key(|r| r.use_.lock().last_used)
             .map(|r| r.spec.clone());
-        drop(models);
-        recent
-            .or_else(|| self.specs.read().first().cloned())
-            .ok_or_else(|| ApiError::unavailable("No model is configured."))
+        if let Some(spec) = recent {
+            return Ok(spec);
+        }
+        let specs = self.specs.read().clone();
+        let first = tokio::task::spawn_blocking(move || {
+            specs
+                .into_iter()
+                .find(|s| s.meta().map_or(kind == ModelKind::Llm, |m| m.kind == kind))
+        })
+        .await
+        .ok()
+        .flatten();
+        first.ok_or_else(|| match kind {
+            ModelKind::Llm => ApiError::unavailable("No model is configured."),
+            ModelKind::Embeddings => ApiError::invalid(
+                "model",
+                "No embedding model is configured; name one in `model`.",
+            )
+            .with_code(ErrorCode::ModelNotFound),
+        })
     }
 
     pub fn is_loaded(&self, id: &str) -> bool {
@@ -300,7 +366,7 @@ impl Registry {
                 };
                 match current {
                     Some(done) => Some(done),
-                    None if self.make_room(&mut models) => {
+                    None if self.make_room(&mut models, spec.kind()) => {
                         let ttl = match (asked, spec.ttl, origin) {
                             (Some(secs), _, _) => ttl_of(secs),
                             (None, Some(own), _) => own,
@@ -335,11 +401,18 @@ impl Registry {
 
     /// Frees a place for one more model by evicting least recently used
     /// idle ones; false when every resident model is busy.
-    fn make_room(&self, models: &mut HashMap<String, Residency>) -> bool {
+    /// Room for one more model of `kind`: chat and embedding models count
+    /// apart, so a RAG client's embeddings never evict the chat model.
+    fn make_room(&self, models: &mut HashMap<String, Residency>, kind: ModelKind) -> bool {
         let max = self.config.registry.max_loaded_models.max(1);
-        while models.len() >= max {
+        let of_kind = |s: &Residency| match s {
+            Residency::Loaded(r) => r.meta().kind == kind,
+            Residency::Loading { kind: k, .. } => *k == kind,
+        };
+        while models.values().filter(|s| of_kind(s)).count() >= max {
             let victim = models
                 .iter()
+                .filter(|(_, s)| of_kind(s))
                 .filter_map(|(id, s)| match s {
                     Residency::Loaded(r) => {
                         let u = r.use_.lock();
@@ -379,7 +452,7 @@ impl Registry {
             fraction: 0.0,
         });
         let this = self.clone();
-        let id = spec.id.clone();
+        let (id, kind) = (spec.id.clone(), spec.kind());
         let done = async move {
             let result = this.load(spec.clone(), ttl, tx).await;
             let mut models = this.models.lock();
@@ -412,6 +485,7 @@ impl Registry {
             Residency::Loading {
                 done: done.clone(),
                 progress,
+                kind,
             },
         );
         done

@@ -14,6 +14,8 @@ use ferrite_openapi::anthropic::{
 };
 use ferrite_openapi::ApiError;
 
+use ferrite_openapi::models::ModelKind;
+
 use crate::chat::generate::{generate, model, Valid};
 use crate::http::anthropic::{chat_request, message, prompt_request, stream};
 use crate::http::extract::{Caller, JsonBody};
@@ -65,7 +67,13 @@ pub async fn count_tokens(
 ) -> Result<Json<CountTokensResponse>, AnthropicError> {
     let JsonBody(request) = body?;
     let request = Valid::new(prompt_request(request.prompt)?, &state.config.limits)?;
-    let lease = model(&state, request.get().model.as_deref(), None).await?;
+    let lease = model(
+        &state,
+        request.get().model.as_deref(),
+        None,
+        Some(ModelKind::Llm),
+    )
+    .await?;
     let prompt = lease.engine.render_prompt(request.get()).await?;
     let tokens = lease.engine.encode(&prompt, true).await?;
     Ok(Json(CountTokensResponse {

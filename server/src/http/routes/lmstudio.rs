@@ -47,7 +47,7 @@ fn model(spec: &Spec, meta: Option<&ModelMeta>) -> V0Model {
     V0Model {
         id: spec.id.clone(),
         object: "model".into(),
-        kind: "llm".into(),
+        kind: meta.map_or("llm", |m| m.kind.as_str()).into(),
         publisher,
         arch: unknown(meta, |m| m.architecture.clone()),
         compatibility_type: unknown(meta, |m| Some(m.format.clone())),

@@ -14,12 +14,21 @@ use ferrite_openapi::manage::{
     InstanceConfig, LoadEvent, LoadProgress, LoadRequest, LoadResponse, LoadedInstance,
     Quantization, UnloadRequest, UnloadResponse, V1Model, V1ModelList,
 };
+use ferrite_openapi::models::ModelKind;
 use ferrite_openapi::{ApiError, ApiResult};
 
 use crate::http::extract::JsonBody;
 use crate::registry::catalog::Spec;
 use crate::registry::{Lease, Origin};
 use crate::state::AppState;
+
+/// The v1 API's word for a model's type (v0 says `embeddings`).
+fn v1_kind(kind: ModelKind) -> &'static str {
+    match kind {
+        ModelKind::Llm => "llm",
+        ModelKind::Embeddings => "embedding",
+    }
+}
 
 fn v1_model(state: &AppState, spec: &Spec) -> V1Model {
     let meta = state.registry.meta(spec);
@@ -32,7 +41,7 @@ fn v1_model(state: &AppState, spec: &Spec) -> V1Model {
         .find_map(|a| a.split_once('/').map(|(p, _)| p.to_string()))
         .unwrap_or_else(|| "local".into());
     V1Model {
-        kind: "llm".into(),
+        kind: v1_kind(meta.as_ref().map(|m| m.kind).unwrap_or_default()).into(),
         key: spec.id.clone(),
         display_name: spec.id.clone(),
         publisher,
@@ -84,7 +93,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<V1ModelList>>
 
 fn loaded(lease: &Lease, started: Instant, echo: bool) -> LoadResponse {
     LoadResponse {
-        kind: "llm".into(),
+        kind: v1_kind(lease.meta().kind).into(),
         instance_id: lease.id().to_string(),
         // Zero-ish when it was already loaded, as in LM Studio.
         load_time_seconds: started.elapsed().as_secs_f64(),

@@ -4,6 +4,7 @@ pub mod anthropic;
 pub mod chat;
 pub mod completions;
 pub mod docs;
+pub mod embeddings;
 pub mod fallback;
 pub mod health;
 pub mod lmstudio;

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::Json;
 use ferrite_openapi::chat::ChatRequest;
 use ferrite_openapi::doc::ApiErrors;
+use ferrite_openapi::models::ModelKind;
 use ferrite_openapi::tokens::{
     ApplyTemplateResponse, DetokenizeRequest, DetokenizeResponse, Token, TokenPiece,
     TokenizeRequest, TokenizeResponse,
@@ -22,7 +23,7 @@ pub async fn tokenize(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<TokenizeRequest>,
 ) -> ApiResult<Json<TokenizeResponse>> {
-    let lease = model(&state, request.model.as_deref(), None).await?;
+    let lease = model(&state, request.model.as_deref(), None, None).await?;
     let ids = lease
         .engine
         .encode(&request.content, request.add_special)
@@ -47,7 +48,7 @@ pub async fn detokenize(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<DetokenizeRequest>,
 ) -> ApiResult<Json<DetokenizeResponse>> {
-    let lease = model(&state, request.model.as_deref(), None).await?;
+    let lease = model(&state, request.model.as_deref(), None, None).await?;
     let content = lease.engine.decode(&request.tokens).await?;
     Ok(Json(DetokenizeResponse { content }))
 }
@@ -62,7 +63,13 @@ pub async fn apply_template(
     JsonBody(request): JsonBody<ChatRequest>,
 ) -> ApiResult<Json<ApplyTemplateResponse>> {
     let request = Valid::new(request, &state.config.limits)?;
-    let lease = model(&state, request.get().model.as_deref(), None).await?;
+    let lease = model(
+        &state,
+        request.get().model.as_deref(),
+        None,
+        Some(ModelKind::Llm),
+    )
+    .await?;
     let prompt = lease.engine.render_prompt(request.get()).await?;
     Ok(Json(ApplyTemplateResponse { prompt }))
 }
