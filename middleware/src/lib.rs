@@ -9,6 +9,8 @@
 //! - Layers: `budget.rs` (with `token_budget.rs`), `memory.rs` (stores in
 //!   `memory_store.rs` and `memory_postgres.rs`), `cache.rs` (with
 //!   `replay.rs` and `precompute.rs`), `thinking.rs`, `auth.rs`.
+//! - `response_store.rs`: stored Responses API responses, in the memory
+//!   stores' databases.
 //! - `route_classifier.rs`: the expert routers' classifier.
 
 pub mod auth;
@@ -19,6 +21,7 @@ pub mod memory_postgres;
 pub mod memory_store;
 pub mod precompute;
 mod replay;
+pub mod response_store;
 pub mod route_classifier;
 mod service;
 pub mod thinking;

@@ -66,7 +66,7 @@ impl PostgresStore {
         })
     }
 
-    async fn pool(&self) -> Result<&PgPool, StoreError> {
+    pub(crate) async fn pool(&self) -> Result<&PgPool, StoreError> {
         self.schema
             .get_or_try_init(|| async {
                 let mut tx = self.pool.begin().await?;
@@ -77,6 +77,9 @@ impl PostgresStore {
                 for statement in SCHEMA {
                     sqlx::query(statement).execute(&mut *tx).await?;
                 }
+                sqlx::query(crate::response_store::POSTGRES_SCHEMA)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await.map_err(StoreError::from)
             })
             .await?;
@@ -237,5 +240,14 @@ mod tests {
             return;
         };
         conformance::lists_pages_and_deletes_per_tenant(&s, "a", "b").await;
+    }
+
+    #[tokio::test]
+    async fn responses_are_kept_per_tenant() {
+        let Some(s) = store().await else {
+            eprintln!("FERRITE_TEST_POSTGRES_URL unset: skipped");
+            return;
+        };
+        crate::response_store::conformance::keeps_gets_and_deletes_per_tenant(&s).await;
     }
 }

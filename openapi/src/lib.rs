@@ -15,6 +15,7 @@ pub mod manage;
 pub mod memory;
 pub mod models;
 pub mod parse;
+pub mod responses;
 pub mod thinking;
 pub mod tokens;
 pub mod validate;

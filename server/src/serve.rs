@@ -8,6 +8,7 @@ use ferrite_middleware::auth::{AuthLayer, Authenticator};
 use ferrite_middleware::memory_postgres::PostgresStore;
 use ferrite_middleware::memory_store::{MemoryStore, SqliteStore};
 use ferrite_middleware::precompute::Precompute;
+use ferrite_middleware::response_store::ResponseStore;
 use ferrite_middleware::ChatService;
 use ferrite_openapi::chat::ChatRequest;
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -22,7 +23,7 @@ use crate::config::Config;
 use crate::http::{app, listen};
 use crate::logging;
 use crate::registry::{Builder, Origin, Registry};
-use crate::state::AppState;
+use crate::state::{AppState, Stores};
 
 /// Seconds, from a fast cache hit to a long generation.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -49,15 +50,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     let config = Arc::new(config);
-    let memory = open_memory(&config);
-    let shared = Arc::new(pipeline::SharedLayers::new(config.clone(), memory.clone()));
+    let stores = open_stores(&config);
+    let shared = Arc::new(pipeline::SharedLayers::new(
+        config.clone(),
+        stores.memory.clone(),
+    ));
     let build: Builder = {
         let shared = shared.clone();
         Arc::new(move |engine| pipeline::build(engine, &shared))
     };
     let registry = Registry::new(config.clone(), build)?;
     let experts = Arc::new(Experts::new(&config.routers)?);
-    let state = AppState::new(config.clone(), registry.clone(), experts, memory);
+    let state = AppState::new(config.clone(), registry.clone(), experts, stores);
     registry.spawn_reaper();
     let loading = tokio::spawn(load(state.clone(), shared));
     // A server that cannot load the model it was started with is
@@ -101,35 +105,48 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The memory store, if memory is on. A store that cannot be opened leaves
-/// the server running without memory (and says so on every response).
-fn open_memory(config: &Config) -> Option<Arc<dyn MemoryStore>> {
-    if !config.memory.enabled {
-        return None;
-    }
+/// The database: memory's store when memory is on, and stored responses
+/// always. One that cannot be opened leaves the server running without
+/// either (memory says so on every response).
+fn open_stores(config: &Config) -> Stores {
     let timeout = Duration::from_millis(config.memory.timeout_ms);
-    let (store, place) = match &config.memory.url {
+    let (stores, place) = match &config.memory.url {
         Some(url) => (
-            PostgresStore::connect(url, timeout).map(|s| Arc::new(s) as Arc<dyn MemoryStore>),
+            PostgresStore::connect(url, timeout).map(|s| {
+                let s = Arc::new(s);
+                (
+                    s.clone() as Arc<dyn MemoryStore>,
+                    s as Arc<dyn ResponseStore>,
+                )
+            }),
             redact(url),
         ),
         None => {
             let path = config.memory_path();
-            let store = SqliteStore::open(&path, timeout);
-            (
-                store.map(|s| Arc::new(s) as Arc<dyn MemoryStore>),
-                path.display().to_string(),
-            )
+            let store = SqliteStore::open(&path, timeout).map(|s| {
+                let s = Arc::new(s);
+                (
+                    s.clone() as Arc<dyn MemoryStore>,
+                    s as Arc<dyn ResponseStore>,
+                )
+            });
+            (store, path.display().to_string())
         }
     };
-    match store {
-        Ok(store) => {
-            info!(store = %place, "conversation memory on");
-            Some(store)
+    match stores {
+        Ok((memory, responses)) => {
+            let memory = config.memory.enabled.then_some(memory);
+            if memory.is_some() {
+                info!(store = %place, "conversation memory on");
+            }
+            Stores {
+                memory,
+                responses: Some(responses),
+            }
         }
         Err(e) => {
-            error!(store = %place, "conversation memory unavailable: {e}");
-            None
+            error!(store = %place, "conversation memory and stored responses unavailable: {e}");
+            Stores::default()
         }
     }
 }

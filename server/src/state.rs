@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ferrite_engine::GaugeGuard;
 use ferrite_middleware::memory_store::MemoryStore;
+use ferrite_middleware::response_store::ResponseStore;
 use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -26,6 +27,16 @@ pub struct AppState {
     places: Arc<Semaphore>,
     /// The conversation memory store, when memory is on and it opened.
     pub memory: Option<Arc<dyn MemoryStore>>,
+    /// Stored Responses API responses, in the same database (whether or not
+    /// memory is on), when it opened.
+    pub responses: Option<Arc<dyn ResponseStore>>,
+}
+
+/// The databases the server keeps: one file or server, two uses.
+#[derive(Clone, Default)]
+pub struct Stores {
+    pub memory: Option<Arc<dyn MemoryStore>>,
+    pub responses: Option<Arc<dyn ResponseStore>>,
 }
 
 impl AppState {
@@ -33,7 +44,7 @@ impl AppState {
         config: Arc<Config>,
         registry: Arc<Registry>,
         experts: Arc<Experts>,
-        memory: Option<Arc<dyn MemoryStore>>,
+        stores: Stores,
     ) -> Self {
         let places = Arc::new(Semaphore::new(config.http.max_in_flight.max(1)));
         Self {
@@ -41,7 +52,8 @@ impl AppState {
             registry,
             experts,
             places,
-            memory,
+            memory: stores.memory,
+            responses: stores.responses,
         }
     }
 

@@ -28,7 +28,7 @@ def _serve(extra_env=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FERRITE_")}
     env.update(extra_env or {})
     # The data dir of the user running the tests stays untouched.
-    env["FERRITE_DATA_DIR"] = tempfile.mkdtemp(prefix="ferrite-pytest-")
+    env.setdefault("FERRITE_DATA_DIR", tempfile.mkdtemp(prefix="ferrite-pytest-"))
     # Models in the user's own models folder must not change what tests see.
     env.setdefault("FERRITE_REGISTRY__SCAN", "false")
     # The embedding model beside the chat model, as `make serve` offers it.

@@ -160,6 +160,13 @@ impl Server {
             .env("FERRITE_REGISTRY__SCAN", "false")
             .env_remove("FERRITE_CONFIG")
             .env_remove("FERRITE_API_KEY")
+            // Stored responses (and memory) of its own, never the user's,
+            // unless the test names a data directory.
+            .env(
+                "XDG_DATA_HOME",
+                std::env::temp_dir()
+                    .join(format!("ferrite-test-data-{}-{port}", std::process::id())),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod http_metrics;
 pub mod listen;
 pub mod openapi;
+pub mod responses;
 pub mod routes;
 pub mod sse;
 pub mod telemetry;

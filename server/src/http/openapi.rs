@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use crate::http::routes::{
     anthropic, chat, completions, docs, embeddings, fallback, health, lmstudio, manage, memory,
-    metrics, models, tokens,
+    metrics, models, responses, tokens,
 };
 use crate::state::AppState;
 
@@ -42,6 +42,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(manage::list))
         .routes(routes!(manage::load))
         .routes(routes!(manage::unload))
+        .routes(routes!(responses::create))
+        .routes(routes!(responses::get, responses::delete))
+        .routes(routes!(responses::input_items))
         .routes(routes!(anthropic::messages))
         .routes(routes!(anthropic::count_tokens))
         .routes(routes!(tokens::tokenize))
@@ -139,7 +142,7 @@ mod tests {
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
-        assert_eq!(paths.len(), 27, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 30, "{:?}", paths.keys());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }
 }

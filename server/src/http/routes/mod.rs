@@ -12,6 +12,7 @@ pub mod manage;
 pub mod memory;
 pub mod metrics;
 pub mod models;
+pub mod responses;
 pub mod tokens;
 
 use axum::http::{HeaderName, HeaderValue};
