@@ -12,10 +12,13 @@
 //! - `response_store.rs`: stored Responses API responses, in the memory
 //!   stores' databases.
 //! - `route_classifier.rs`: the expert routers' classifier.
+//! - `embedder.rs`: comparing by meaning (memory, routers), with the
+//!   server's embedding model behind a trait.
 
 pub mod auth;
 pub mod budget;
 pub mod cache;
+pub mod embedder;
 pub mod memory;
 pub mod memory_postgres;
 pub mod memory_store;

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tower::{Layer, Service, ServiceExt};
 use tracing::warn;
 
+use crate::embedder::Embedder;
 use crate::memory_store::{MemoryStore, NewMemory};
 use crate::service::{take_ready, ChatResponse, MemoryUse};
 
@@ -41,6 +42,11 @@ pub struct MemoryConfig {
     pub max_results: usize,
     /// A store slower than this is skipped for the request.
     pub timeout_ms: u64,
+    /// An embedding model (a registry id): past exchanges are then ranked
+    /// by meaning as well as by words.
+    pub embedding_model: Option<String>,
+    /// Cosine similarity a past prompt needs to count as about the query.
+    pub min_similarity: f32,
 }
 
 impl Default for MemoryConfig {
@@ -52,6 +58,8 @@ impl Default for MemoryConfig {
             max_context_tokens: 512,
             max_results: 8,
             timeout_ms: 1000,
+            embedding_model: None,
+            min_similarity: 0.4,
         }
     }
 }
@@ -64,6 +72,7 @@ pub struct MemoryShared {
     /// `None` when the store could not be opened: memory is off, loudly.
     store: Option<Arc<dyn MemoryStore>>,
     engine: Arc<dyn Engine>,
+    embedder: Option<Arc<dyn Embedder>>,
 }
 
 #[derive(Clone)]
@@ -76,12 +85,14 @@ impl MemoryLayer {
         config: MemoryConfig,
         store: Option<Arc<dyn MemoryStore>>,
         engine: Arc<dyn Engine>,
+        embedder: Option<Arc<dyn Embedder>>,
     ) -> Self {
         Self {
             shared: Arc::new(MemoryShared {
                 config,
                 store,
                 engine,
+                embedder,
             }),
         }
     }
@@ -136,18 +147,38 @@ fn inject(messages: &mut Vec<ChatMessage>, block: &str) {
 }
 
 impl MemoryShared {
+    /// The query's embedding, when memory compares by meaning; without one
+    /// (the model failed or took too long) words alone rank.
+    async fn meaning(&self, query: &str) -> Option<Vec<f32>> {
+        let embedder = self.embedder.as_ref()?;
+        let timeout = Duration::from_millis(self.config.timeout_ms.max(1000) * 5);
+        match tokio::time::timeout(timeout, embedder.embed(vec![query.to_string()])).await {
+            Ok(Ok(mut v)) => v.pop(),
+            Ok(Err(e)) => {
+                warn!(error = %e.message, "memory: embedding failed; ranking by words");
+                None
+            }
+            Err(_) => {
+                warn!("memory: embedding timed out; ranking by words");
+                None
+            }
+        }
+    }
+
     /// The memories to inject, within the token budget, and their block.
     async fn recall(
         &self,
         store: &dyn MemoryStore,
         req: &ChatRequest,
         query: &str,
+        meaning: Option<&[f32]>,
     ) -> Result<(Vec<i64>, String), String> {
         let timeout = Duration::from_millis(self.config.timeout_ms);
         let started = std::time::Instant::now();
+        let meaning = meaning.map(|m| (m, self.config.min_similarity));
         let found = tokio::time::timeout(
             timeout,
-            store.search(&req.context.tenant, query, self.config.max_results),
+            store.search(&req.context.tenant, query, meaning, self.config.max_results),
         )
         .await
         .map_err(|_| format!("search took over {}ms", self.config.timeout_ms))?
@@ -259,7 +290,10 @@ where
                 };
                 return Ok(resp);
             };
-            let recalled = shared.recall(store.as_ref(), &req, &query).await;
+            let meaning = shared.meaning(&query).await;
+            let recalled = shared
+                .recall(store.as_ref(), &req, &query, meaning.as_deref())
+                .await;
             let (ids, block, available) = match recalled {
                 Ok((ids, block)) => (ids, block, true),
                 Err(e) => {
@@ -278,6 +312,7 @@ where
                 answer: String::new(),
                 prompt_tokens: 0,
                 completion_tokens: 0,
+                embedding: meaning,
             };
             let report = MemoryReport {
                 used: ids.len(),
@@ -328,7 +363,7 @@ mod tests {
             enabled: true,
             ..MemoryConfig::default()
         };
-        let layer = MemoryLayer::new(config, Some(store.clone()), engine.clone());
+        let layer = MemoryLayer::new(config, Some(store.clone()), engine.clone(), None);
         let svc = layer.layer(EngineService::new(engine.clone()));
 
         let first = svc

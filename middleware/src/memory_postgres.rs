@@ -10,12 +10,13 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use tokio::sync::OnceCell;
 
+use crate::embedder::{from_bytes, to_bytes};
 use crate::memory_store::{now, search_terms, MemoryStore, NewMemory, StoreError};
 
 /// Replicas starting together must not race each other's `CREATE`s.
 const SCHEMA_LOCK: i64 = 0x6665_7272_6974_6501;
 
-const SCHEMA: [&str; 3] = [
+const SCHEMA: [&str; 4] = [
     "CREATE TABLE IF NOT EXISTS memories (
         id BIGSERIAL PRIMARY KEY,
         tenant TEXT NOT NULL,
@@ -33,6 +34,8 @@ const SCHEMA: [&str; 3] = [
     )",
     "CREATE INDEX IF NOT EXISTS memories_by_tenant ON memories (tenant, id)",
     "CREATE INDEX IF NOT EXISTS memories_search ON memories USING GIN (search)",
+    // Databases from before memory compared by meaning lack the column.
+    "ALTER TABLE memories ADD COLUMN IF NOT EXISTS embedding BYTEA",
 ];
 
 const COLUMNS: &str = "id, conversation, model, prompt, answer, \
@@ -112,8 +115,8 @@ impl MemoryStore for PostgresStore {
     async fn insert(&self, m: NewMemory) -> Result<i64, StoreError> {
         let id = sqlx::query_scalar(
             "INSERT INTO memories (tenant, conversation, model, prompt, answer, \
-             prompt_tokens, completion_tokens, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+             prompt_tokens, completion_tokens, created_at, embedding) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(&m.tenant)
         .bind(&m.conversation)
@@ -123,12 +126,46 @@ impl MemoryStore for PostgresStore {
         .bind(i64::from(m.prompt_tokens))
         .bind(i64::from(m.completion_tokens))
         .bind(now())
+        .bind(m.embedding.as_deref().map(to_bytes))
         .fetch_one(self.pool().await?)
         .await?;
         Ok(id)
     }
 
-    async fn search(
+    async fn embeddings(
+        &self,
+        tenant: &str,
+        limit: usize,
+    ) -> Result<Vec<(i64, Vec<f32>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, embedding FROM memories \
+             WHERE tenant = $1 AND embedding IS NOT NULL ORDER BY id DESC LIMIT $2",
+        )
+        .bind(tenant)
+        .bind(limit as i64)
+        .fetch_all(self.pool().await?)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, from_bytes(r.try_get("embedding")?))))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn get_many(&self, tenant: &str, ids: &[i64]) -> Result<Vec<Memory>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM memories WHERE tenant = $1 AND id = ANY($2)"
+        ))
+        .bind(tenant)
+        .bind(ids)
+        .fetch_all(self.pool().await?)
+        .await?;
+        rows.iter()
+            .map(row)
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn search_words(
         &self,
         tenant: &str,
         query: &str,
@@ -240,6 +277,15 @@ mod tests {
             return;
         };
         conformance::lists_pages_and_deletes_per_tenant(&s, "a", "b").await;
+    }
+
+    #[tokio::test]
+    async fn meaning_finds_what_words_miss() {
+        let Some(s) = store().await else {
+            eprintln!("FERRITE_TEST_POSTGRES_URL unset: skipped");
+            return;
+        };
+        conformance::meaning_finds_what_words_miss(&s, "a", "b").await;
     }
 
     #[tokio::test]

@@ -2,13 +2,16 @@
 //! database (`memory_postgres`) can back several replicas, and its SQLite
 //! implementation (one file, WAL, FTS5 full-text search ranked by bm25).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use ferrite_openapi::memory::Memory;
-use rusqlite::{params, Connection, ErrorCode};
+use rusqlite::{params, params_from_iter, Connection, ErrorCode};
+
+use crate::embedder::{cosine, from_bytes, to_bytes};
 
 /// An exchange to remember.
 #[derive(Debug, Clone)]
@@ -20,6 +23,8 @@ pub struct NewMemory {
     pub answer: String,
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// The prompt's embedding, when memory compares by meaning.
+    pub embedding: Option<Vec<f32>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,17 +39,74 @@ pub enum StoreError {
     Task(String),
 }
 
+/// The most recent memories whose embeddings a query is compared with.
+const MEANING_CANDIDATES: usize = 5000;
+
 /// Every method is confined to one tenant: no call can reach another's rows.
 #[async_trait]
 pub trait MemoryStore: Send + Sync + 'static {
     async fn insert(&self, memory: NewMemory) -> Result<i64, StoreError>;
-    /// The most relevant memories for `query`, best first.
-    async fn search(
+    /// The memories sharing words with `query`, best first (full text).
+    async fn search_words(
         &self,
         tenant: &str,
         query: &str,
         limit: usize,
     ) -> Result<Vec<Memory>, StoreError>;
+    /// The newest stored embeddings, at most `limit`.
+    async fn embeddings(
+        &self,
+        tenant: &str,
+        limit: usize,
+    ) -> Result<Vec<(i64, Vec<f32>)>, StoreError>;
+    async fn get_many(&self, tenant: &str, ids: &[i64]) -> Result<Vec<Memory>, StoreError>;
+
+    /// The most relevant memories for `query`, best first: by words, and
+    /// with `meaning` (the query's embedding) also by cosine similarity of
+    /// at least `min_similarity`, the two rankings fused (reciprocal rank
+    /// fusion), so that a paraphrase sharing no word is found.
+    async fn search(
+        &self,
+        tenant: &str,
+        query: &str,
+        meaning: Option<(&[f32], f32)>,
+        limit: usize,
+    ) -> Result<Vec<Memory>, StoreError> {
+        let words = self.search_words(tenant, query, limit).await?;
+        let Some((q, min_similarity)) = meaning else {
+            return Ok(words);
+        };
+        let mut near: Vec<(i64, f32)> = self
+            .embeddings(tenant, MEANING_CANDIDATES)
+            .await?
+            .into_iter()
+            .map(|(id, v)| (id, cosine(q, &v)))
+            .filter(|(_, s)| *s >= min_similarity)
+            .collect();
+        near.sort_by(|a, b| b.1.total_cmp(&a.1));
+        near.truncate(limit);
+        let word_ids: Vec<i64> = words.iter().map(|m| m.id).collect();
+        let near_ids: Vec<i64> = near.iter().map(|(id, _)| *id).collect();
+        let order = fuse(&[&word_ids, &near_ids], limit);
+        let missing: Vec<i64> = order
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !word_ids.contains(id))
+            .collect();
+        let mut rows: HashMap<i64, Memory> = words.into_iter().map(|m| (m.id, m)).collect();
+        for m in self.get_many(tenant, &missing).await? {
+            rows.insert(m.id, m);
+        }
+        Ok(order
+            .into_iter()
+            .filter_map(|(id, score)| {
+                rows.remove(&id).map(|mut m| {
+                    m.score = Some(score);
+                    m
+                })
+            })
+            .collect())
+    }
     /// Newest first, strictly older than `before` when given; and whether
     /// more follow.
     async fn list(
@@ -104,6 +166,13 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        // Files from before memory compared by meaning lack the column.
+        let has_embedding = conn
+            .prepare("SELECT 1 FROM pragma_table_info('memories') WHERE name = 'embedding'")?
+            .exists([])?;
+        if !has_embedding {
+            conn.execute_batch("ALTER TABLE memories ADD COLUMN embedding BLOB")?;
+        }
         conn.execute_batch(crate::response_store::SQLITE_SCHEMA)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -175,6 +244,21 @@ pub fn fts_query(text: &str) -> Option<String> {
     })
 }
 
+/// Reciprocal rank fusion: each ranking gives an id 1/(60 + rank); the
+/// best `limit` ids by their sum (newer first on ties).
+pub fn fuse(rankings: &[&[i64]], limit: usize) -> Vec<(i64, f64)> {
+    let mut sums: HashMap<i64, f64> = HashMap::new();
+    for ranking in rankings {
+        for (rank, id) in ranking.iter().enumerate() {
+            *sums.entry(*id).or_default() += 1.0 / (60.0 + rank as f64);
+        }
+    }
+    let mut order: Vec<(i64, f64)> = sums.into_iter().collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+    order.truncate(limit);
+    order
+}
+
 pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -184,12 +268,49 @@ pub(crate) fn now() -> i64 {
 
 #[async_trait]
 impl MemoryStore for SqliteStore {
+    async fn embeddings(
+        &self,
+        tenant: &str,
+        limit: usize,
+    ) -> Result<Vec<(i64, Vec<f32>)>, StoreError> {
+        let tenant = tenant.to_string();
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, embedding FROM memories \
+                 WHERE tenant = ?1 AND embedding IS NOT NULL ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![tenant, limit as i64], |r| {
+                Ok((r.get(0)?, from_bytes(&r.get::<_, Vec<u8>>(1)?)))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn get_many(&self, tenant: &str, ids: &[i64]) -> Result<Vec<Memory>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; ids.len()].join(", ");
+        let sql =
+            format!("SELECT {COLUMNS} FROM memories m WHERE m.tenant = ? AND m.id IN ({marks})");
+        let values: Vec<rusqlite::types::Value> = std::iter::once(tenant.to_string().into())
+            .chain(ids.iter().map(|&id| id.into()))
+            .collect();
+        self.run(move |conn| {
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(params_from_iter(values), row)?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn insert(&self, m: NewMemory) -> Result<i64, StoreError> {
         self.run(move |conn| {
             conn.execute(
                 "INSERT INTO memories (tenant, conversation, model, prompt, answer, \
-                 prompt_tokens, completion_tokens, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 prompt_tokens, completion_tokens, created_at, embedding) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     m.tenant,
                     m.conversation,
@@ -198,7 +319,8 @@ impl MemoryStore for SqliteStore {
                     m.answer,
                     m.prompt_tokens,
                     m.completion_tokens,
-                    now()
+                    now(),
+                    m.embedding.as_deref().map(to_bytes),
                 ],
             )?;
             Ok(conn.last_insert_rowid())
@@ -206,7 +328,7 @@ impl MemoryStore for SqliteStore {
         .await
     }
 
-    async fn search(
+    async fn search_words(
         &self,
         tenant: &str,
         query: &str,
@@ -298,6 +420,7 @@ pub(crate) mod conformance {
             answer: answer.into(),
             prompt_tokens: 3,
             completion_tokens: 4,
+            embedding: None,
         }
     }
 
@@ -312,13 +435,48 @@ pub(crate) mod conformance {
         s.insert(memory(b, "My cat is called Felix", "Ok"))
             .await
             .unwrap();
-        let hits = s.search(a, "what is my cat called?", 5).await.unwrap();
+        let hits = s
+            .search(a, "what is my cat called?", None, 5)
+            .await
+            .unwrap();
         assert_eq!(hits[0].id, cat);
         assert!(hits[0].score.is_some_and(|x| x > 0.0));
         assert!(hits.iter().all(|m| !m.prompt.contains("Felix")));
         // Query syntax of either store is just text.
         let syntax = "\"unbalanced & | !( NEAR(";
-        assert!(s.search(a, syntax, 5).await.unwrap().is_empty());
+        assert!(s.search(a, syntax, None, 5).await.unwrap().is_empty());
+    }
+
+    /// With embeddings (made-up 2-d ones here), a memory sharing no word
+    /// with the query is found by meaning, and words still rank.
+    pub async fn meaning_finds_what_words_miss(s: &dyn MemoryStore, a: &str, b: &str) {
+        let with = |prompt: &str, v: [f32; 2], tenant: &str| NewMemory {
+            embedding: Some(v.to_vec()),
+            ..memory(tenant, prompt, "ok")
+        };
+        let bread = s
+            .insert(with("How do I bake sourdough?", [1.0, 0.0], a))
+            .await
+            .unwrap();
+        let tax = s
+            .insert(with("When are taxes due?", [0.0, 1.0], a))
+            .await
+            .unwrap();
+        s.insert(with("How do I bake sourdough?", [1.0, 0.0], b))
+            .await
+            .unwrap();
+        let query = "recipe for a leavened loaf";
+        assert!(s.search(a, query, None, 5).await.unwrap().is_empty());
+        let hits = s
+            .search(a, query, Some((&[0.9, 0.1], 0.5)), 5)
+            .await
+            .unwrap();
+        assert_eq!(hits.iter().map(|m| m.id).collect::<Vec<_>>(), [bread]);
+        let both = s
+            .search(a, "taxes", Some((&[0.9, 0.1], 0.5)), 5)
+            .await
+            .unwrap();
+        assert_eq!(both.iter().map(|m| m.id).collect::<Vec<_>>(), [tax, bread]);
     }
 
     pub async fn lists_pages_and_deletes_per_tenant(s: &dyn MemoryStore, a: &str, b: &str) {
@@ -339,11 +497,11 @@ pub(crate) mod conformance {
         assert!(!more);
         assert!(!s.delete(a, other).await.unwrap());
         assert!(s.delete(a, ids[0]).await.unwrap());
-        assert_eq!(s.search(a, "number1", 5).await.unwrap().len(), 1);
+        assert_eq!(s.search(a, "number1", None, 5).await.unwrap().len(), 1);
         assert_eq!(s.delete_all(a).await.unwrap(), 4);
         assert_eq!(s.list(b, None, 10).await.unwrap().0.len(), 1);
         // The search index followed the deletions.
-        assert!(s.search(a, "number1", 5).await.unwrap().is_empty());
+        assert!(s.search(a, "number1", None, 5).await.unwrap().is_empty());
     }
 }
 
@@ -374,5 +532,17 @@ mod tests {
     #[tokio::test]
     async fn lists_pages_and_deletes_per_tenant() {
         conformance::lists_pages_and_deletes_per_tenant(&store("list"), "a", "b").await;
+    }
+
+    #[tokio::test]
+    async fn meaning_finds_what_words_miss() {
+        conformance::meaning_finds_what_words_miss(&store("meaning"), "a", "b").await;
+    }
+
+    #[test]
+    fn fusion_rewards_agreement() {
+        let order = fuse(&[&[1, 2, 3], &[3, 4]], 3);
+        assert_eq!(order[0].0, 3);
+        assert_eq!(order.len(), 3);
     }
 }

@@ -24,6 +24,10 @@ pub struct RouterConfig {
     /// A second opinion on the specialist's answer; absent = off.
     #[serde(default)]
     pub review: Option<ReviewConfig>,
+    /// An embedding model (a registry id): examples then compare by
+    /// meaning instead of by shared words.
+    #[serde(default)]
+    pub embedding_model: Option<String>,
 }
 
 fn default_threshold() -> f64 {
@@ -73,6 +77,15 @@ struct Route {
     keywords: Vec<(String, Regex)>,
     patterns: Vec<Regex>,
     examples: Vec<(String, Bag)>,
+    /// Where this route's examples start in [`Classifier::example_texts`].
+    first_example: usize,
+}
+
+/// Embeddings of the last user message and of every example, in the
+/// order of [`Classifier::example_texts`].
+pub struct Meaning {
+    pub query: Vec<f32>,
+    pub examples: Vec<Vec<f32>>,
 }
 
 pub struct Classifier {
@@ -101,8 +114,9 @@ impl Classifier {
                 config.name
             ));
         }
-        let mut routes = Vec::new();
+        let mut routes: Vec<Route> = Vec::new();
         for r in &config.routes {
+            let first_example = routes.iter().map(|r| r.examples.len()).sum();
             let keywords = r
                 .keywords
                 .iter()
@@ -124,6 +138,7 @@ impl Classifier {
                 keywords,
                 patterns,
                 examples,
+                first_example,
             });
         }
         Ok(Self {
@@ -133,14 +148,23 @@ impl Classifier {
         })
     }
 
+    /// Every route's examples, in route order (what [`Meaning`] embeds).
+    pub fn example_texts(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .flat_map(|r| r.examples.iter().map(|(e, _)| e.clone()))
+            .collect()
+    }
+
     /// Classifies `text` (the last user message); `prompt_chars` is the
-    /// whole conversation's length.
-    pub fn classify(&self, text: &str, prompt_chars: usize) -> Decision {
+    /// whole conversation's length. With `meaning`, examples compare by
+    /// meaning; without, by shared words.
+    pub fn classify(&self, text: &str, prompt_chars: usize, meaning: Option<&Meaning>) -> Decision {
         let bag = Bag::of(text);
         let best = self
             .routes
             .iter()
-            .map(|r| (r, score(r, text, &bag, prompt_chars)))
+            .map(|r| (r, score(r, text, &bag, prompt_chars, meaning)))
             // The first configured route wins ties.
             .fold(None::<(&Route, (f64, String))>, |best, (r, s)| match best {
                 Some((_, (b, _))) if b >= s.0 => best,
@@ -188,7 +212,13 @@ fn dedup(list: Vec<String>) -> Vec<String> {
 }
 
 /// The route's strongest signal and what it was.
-fn score(route: &Route, text: &str, bag: &Bag, prompt_chars: usize) -> (f64, String) {
+fn score(
+    route: &Route,
+    text: &str,
+    bag: &Bag,
+    prompt_chars: usize,
+    meaning: Option<&Meaning>,
+) -> (f64, String) {
     let mut best = (0.0, String::from("nothing matched"));
     let mut consider = |s: f64, why: String| {
         if s > best.0 {
@@ -216,13 +246,21 @@ fn score(route: &Route, text: &str, bag: &Bag, prompt_chars: usize) -> (f64, Str
         let s = (KEYWORD + EXTRA_KEYWORD * (hits.len() - 1) as f64).min(1.0);
         consider(s, format!("keywords {}", quoted(&hits)));
     }
-    if let Some((example, sim)) = route
-        .examples
-        .iter()
-        .map(|(e, b)| (e, bag.cosine(b)))
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-    {
-        consider(sim, format!("similar ({sim:.2}) to example \"{example}\""));
+    let similar = route.examples.iter().enumerate().map(|(i, (e, b))| {
+        let sim =
+            match meaning.and_then(|m| m.examples.get(route.first_example + i).map(|v| (m, v))) {
+                Some((m, v)) => f64::from(crate::embedder::cosine(&m.query, v)),
+                None => bag.cosine(b),
+            };
+        (e, sim)
+    });
+    if let Some((example, sim)) = similar.max_by(|a, b| a.1.total_cmp(&b.1)) {
+        let how = if meaning.is_some() {
+            "close in meaning"
+        } else {
+            "similar"
+        };
+        consider(sim, format!("{how} ({sim:.2}) to example \"{example}\""));
     }
     best
 }
@@ -306,26 +344,42 @@ mod tests {
                 },
             ],
             review: None,
+            embedding_model: None,
         }
+    }
+
+    #[test]
+    fn examples_compare_by_meaning_when_given_vectors() {
+        let c = Classifier::new(&router()).unwrap();
+        assert_eq!(c.example_texts(), ["how do I reverse a linked list"]);
+        let text = "Invert the order of a chain of nodes";
+        assert_eq!(c.classify(text, 30, None).route, "default");
+        let meaning = Meaning {
+            query: vec![0.8, 0.6],
+            examples: vec![vec![1.0, 0.0]],
+        };
+        let d = c.classify(text, 30, Some(&meaning));
+        assert_eq!(d.route, "code");
+        assert!(d.reason.contains("close in meaning (0.80)"), "{}", d.reason);
     }
 
     #[test]
     fn each_signal_routes_and_explains_itself() {
         let c = Classifier::new(&router()).unwrap();
-        let d = c.classify("Why does my Rust code not compile?", 40);
+        let d = c.classify("Why does my Rust code not compile?", 40, None);
         assert_eq!(d.route, "code");
         assert_eq!(d.candidates, ["coder", "coder-small", "general"]);
         assert!((d.confidence - 0.75).abs() < 1e-9, "two keywords");
         assert_eq!(d.reason, "keywords `rust`, `compile`");
 
-        let d = c.classify("fix fn main() please", 20);
+        let d = c.classify("fix fn main() please", 20, None);
         assert_eq!((d.route.as_str(), d.confidence), ("code", PATTERN));
 
-        let d = c.classify("How do I reverse a linked list?", 30);
+        let d = c.classify("How do I reverse a linked list?", 30, None);
         assert_eq!(d.route, "code");
         assert!(d.reason.starts_with("similar (1.00)"), "{}", d.reason);
 
-        let d = c.classify("Summarise this", 5000);
+        let d = c.classify("Summarise this", 5000, None);
         assert_eq!((d.route.as_str(), d.confidence), ("long", LENGTH));
         assert_eq!(d.candidates, ["long", "general"]);
     }
@@ -333,13 +387,13 @@ mod tests {
     #[test]
     fn below_the_threshold_the_default_answers() {
         let c = Classifier::new(&router()).unwrap();
-        let d = c.classify("What is the capital of France?", 30);
+        let d = c.classify("What is the capital of France?", 30, None);
         assert_eq!(d.route, "default");
         assert_eq!(d.candidates, ["general"]);
         assert!(d.confidence < 0.35);
         assert!(d.reason.contains("threshold"), "{}", d.reason);
         // Substrings are not words: "trust" is not "rust".
-        assert_eq!(c.classify("I trust you", 11).route, "default");
+        assert_eq!(c.classify("I trust you", 11, None).route, "default");
     }
 
     #[test]

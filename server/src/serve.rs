@@ -60,6 +60,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(move |engine| pipeline::build(engine, &shared))
     };
     let registry = Registry::new(config.clone(), build)?;
+    shared.bind(&registry);
     let experts = Arc::new(Experts::new(&config.routers)?);
     let state = AppState::new(config.clone(), registry.clone(), experts, stores);
     registry.spawn_reaper();

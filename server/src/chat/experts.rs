@@ -4,7 +4,7 @@
 //! review of the specialist's draft by a second model before an
 //! orchestrator model writes the final answer.
 
-use ferrite_middleware::route_classifier::{Classifier, ReviewConfig, RouterConfig};
+use ferrite_middleware::route_classifier::{Classifier, Meaning, ReviewConfig, RouterConfig};
 use ferrite_middleware::ChatResponse;
 use ferrite_openapi::aggregate::ChatAccumulator;
 use ferrite_openapi::chat::{
@@ -15,6 +15,7 @@ use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
 use futures::StreamExt;
 use tracing::{info, warn};
 
+use crate::chat::embedder::embed_with;
 use crate::chat::generate::{on_model, Load, Stages};
 use crate::http::sse;
 use crate::state::AppState;
@@ -22,6 +23,8 @@ use crate::state::AppState;
 pub struct ExpertRouter {
     pub config: RouterConfig,
     classifier: Classifier,
+    /// The examples' embeddings, made on first use (with `embedding_model`).
+    examples: tokio::sync::OnceCell<Vec<Vec<f32>>>,
 }
 
 /// Every configured router, by name.
@@ -38,6 +41,7 @@ impl Experts {
                     .map(|classifier| ExpertRouter {
                         config: c.clone(),
                         classifier,
+                        examples: tokio::sync::OnceCell::new(),
                     })
                     .map_err(|e| anyhow::anyhow!("router `{}`: {e}", c.name))
             })
@@ -71,6 +75,29 @@ fn falls_back(e: &ApiError) -> bool {
 }
 
 impl ExpertRouter {
+    /// The message's and the examples' embeddings, with `embedding_model`;
+    /// without them (none configured, or the model failed) words compare.
+    async fn meaning(&self, state: &AppState, text: &str) -> Option<Meaning> {
+        let model = self.config.embedding_model.as_deref()?;
+        let registry = &state.registry;
+        let embedded = async {
+            let examples = self
+                .examples
+                .get_or_try_init(|| embed_with(registry, model, self.classifier.example_texts()))
+                .await?
+                .clone();
+            let query = embed_with(registry, model, vec![text.to_string()]).await?;
+            Ok::<_, ApiError>(Meaning {
+                query: query.into_iter().next().unwrap_or_default(),
+                examples,
+            })
+        };
+        embedded
+            .await
+            .map_err(|e| warn!(router = %self.config.name, error = %e.message, "routing by words: embedding failed"))
+            .ok()
+    }
+
     /// Classifies, answers through the first candidate that works, and says
     /// which model answered and why.
     pub async fn answer(&self, state: &AppState, request: ChatRequest) -> ApiResult<ChatResponse> {
@@ -82,7 +109,8 @@ impl ExpertRouter {
             .filter_map(|m| m.content.as_ref())
             .map(|c| c.text().chars().count())
             .sum();
-        let decision = self.classifier.classify(&text, chars);
+        let meaning = self.meaning(state, &text).await;
+        let decision = self.classifier.classify(&text, chars, meaning.as_ref());
         let mut fallbacks = Vec::new();
         let mut last_error = None;
         for model in &decision.candidates {

@@ -7,18 +7,25 @@ use std::sync::{Arc, OnceLock};
 use ferrite_engine::Engine;
 use ferrite_middleware::budget::{BudgetLayer, Budgets};
 use ferrite_middleware::cache::{CacheLayer, ResponseCache};
+use ferrite_middleware::embedder::Embedder;
 use ferrite_middleware::memory::MemoryLayer;
 use ferrite_middleware::memory_store::MemoryStore;
 use ferrite_middleware::thinking::ThinkingLayer;
 use ferrite_middleware::{ChatService, EngineService};
 use tower::ServiceBuilder;
 
+use crate::chat::embedder::{ModelEmbedder, RegistrySlot};
 use crate::config::Config;
+use crate::registry::Registry;
 
 pub struct SharedLayers {
     config: Arc<Config>,
     pub cache: Option<Arc<ResponseCache>>,
     memory: Option<Arc<dyn MemoryStore>>,
+    /// Memory's embedding model, when it ranks by meaning too.
+    memory_embedder: Option<Arc<dyn Embedder>>,
+    /// Set once the registry exists (see `bind`).
+    registry: RegistrySlot,
     /// Created with the first model: it counts tokens with a model's tokenizer.
     budgets: OnceLock<Arc<Budgets>>,
 }
@@ -29,12 +36,26 @@ impl SharedLayers {
             .cache
             .enabled
             .then(|| ResponseCache::new(&config.cache));
+        let registry = RegistrySlot::default();
+        let memory_embedder = config.memory.embedding_model.clone().map(|model| {
+            Arc::new(ModelEmbedder {
+                registry: registry.clone(),
+                model,
+            }) as Arc<dyn Embedder>
+        });
         Self {
             config,
             cache,
             memory,
+            memory_embedder,
+            registry,
             budgets: OnceLock::new(),
         }
+    }
+
+    /// Points the layers that embed at the registry, once it is made.
+    pub fn bind(&self, registry: &Arc<Registry>) {
+        let _ = self.registry.set(Arc::downgrade(registry));
     }
 
     fn budgets(&self, engine: &Arc<dyn Engine>) -> Option<Arc<Budgets>> {
@@ -64,10 +85,14 @@ pub fn build(engine: Arc<dyn Engine>, shared: &SharedLayers) -> Pipeline {
             .layer(ThinkingLayer::new(config.thinking.clone()))
             .service(EngineService::new(engine.clone())),
     );
-    let memory = config
-        .memory
-        .enabled
-        .then(|| MemoryLayer::new(config.memory.clone(), shared.memory.clone(), engine.clone()));
+    let memory = config.memory.enabled.then(|| {
+        MemoryLayer::new(
+            config.memory.clone(),
+            shared.memory.clone(),
+            engine.clone(),
+            shared.memory_embedder.clone(),
+        )
+    });
     let budgets = shared.budgets(&engine);
     let service = ChatService::new(
         ServiceBuilder::new()

@@ -11,6 +11,7 @@ use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::chat::embedder::embed_with;
 use crate::http::extract::{Caller, QueryParams};
 use crate::state::AppState;
 
@@ -92,8 +93,21 @@ pub async fn search(
     if p.q.trim().is_empty() {
         return Err(ApiError::invalid("q", "`q` must not be empty."));
     }
-    let items = store(&state)?
-        .search(&caller.tenant, &p.q, limit)
+    let store = store(&state)?;
+    let memory = &state.config.memory;
+    let meaning = match &memory.embedding_model {
+        Some(model) => match embed_with(&state.registry, model, vec![p.q.clone()]).await {
+            Ok(mut v) => v.pop(),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "memory search: embedding failed; ranking by words");
+                None
+            }
+        },
+        None => None,
+    };
+    let meaning = meaning.as_deref().map(|v| (v, memory.min_similarity));
+    let items = store
+        .search(&caller.tenant, &p.q, meaning, limit)
         .await
         .map_err(failed)?;
     Ok(Json(MemoryList::new(items, false)))
