@@ -14,6 +14,8 @@ GRANITE := models/smollm2-135m-granite.Q4_1.gguf
 EMBED_HF := models/all-MiniLM-L6-v2
 EMBED := models/all-MiniLM-L6-v2.F16.gguf
 VENV := .venv
+# Claude Code, a real Anthropic client for the tests (npm).
+CLAUDE := .tools/node_modules/.bin/claude
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
@@ -28,7 +30,7 @@ serve: $(MODEL) build $(EMBED)
 ## (memory tests also run against PostgreSQL and /docs in headless Chromium:
 ## scripts/postgres.sh and scripts/chromium.sh provide them)
 ## (the Rust suite runs twice: on the llama.cpp runtime, then on mistral.rs)
-test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) $(GRANITE) $(EMBED) venv
+test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) $(GRANITE) $(EMBED) venv $(CLAUDE)
 	PG_URL=$$(scripts/postgres.sh) && CHROMIUM=$$(scripts/chromium.sh) && \
 	export FERRITE_TEST_POSTGRES_URL=$$PG_URL FERRITE_TEST_CHROMIUM=$$CHROMIUM \
 		FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) FERRITE_TEST_MODEL_Q8=$(CURDIR)/$(MODEL_Q8) \
@@ -90,6 +92,9 @@ $(HF_MODEL)/config.json: $(MODEL) venv scripts/gguf-to-hf.py
 	$(VENV)/bin/python scripts/gguf-to-hf.py $(MODEL) $(HF_MODEL).tmp
 	rm -rf $(HF_MODEL) && mv $(HF_MODEL).tmp $(HF_MODEL)
 
+$(CLAUDE):
+	npm install --silent --no-audit --no-fund --prefix .tools @anthropic-ai/claude-code@2.1.328
+
 venv: $(VENV)/.ready
 $(VENV)/.ready: tests/python/requirements.txt
 	python3 -m venv $(VENV)
@@ -104,4 +109,4 @@ clippy:
 
 clean:
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .tools

@@ -50,6 +50,19 @@ pub fn budget(
     }
 }
 
+/// A chat's completion limit; one that is only a cap
+/// (`context.max_tokens_is_cap`) is cut to what the context leaves.
+pub fn chat_limit(req: &ChatRequest, ctx: usize, prompt: usize) -> ApiResult<Option<u32>> {
+    let limit = req.completion_limit()?;
+    Ok(match limit {
+        Some(n) if req.context.max_tokens_is_cap => {
+            let left = u32::try_from(ctx.saturating_sub(prompt)).unwrap_or(u32::MAX);
+            Some(n.min(left))
+        }
+        other => other,
+    })
+}
+
 fn param_for_prompt(param: &str) -> &'static str {
     if param == "max_tokens" || param == "max_completion_tokens" {
         "messages"

@@ -340,6 +340,12 @@ impl Budgets {
             .or(req.max_tokens)
             .filter(|&n| n > 0)
             .map_or(context.saturating_sub(prompt), |n| n as u64);
+        // A cap the engine cuts to the context is reserved as cut.
+        let limit = if req.context.max_tokens_is_cap {
+            limit.min(context.saturating_sub(prompt))
+        } else {
+            limit
+        };
         let n = u64::from(req.n.unwrap_or(1).max(1));
         (prompt, limit.min(context) * n)
     }

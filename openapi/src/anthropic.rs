@@ -84,6 +84,8 @@ pub struct TextBlock {
 pub enum MessageRole {
     User,
     Assistant,
+    /// Instructions mid-conversation (Claude Code sends its environment so).
+    System,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -155,6 +155,10 @@ pub struct CallContext {
     /// Its answer may serve any tenant from the response cache (the
     /// server's own precomputed prompts).
     pub shared_cache: bool,
+    /// `max_tokens` is an upper bound, cut to what the context leaves
+    /// (Anthropic's `max_tokens`, the Responses API's `max_output_tokens`:
+    /// their clients send the largest value a model might take).
+    pub max_tokens_is_cap: bool,
 }
 
 impl Default for CallContext {
@@ -168,6 +172,7 @@ impl Default for CallContext {
             debug: false,
             precompute: false,
             shared_cache: false,
+            max_tokens_is_cap: false,
         }
     }
 }

@@ -32,6 +32,26 @@ async fn a_message_comes_back_whole() {
     assert!(v["usage"]["output_tokens"].as_u64().unwrap() <= 12);
 }
 
+/// What Claude Code 2.x sends: a system message inside `messages`, and a
+/// `max_tokens` (32000) far past this model's context, which is a cap.
+#[tokio::test]
+async fn claude_codes_requests_are_answered() {
+    let body = json!({
+        "max_tokens": 32000,
+        "system": [{"type": "text", "text": "You are terse."}],
+        "messages": [
+            {"role": "user", "content": "Say hi."},
+            {"role": "system", "content": [{"type": "text", "text": "The date is 2026-11-30.",
+                                            "cache_control": {"type": "ephemeral"}}]},
+        ],
+        "stop_sequences": ["\n"],
+    });
+    let (status, v) = post(&format!("{}?beta=true", url()), &ask(body)).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["type"], "message");
+    assert!(v["usage"]["output_tokens"].as_u64().unwrap() > 0, "{v}");
+}
+
 #[tokio::test]
 async fn a_stream_is_anthropics_event_sequence() {
     let body = client()

@@ -3,7 +3,7 @@
 //! the chat model), budgets and auth apply as to chat, and a client that
 //! leaves mid-request costs the next one nothing.
 
-use ferrite_tests::{chat, client, config_file, embedding_model, send, Server};
+use ferrite_tests::{chat, client, config_file, embedding_model, metric, send, Server};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -72,6 +72,12 @@ key = "sk-bob"
     assert!((21..=23).contains(&left), "{left} tokens left");
     let spent = send(embed(json!({"input": "word ".repeat(60)}))).await;
     assert_eq!(spent.status, 429, "{}", spent.body);
+    assert_eq!(
+        metric(&server, "ferrite:embedded_inputs_total", "").await,
+        3
+    );
+    let tokens = metric(&server, "ferrite:prompt_tokens_total", "embeddings").await;
+    assert_eq!(tokens, 7 + 3);
 
     // Both resident: one chat model and one embedding model.
     let models = send(

@@ -277,9 +277,10 @@ impl Engine for LlamaCppEngine {
             prep::open_thinking(&mut prompt, &self.delimiters.open, Some(&self.vocab), self)
                 .await?;
         }
+        let ctx = self.info.meta.context_length as usize;
         let max_len = self.budget(
             prompt.len(),
-            req.completion_limit()?,
+            prep::chat_limit(&req, ctx, prompt.len())?,
             prep::limit_param(&req),
         )?;
         let n = req.n.unwrap_or(1);

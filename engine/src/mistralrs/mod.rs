@@ -302,9 +302,10 @@ impl Engine for MistralEngine {
             )
             .await?;
         }
+        let ctx = self.info.meta.context_length as usize;
         let max_len = self.budget(
             prompt.len(),
-            req.completion_limit()?,
+            prep::chat_limit(&req, ctx, prompt.len())?,
             prep::limit_param(&req),
         )?;
         let knobs = Sampling::chat(&req);

@@ -26,14 +26,21 @@ use serde_json::{json, Value};
 /// The chat request a messages request means.
 pub fn chat_request(request: MessagesRequest) -> ApiResult<ChatRequest> {
     let output = request.output_config.unwrap_or_default();
-    Ok(ChatRequest {
+    let enabled = matches!(request.prompt.thinking, Some(Thinking::Enabled { .. }));
+    let mut chat = ChatRequest {
         max_tokens: Some(i64::from(request.max_tokens)),
         stop: request.stop_sequences.map(StopSequences::Many),
         temperature: request.temperature,
         top_p: request.top_p,
         top_k: request.top_k,
         stream: request.stream,
-        reasoning_effort: output.effort.as_deref().map(effort).transpose()?,
+        // Effort weighs a Claude model's own spending; here it opens no
+        // thinking block (only `thinking: enabled` does): Claude Code sends
+        // `high` with every request, to models that do not think.
+        reasoning_effort: match output.effort.as_deref().map(effort).transpose()? {
+            Some(e) if enabled => Some(e),
+            _ => None,
+        },
         response_format: output.format.map(|OutputFormat::JsonSchema { schema }| {
             ResponseFormat::JsonSchema {
                 json_schema: JsonSchemaFormat {
@@ -45,7 +52,9 @@ pub fn chat_request(request: MessagesRequest) -> ApiResult<ChatRequest> {
             }
         }),
         ..prompt_request(request.prompt)?
-    })
+    };
+    chat.context.max_tokens_is_cap = true;
+    Ok(chat)
 }
 
 /// The chat request of a prompt alone (what a token count sees).
@@ -108,6 +117,7 @@ fn convert_message(i: usize, m: Message, out: &mut Vec<ChatMessage>) -> ApiResul
     let role = match m.role {
         MessageRole::User => Role::User,
         MessageRole::Assistant => Role::Assistant,
+        MessageRole::System => Role::System,
     };
     let blocks = match m.content {
         Content::Text(text) => {

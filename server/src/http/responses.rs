@@ -101,7 +101,7 @@ pub fn prepare(
     }
     messages.extend(conversation.iter().cloned());
     let text = request.text.clone().unwrap_or_default();
-    let chat = ChatRequest {
+    let mut chat = ChatRequest {
         model: request.model.clone(),
         messages,
         max_tokens: request.max_output_tokens.map(i64::from),
@@ -120,6 +120,7 @@ pub fn prepare(
         ttl: request.ttl,
         ..ChatRequest::default()
     };
+    chat.context.max_tokens_is_cap = true;
     let head = head(id, &request, text);
     Ok(Prepared {
         chat,

@@ -164,3 +164,17 @@ pub fn meter<T: Metered + Send + 'static>(
         })
         .boxed()
 }
+
+/// Embeddings have no stream to meter: the request's outcome, its inputs
+/// and tokens (when it succeeded), and its time.
+pub fn embedded(started: Instant, done: Option<(usize, usize)>) {
+    let e = "embeddings";
+    let outcome = if done.is_some() { "ok" } else { "error" };
+    metrics::counter!("ferrite:requests_total", "endpoint" => e, "outcome" => outcome).increment(1);
+    if let Some((inputs, tokens)) = done {
+        metrics::counter!("ferrite:prompt_tokens_total", "endpoint" => e).increment(tokens as u64);
+        metrics::counter!("ferrite:embedded_inputs_total").increment(inputs as u64);
+        metrics::histogram!("ferrite:e2e_request_latency_seconds", "endpoint" => e)
+            .record(started.elapsed().as_secs_f64());
+    }
+}

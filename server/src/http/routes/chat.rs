@@ -53,6 +53,8 @@ fn context(tenant: String, request: &ChatRequest, headers: &HeaderMap) -> CallCo
         debug: flag_on(header(headers, "x-ferrite-debug")),
         precompute: false,
         shared_cache: false,
+        // Set by the API the request came through (Anthropic, Responses).
+        max_tokens_is_cap: request.context.max_tokens_is_cap,
     }
 }
 

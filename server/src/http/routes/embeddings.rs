@@ -10,13 +10,21 @@ use ferrite_openapi::ApiResult;
 use crate::chat::generate::{self, Valid};
 use crate::http::extract::{Caller, JsonBody};
 use crate::http::routes::append_headers;
+use crate::http::telemetry;
 use crate::state::AppState;
 
 async fn embed(state: AppState, caller: Caller, request: EmbeddingRequest) -> ApiResult<Response> {
     let Caller(caller) = caller;
     tracing::Span::current().record("tenant", caller.tenant.as_str());
+    let started = std::time::Instant::now();
     let request = Valid::new(request, &state.config.limits)?;
-    let (headers, answer) = generate::embed(&state, &caller.tenant, request).await?;
+    let result = generate::embed(&state, &caller.tenant, request).await;
+    let done = result.as_ref().ok();
+    telemetry::embedded(
+        started,
+        done.map(|(_, a)| (a.data.len(), a.usage.prompt_tokens)),
+    );
+    let (headers, answer) = result?;
     let mut response = Json(answer).into_response();
     append_headers(&mut response, headers);
     Ok(response)
