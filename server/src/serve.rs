@@ -146,7 +146,7 @@ fn open_stores(config: &Config) -> Stores {
             }
         }
         Err(e) => {
-            error!(store = %place, "conversation memory and stored responses unavailable: {e}");
+            error!(store = %place, "conversation memory unavailable, and stored responses with it: {e}");
             Stores::default()
         }
     }
