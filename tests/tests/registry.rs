@@ -12,10 +12,14 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 /// The startup model (`smollm2-135m-instruct`), `smol-q8`, `smol-again`
-/// (the startup file under a second id) and `broken` (not a GGUF file).
+/// (the startup file under a second id), `broken` (not a GGUF file) and
+/// `truncated` (a GGUF header without its weights: it fails only to load).
 fn registry(name: &str, max_loaded: usize, extra: &str) -> String {
     let broken = config_file(&format!("{name}-broken"), "not a model").with_extension("gguf");
     std::fs::write(&broken, b"this is not a GGUF file").unwrap();
+    let truncated = broken.with_file_name("truncated.gguf");
+    let whole = std::fs::read(model()).unwrap();
+    std::fs::write(&truncated, &whole[..16 << 20]).unwrap();
     let path = config_file(
         name,
         &format!(
@@ -31,10 +35,14 @@ path = "{q4}"
 [[registry.models]]
 id = "broken"
 path = "{broken}"
+[[registry.models]]
+id = "truncated"
+path = "{truncated}"
 {extra}"#,
             q8 = model_q8().display(),
             q4 = model().display(),
             broken = broken.display(),
+            truncated = truncated.display(),
         ),
     );
     path.display().to_string()
@@ -105,6 +113,7 @@ async fn models_load_just_in_time_and_the_least_recently_used_is_evicted() {
             ("smollm2-135m-instruct", "loaded"),
             ("smol-q8", "not-loaded"),
             ("smol-again", "not-loaded"),
+            ("truncated", "not-loaded"),
         ]
     );
     assert_eq!(list["data"][1]["meta"]["quantization"], "Q8_0");
@@ -354,16 +363,24 @@ async fn streaming_to_a_model_being_loaded_pings_until_it_answers() {
     assert!(s.done);
     assert_eq!(s.events[0]["model"], "smol-q8");
     assert!(!streamed_text(&s.events, 0).is_empty());
-    // A model that fails to load ends such a stream with an error event.
+    // A model that fails to load ends such a stream with an error event...
     let s = post_sse(
         &server.url("/v1/chat/completions"),
-        &chat("Hi", json!({"model": "broken", "stream": true})),
+        &chat("Hi", json!({"model": "truncated", "stream": true})),
     )
     .await;
     assert_eq!(s.status, 200);
     let error = s.events.last().unwrap();
     assert_eq!(error["error"]["code"], "model_load_failed", "{}", s.raw);
     assert!(s.done);
+    // ...and a file that is not a model fails before any stream starts.
+    let s = post_sse(
+        &server.url("/v1/chat/completions"),
+        &chat("Hi", json!({"model": "broken", "stream": true})),
+    )
+    .await;
+    assert_eq!(s.status, 500, "{}", s.raw);
+    assert!(s.raw.contains("model_load_failed"), "{}", s.raw);
 }
 
 #[tokio::test]

@@ -112,6 +112,13 @@ impl Spec {
             .map_err(String::as_str)
     }
 
+    /// The header's facts if they were read already (no file access).
+    pub fn read_header(&self) -> Option<Result<&ModelMeta, &str>> {
+        self.header
+            .get()
+            .map(|h| h.as_ref().map_err(String::as_str))
+    }
+
     pub fn meta(&self) -> Option<&ModelMeta> {
         self.inspected().ok()
     }

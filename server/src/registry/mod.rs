@@ -231,13 +231,24 @@ impl Registry {
             Some(_) => self.resolve(named).await?,
             None => self.default_spec(kind).await?,
         };
-        let s = spec.clone();
-        let actual = tokio::task::spawn_blocking(move || s.meta().map(|m| m.kind))
-            .await
-            .ok()
-            .flatten();
-        match actual {
-            Some(actual) if actual != kind => Err(ApiError::invalid(
+        // The header, read once per file: a file that is not a model fails
+        // here, before a stream starts or anything is evicted for it.
+        let header = match spec.read_header() {
+            Some(read) => read.map(|m| m.kind).map_err(String::from),
+            None => {
+                let s = spec.clone();
+                tokio::task::spawn_blocking(move || {
+                    s.inspected().map(|m| m.kind).map_err(String::from)
+                })
+                .await
+                .map_err(|e| {
+                    ApiError::internal(format!("Reading the model's header failed: {e}"))
+                })?
+            }
+        };
+        match header {
+            Err(e) => Err(load_failed(&spec.id, &anyhow::anyhow!(e))),
+            Ok(actual) if actual != kind => Err(ApiError::invalid(
                 "model",
                 match actual {
                     ModelKind::Embeddings => format!(
