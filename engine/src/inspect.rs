@@ -45,7 +45,11 @@ pub fn inspect(opts: &EngineOptions) -> anyhow::Result<ModelMeta> {
     };
     Ok(ModelMeta {
         kind,
-        runtime: opts.runtime.resolve(located.format).name().into(),
+        // Embedding models run on llama.cpp whatever the default runtime.
+        runtime: match kind {
+            ModelKind::Embeddings => "llama.cpp".into(),
+            ModelKind::Llm => opts.runtime.resolve(located.format).name().into(),
+        },
         format: format.into(),
         path: opts.path.display().to_string(),
         architecture,

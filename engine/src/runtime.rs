@@ -40,11 +40,13 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Arc<dyn Engine>> {
             .await?
             .is_ok_and(|m| m.embeddings);
         if embeddings {
-            anyhow::ensure!(
-                opts.runtime != Runtime::MistralRs,
-                "{} is an embedding model: it runs on llama.cpp, not mistral.rs",
-                opts.path.display()
-            );
+            // `runtime` is usually the server-wide default for chat models.
+            if opts.runtime == Runtime::MistralRs {
+                warn!(
+                    "{} is an embedding model: it runs on llama.cpp (mistral.rs has no encoder models)",
+                    opts.path.display()
+                );
+            }
             return Ok(Arc::new(LlamaEmbedder::load(opts).await?));
         }
     }
