@@ -61,7 +61,9 @@ def test_streaming_chat(client):
 def test_models_list(client):
     models = client.models.list()
     ids = [m.id for m in models.data]
-    assert ids == ["smollm2-135m-instruct"]
+    # The chat model and the embedding model, as `make serve` offers them.
+    assert ids == ["smollm2-135m-instruct", "all-minilm-l6-v2"]
+    assert models.data[1].meta["type"] == "embeddings"
     assert client.models.retrieve("smollm2-135m-instruct").id == "smollm2-135m-instruct"
 
 
@@ -201,7 +203,7 @@ def test_thinking_budget_and_rounds_through_the_sdk(client):
 def test_models_load_just_in_time_and_route_through_the_sdk(registry_url):
     client = OpenAI(base_url=registry_url, api_key="lm-studio")
     ids = [m.id for m in client.models.list().data]
-    assert ids == ["smollm2-135m-instruct", "smol-q8", "auto"]
+    assert ids == ["smollm2-135m-instruct", "all-minilm-l6-v2", "smol-q8", "auto"]
 
     # Not loaded yet: the stream opens with SSE comment pings, which the SDK skips.
     stream = client.chat.completions.create(
