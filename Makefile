@@ -14,8 +14,9 @@ GRANITE := models/smollm2-135m-granite.Q4_1.gguf
 EMBED_HF := models/all-MiniLM-L6-v2
 EMBED := models/all-MiniLM-L6-v2.F16.gguf
 VENV := .venv
-# Claude Code, a real Anthropic client for the tests (npm).
+# Claude Code and Codex, real agents for the tests (npm).
 CLAUDE := .tools/node_modules/.bin/claude
+CODEX := .tools/node_modules/.bin/codex
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
@@ -30,7 +31,7 @@ serve: $(MODEL) build $(EMBED)
 ## (memory tests also run against PostgreSQL and /docs in headless Chromium:
 ## scripts/postgres.sh and scripts/chromium.sh provide them)
 ## (the Rust suite runs twice: on the llama.cpp runtime, then on mistral.rs)
-test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) $(GRANITE) $(EMBED) venv $(CLAUDE)
+test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) $(GRANITE) $(EMBED) venv $(CLAUDE) $(CODEX)
 	PG_URL=$$(scripts/postgres.sh) && CHROMIUM=$$(scripts/chromium.sh) && \
 	export FERRITE_TEST_POSTGRES_URL=$$PG_URL FERRITE_TEST_CHROMIUM=$$CHROMIUM \
 		FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) FERRITE_TEST_MODEL_Q8=$(CURDIR)/$(MODEL_Q8) \
@@ -94,6 +95,8 @@ $(HF_MODEL)/config.json: $(MODEL) venv scripts/gguf-to-hf.py
 
 $(CLAUDE):
 	npm install --silent --no-audit --no-fund --prefix .tools @anthropic-ai/claude-code@2.1.328
+$(CODEX):
+	npm install --silent --no-audit --no-fund --prefix .tools @openai/codex@0.171.0
 
 venv: $(VENV)/.ready
 $(VENV)/.ready: tests/python/requirements.txt

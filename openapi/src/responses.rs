@@ -27,7 +27,10 @@ pub struct ResponseRequest {
     pub temperature: Option<f64>,
     #[serde(default)]
     pub top_p: Option<f64>,
+    /// Function tools (`{"type": "function", "name", "description",
+    /// "parameters", "strict"}`); tools of other kinds are left out.
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub tools: Vec<ResponseTool>,
     #[serde(default)]
     pub tool_choice: Option<ResponseToolChoice>,
@@ -226,21 +229,43 @@ pub struct ReasoningItem {
     pub content: Option<Vec<Value>>,
 }
 
-/// Function tools; the hosted tools (web search, file search, computer
-/// use) are OpenAI's services, not a model's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// A tool: a function the model may call, or another kind (OpenAI's hosted
+/// search, Codex's namespaces, custom tools), which is echoed back but not
+/// offered to the model: agents send them with every request.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
 pub enum ResponseTool {
-    Function {
-        name: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        description: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[schema(value_type = Option<Object>)]
-        parameters: Option<Value>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        strict: Option<bool>,
-    },
+    Function(FunctionTool),
+    #[schema(value_type = Object)]
+    Other(Value),
+}
+
+impl<'de> Deserialize<'de> for ResponseTool {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        match v.get("type").and_then(Value::as_str) {
+            Some("function") => serde_json::from_value(v)
+                .map(Self::Function)
+                .map_err(D::Error::custom),
+            Some(_) => Ok(Self::Other(v)),
+            None => Err(D::Error::custom("a tool needs a `type`")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FunctionTool {
+    /// `function`.
+    #[serde(rename = "type")]
+    pub kind: ToolKind,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -307,8 +332,8 @@ pub struct ResponseObject {
     pub store: bool,
     pub temperature: Option<f64>,
     pub text: TextConfig,
-    #[schema(value_type = Object)]
-    pub tool_choice: Value,
+    pub tool_choice: ResponseToolChoice,
+    #[schema(value_type = Vec<Object>)]
     pub tools: Vec<ResponseTool>,
     pub top_p: Option<f64>,
     pub truncation: String,
@@ -450,10 +475,15 @@ mod tests {
     }
 
     #[test]
-    fn unknown_items_and_hosted_tools_are_refused() {
+    fn unknown_items_are_refused_and_other_tools_kept_aside() {
         let item = serde_json::from_value::<InputItem>(json!({"type": "computer_call"}));
         assert!(item.unwrap_err().to_string().contains("computer_call"));
         let tool = serde_json::from_value::<ResponseTool>(json!({"type": "web_search"}));
-        assert!(tool.is_err());
+        assert!(matches!(tool, Ok(ResponseTool::Other(_))));
+        let f = json!({"type": "function", "name": "f", "parameters": {"type": "object"}});
+        let tool = serde_json::from_value::<ResponseTool>(f.clone()).unwrap();
+        assert!(matches!(tool, ResponseTool::Function(_)));
+        assert_eq!(serde_json::to_value(&tool).unwrap(), f);
+        assert!(serde_json::from_value::<ResponseTool>(json!({"type": "function"})).is_err());
     }
 }

@@ -13,7 +13,7 @@ use ferrite_openapi::aggregate::ChatAccumulator;
 use ferrite_openapi::chat::{
     ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, FunctionCall,
     FunctionDefinition, JsonSchemaFormat, NamedFunction, NamedToolChoice, ResponseFormat, Role,
-    ToolCall, ToolChoice, ToolDefinition, ToolKind,
+    ToolCall, ToolChoice, ToolChoiceMode, ToolDefinition, ToolKind,
 };
 use ferrite_openapi::common::{StreamOptions, Usage};
 use ferrite_openapi::responses::{
@@ -107,7 +107,7 @@ pub fn prepare(
         max_tokens: request.max_output_tokens.map(i64::from),
         temperature: request.temperature,
         top_p: request.top_p,
-        tools: (!request.tools.is_empty()).then(|| request.tools.iter().map(tool).collect()),
+        tools: functions(&request.tools),
         tool_choice: request.tool_choice.clone().map(tool_choice),
         parallel_tool_calls: request.parallel_tool_calls,
         response_format: response_format(&text.format),
@@ -150,8 +150,8 @@ fn head(id: &str, request: &ResponseRequest, text: TextConfig) -> ResponseObject
         text,
         tool_choice: request
             .tool_choice
-            .as_ref()
-            .map_or_else(|| json!("auto"), |c| json!(c)),
+            .clone()
+            .unwrap_or(ResponseToolChoice::Mode(ToolChoiceMode::Auto)),
         tools: request.tools.clone(),
         top_p: request.top_p,
         truncation: request
@@ -233,22 +233,28 @@ fn push_item(i: usize, item: &InputItem, out: &mut Vec<ChatMessage>) -> ApiResul
     Ok(())
 }
 
-fn tool(t: &ResponseTool) -> ToolDefinition {
-    let ResponseTool::Function {
-        name,
-        description,
-        parameters,
-        strict,
-    } = t.clone();
-    ToolDefinition {
-        kind: ToolKind::Function,
-        function: FunctionDefinition {
-            name,
-            description,
-            parameters,
-            strict,
-        },
+/// The function tools, as chat tools; other kinds are left out (logged):
+/// they are services of OpenAI's, or of the agent itself.
+fn functions(tools: &[ResponseTool]) -> Option<Vec<ToolDefinition>> {
+    let mut out = Vec::new();
+    for t in tools {
+        match t {
+            ResponseTool::Function(f) => out.push(ToolDefinition {
+                kind: ToolKind::Function,
+                function: FunctionDefinition {
+                    name: f.name.clone(),
+                    description: f.description.clone(),
+                    parameters: f.parameters.clone(),
+                    strict: f.strict,
+                },
+            }),
+            ResponseTool::Other(v) => {
+                let kind = v.get("type").and_then(Value::as_str).unwrap_or("unknown");
+                tracing::debug!(kind, "a tool this server cannot run is left out");
+            }
+        }
     }
+    (!out.is_empty()).then_some(out)
 }
 
 fn tool_choice(c: ResponseToolChoice) -> ToolChoice {
