@@ -6,15 +6,16 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context};
-use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device};
 use serde::Deserialize;
 use serde_json::Value as Json;
+
+use crate::quantize::write_gguf;
 
 #[derive(Deserialize)]
 struct BertConfig {
@@ -120,19 +121,7 @@ pub fn bert_to_gguf(dir: &Path, output: &Path) -> anyhow::Result<()> {
     out.sort_by(|a, b| a.0.cmp(&b.0));
 
     let meta: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
-    let refs: Vec<(&str, &QTensor)> = out.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let partial = output.with_extension("gguf.partial");
-    let mut writer = BufWriter::new(
-        File::create(&partial).with_context(|| format!("creating {}", partial.display()))?,
-    );
-    gguf_file::write(&mut writer, &meta, &refs).context("writing the GGUF file")?;
-    writer
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .context("writing the GGUF file")?;
-    std::fs::rename(&partial, output).context("moving the finished file in place")?;
-    Ok(())
+    write_gguf(output, &meta, &out)
 }
 
 /// llama.cpp's name for a Hugging Face BERT tensor; `None` for the parts an

@@ -109,13 +109,21 @@ pub fn requantize(
         .collect();
     metadata.sort_by_key(|(k, _)| *k);
     metadata.push(("general.file_type", &file_type));
-    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    write_gguf(output, &metadata, &tensors)
+}
 
+/// Writes a GGUF file that appears at `output` only once complete.
+pub(crate) fn write_gguf(
+    output: &Path,
+    metadata: &[(&str, &Value)],
+    tensors: &[(String, QTensor)],
+) -> anyhow::Result<()> {
+    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let partial = output.with_extension("gguf.partial");
     let mut writer = BufWriter::new(
         File::create(&partial).with_context(|| format!("creating {}", partial.display()))?,
     );
-    gguf_file::write(&mut writer, &metadata, &refs).context("writing the GGUF file")?;
+    gguf_file::write(&mut writer, metadata, &refs).context("writing the GGUF file")?;
     writer
         .into_inner()
         .map_err(|e| e.into_error())
