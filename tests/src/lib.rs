@@ -119,11 +119,22 @@ pub fn config_file(name: &str, toml: &str) -> PathBuf {
     path
 }
 
+/// A port that is free now, taken below the kernel's ephemeral range
+/// (32768 and up): a port the kernel handed out could be handed again to a
+/// test client's outgoing connection before the server binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Each test process starts at its own offset, so parallel binaries
+    // rarely try the same ports.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 12_000 + (std::process::id() % 200) as u16 * 100;
+    for _ in 0..20_000 {
+        let port = 12_000 + (base - 12_000 + NEXT.fetch_add(1, Ordering::Relaxed)) % 20_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 12000 and 32000")
 }
 
 /// A running server. Killed on drop; also dies with the test process.
@@ -256,16 +267,21 @@ impl Server {
 
     /// Starts a server and waits until `/ready` says 200.
     pub fn start(extra: &[&str]) -> Server {
-        let s = Self::spawn(extra);
-        s.wait_ready();
-        s
+        Self::start_with_env(extra, &[])
     }
 
     /// Starts a server with extra environment and waits until it is ready.
+    /// Tries again on a new port if another process took this one first.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let s = Self::spawn_with_env(extra, env);
-        s.wait_ready();
-        s
+        for _ in 0..4 {
+            let s = Self::spawn_with_env(extra, env);
+            match s.ready() {
+                Ok(()) => return s,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("{log}"),
+            }
+        }
+        panic!("four ports in a row were taken before the server could bind them")
     }
 
     /// One server per test binary, with default flags.
@@ -275,17 +291,31 @@ impl Server {
     }
 
     pub fn wait_ready(&self) {
+        if let Err(why) = self.ready() {
+            panic!("{why}");
+        }
+    }
+
+    fn ready(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
             if get_blocking(&format!("{}/ready", self.base)).is_ok_and(|(s, _)| s == 200) {
-                return;
+                return Ok(());
             }
             if let Some(code) = self.exit_code() {
-                panic!("server exited with {code:?} before ready:\n{}", self.log());
+                // All of its output, so the caller can tell why it exited.
+                let readers = self.readers.lock().map(|mut r| std::mem::take(&mut *r));
+                for r in readers.unwrap_or_default() {
+                    let _ = r.join();
+                }
+                return Err(format!(
+                    "server exited with {code:?} before ready:\n{}",
+                    self.log()
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("server not ready in time:\n{}", self.log());
+        Err(format!("server not ready in time:\n{}", self.log()))
     }
 
     pub fn url(&self, path: &str) -> String {
