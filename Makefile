@@ -17,6 +17,8 @@ VENV := .venv
 # Claude Code and Codex, real agents for the tests (npm).
 CLAUDE := .tools/node_modules/.bin/claude
 CODEX := .tools/node_modules/.bin/codex
+# LM Studio's JS SDK, for tests/node (versions in tests/node/package.json).
+LMS_JS := tests/node/node_modules/.package-lock.json
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
@@ -31,7 +33,7 @@ serve: $(MODEL) build $(EMBED)
 ## (memory tests also run against PostgreSQL and /docs in headless Chromium:
 ## scripts/postgres.sh and scripts/chromium.sh provide them)
 ## (the Rust suite runs twice: on the llama.cpp runtime, then on mistral.rs)
-test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) $(GRANITE) $(EMBED) venv $(CLAUDE) $(CODEX)
+test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) $(GRANITE) $(EMBED) venv $(CLAUDE) $(CODEX) $(LMS_JS)
 	PG_URL=$$(scripts/postgres.sh) && CHROMIUM=$$(scripts/chromium.sh) && \
 	export FERRITE_TEST_POSTGRES_URL=$$PG_URL FERRITE_TEST_CHROMIUM=$$CHROMIUM \
 		FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) FERRITE_TEST_MODEL_Q8=$(CURDIR)/$(MODEL_Q8) \
@@ -98,6 +100,11 @@ $(CLAUDE):
 $(CODEX):
 	npm install --silent --no-audit --no-fund --prefix .tools @openai/codex@0.171.0
 
+# @lmstudio/sdk 2.0.0 asks for @lmstudio/lms-isomorphic ^0.5.0, which the npm
+# registry here lacks; package.json pins 0.4.6, which has all the SDK uses.
+$(LMS_JS): tests/node/package.json tests/node/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix tests/node
+
 venv: $(VENV)/.ready
 $(VENV)/.ready: tests/python/requirements.txt
 	python3 -m venv $(VENV)
@@ -112,4 +119,4 @@ clippy:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .tools
+	rm -rf $(VENV) .tools tests/node/node_modules

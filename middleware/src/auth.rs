@@ -332,9 +332,12 @@ pub struct AuthLayer {
 
 impl AuthLayer {
     pub fn new(auth: Option<Authenticator>) -> Self {
-        Self {
-            auth: auth.map(Arc::new),
-        }
+        Self::shared(auth.map(Arc::new))
+    }
+
+    /// The same, with an authenticator others hold too.
+    pub fn shared(auth: Option<Arc<Authenticator>>) -> Self {
+        Self { auth }
     }
 }
 

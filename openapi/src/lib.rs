@@ -11,6 +11,7 @@ pub mod embeddings;
 pub mod error;
 pub mod health;
 pub mod lmstudio;
+pub mod lmstudio_sdk;
 pub mod manage;
 pub mod memory;
 pub mod models;

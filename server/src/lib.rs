@@ -12,6 +12,8 @@
 //!   the expert routers (`experts.rs`).
 //! - `registry/`: which models exist, loading just in time, leases, TTLs
 //!   and eviction.
+//! - `sdk/`: LM Studio's SDK protocol (WebSockets per namespace) for
+//!   `import lmstudio`, `@lmstudio/sdk` and `lms`.
 //! - `state.rs`: what handlers share; `logging.rs`: tracing set-up.
 
 mod args;
@@ -20,6 +22,7 @@ mod config;
 mod http;
 mod logging;
 mod registry;
+mod sdk;
 mod serve;
 mod state;
 

@@ -24,6 +24,7 @@ use crate::http::{app, listen};
 use crate::logging;
 use crate::registry::{Builder, Origin, Registry};
 use crate::state::{AppState, Stores};
+use ferrite_openapi::models::ModelKind;
 
 /// Seconds, from a fast cache hit to a long generation.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -33,7 +34,7 @@ const LATENCY_BUCKETS: [f64; 14] = [
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), args.overrides())?;
     logging::init(&config.log)?;
-    let auth = Authenticator::from_config(&config.auth)?;
+    let auth = Authenticator::from_config(&config.auth)?.map(Arc::new);
     if auth.is_none() && !is_loopback(&config.host) {
         warn!(host = %config.host, "no API key or JWT configured: anyone who can reach this address can use the API");
     }
@@ -62,7 +63,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let registry = Registry::new(config.clone(), build)?;
     shared.bind(&registry);
     let experts = Arc::new(Experts::new(&config.routers)?);
-    let state = AppState::new(config.clone(), registry.clone(), experts, stores);
+    let state = AppState::new(
+        config.clone(),
+        registry.clone(),
+        experts,
+        stores,
+        auth.clone(),
+    );
     registry.spawn_reaper();
     let loading = tokio::spawn(load(state.clone(), shared));
     // A server that cannot load the model it was started with is
@@ -77,7 +84,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let drain = Duration::from_secs(config.http.drain_timeout_secs);
-    let app = app::router(state, AuthLayer::new(auth), metrics);
+    let app = app::router(state, AuthLayer::shared(auth), metrics);
     let server = listen::serve(listener, app, async move {
         shutdown_signal().await;
         info!("shutting down: no new connections, draining in-flight requests");
@@ -176,6 +183,27 @@ async fn load(state: AppState, shared: Arc<pipeline::SharedLayers>) -> anyhow::R
     drop(lease);
     state.registry.mark_ready();
     info!(model = %id, "ready");
+    // The embedding model the server was given is loaded too, so that
+    // clients that ask for "the loaded embedding model" (LM Studio's SDKs)
+    // find one; a failure leaves it to load just in time.
+    if state.config.registry.embedding_model.is_some() {
+        let loaded = match state
+            .registry
+            .resolve_for(None, ModelKind::Embeddings)
+            .await
+        {
+            Ok(spec) => state
+                .registry
+                .acquire_spec(spec, Origin::Explicit { ttl: None })
+                .await
+                .map(|lease| lease.id().to_string()),
+            Err(e) => Err(e),
+        };
+        match loaded {
+            Ok(id) => info!(model = %id, "embedding model ready"),
+            Err(e) => warn!(error = %e.message, "cannot load the embedding model"),
+        }
+    }
     if let Some(worker) = precompute(&state, &shared, &id) {
         worker.spawn();
     }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use ferrite_engine::GaugeGuard;
+use ferrite_middleware::auth::Authenticator;
 use ferrite_middleware::memory_store::MemoryStore;
 use ferrite_middleware::response_store::ResponseStore;
 use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
@@ -30,6 +31,9 @@ pub struct AppState {
     /// Stored Responses API responses, in the same database (whether or not
     /// memory is on), when it opened.
     pub responses: Option<Arc<dyn ResponseStore>>,
+    /// API keys and JWTs, when authentication is on: the SDK sockets
+    /// check their auth packet against it.
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 /// The databases the server keeps: one file or server, two uses.
@@ -45,6 +49,7 @@ impl AppState {
         registry: Arc<Registry>,
         experts: Arc<Experts>,
         stores: Stores,
+        auth: Option<Arc<Authenticator>>,
     ) -> Self {
         let places = Arc::new(Semaphore::new(config.http.max_in_flight.max(1)));
         Self {
@@ -54,6 +59,7 @@ impl AppState {
             places,
             memory: stores.memory,
             responses: stores.responses,
+            auth,
         }
     }
 

@@ -1,6 +1,7 @@
 """Starts the real ferrite binary with the real default model for the session."""
 import os
 import pathlib
+import random
 import socket
 import subprocess
 import tempfile
@@ -15,9 +16,16 @@ EMBED_HF = os.environ.get("FERRITE_TEST_EMBED_HF", str(ROOT / "models/all-MiniLM
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range (32768 and up), which
+    a client's outgoing connection could take before the server binds it."""
+    for port in random.sample(range(12000, 32000), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 12000 and 32000")
 
 
 def _serve(extra_env=None):

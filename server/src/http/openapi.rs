@@ -97,7 +97,8 @@ pub fn document_json(doc: &Document) -> serde_json::Value {
 pub fn routes(state: AppState, prometheus: PrometheusHandle) -> Router {
     let (api, ops, docs, doc) = split();
     let json: docs::Document = Arc::from(document_json(&doc).to_string());
-    api.with_state(state)
+    api.merge(crate::sdk::routes())
+        .with_state(state)
         .merge(ops.with_state(prometheus))
         .merge(docs.with_state(json))
         .fallback(fallback::not_found)

@@ -123,6 +123,14 @@ impl Spec {
         self.inspected().ok()
     }
 
+    /// Who published it, from an alias like `publisher/repo`, else `local`.
+    pub fn publisher(&self) -> String {
+        self.aliases
+            .iter()
+            .find_map(|a| a.split_once('/').map(|(p, _)| p.to_string()))
+            .unwrap_or_else(|| "local".into())
+    }
+
     /// Chat or embeddings, as the header says (read it off the async
     /// workers first); an unreadable file counts as a chat model.
     pub fn kind(&self) -> ModelKind {

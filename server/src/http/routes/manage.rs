@@ -35,16 +35,11 @@ fn v1_model(state: &AppState, spec: &Spec) -> V1Model {
     let instance = state.registry.instance(&spec.id);
     let context = meta.as_ref().map_or(0, |m| m.context_length);
     let size = meta.as_ref().map_or(0, |m| m.size_bytes);
-    let publisher = spec
-        .aliases
-        .iter()
-        .find_map(|a| a.split_once('/').map(|(p, _)| p.to_string()))
-        .unwrap_or_else(|| "local".into());
     V1Model {
         kind: v1_kind(meta.as_ref().map(|m| m.kind).unwrap_or_default()).into(),
         key: spec.id.clone(),
         display_name: spec.id.clone(),
-        publisher,
+        publisher: spec.publisher(),
         architecture: meta.as_ref().and_then(|m| m.architecture.clone()),
         quantization: meta
             .as_ref()
