@@ -22,7 +22,7 @@ LMS_JS := tests/node/node_modules/.package-lock.json
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
-.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-swap bench-soak lint fmt clippy clean
+.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-swap bench-soak lint fmt clippy clean
 
 ## serve: fetch the default models if missing (chat and embeddings), build,
 ## serve on $(HOST):$(PORT)
@@ -57,6 +57,11 @@ bench-1.7b: $(SYNTH) build
 $(SYNTH): $(MODEL) venv | build
 	$(VENV)/bin/python ../shared/bench/synth_model.py $(MODEL) $(SYNTH).f16 --shape 1.7b
 	$(BIN) quantize $(SYNTH).f16 $@ --type q4_k && rm $(SYNTH).f16
+
+## bench-budgets: the budget check's latency, in-process against shared
+## through PostgreSQL (budgets.url), p50/p99
+bench-budgets: $(MODEL) build venv
+	scripts/bench-budgets.sh $(BIN) $(MODEL) "$$(scripts/postgres.sh)"
 
 ## bench-embeddings: embeddings/s, 1 and 64 inputs a request and 8 clients,
 ## against llama-server on the same GGUF

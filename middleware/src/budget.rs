@@ -2,7 +2,8 @@
 //! tokens per day. A request reserves its prompt plus `max_tokens` up front;
 //! what it did not use is given back when it ends, so concurrent requests
 //! cannot overshoot. Every response carries OpenAI's `x-ratelimit-*` headers;
-//! an exhausted budget is a 429 with `Retry-After`.
+//! an exhausted budget is a 429 with `Retry-After`. With `budgets.url` the
+//! windows live in PostgreSQL (`budget_store.rs`), shared by every replica.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -27,6 +28,7 @@ use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 use tower::{Layer, Service, ServiceExt};
 
+use crate::budget_store::SharedLedger;
 use crate::service::{take_ready, ChatResponse};
 use crate::token_budget::{DailyQuota, TokenBucket};
 
@@ -39,6 +41,21 @@ pub struct BudgetConfig {
     pub tokens_per_day: u64,
     /// Per-tenant overrides (tenant = API key name or JWT `sub`).
     pub tenants: BTreeMap<String, Limits>,
+    /// `postgres://...`: keep the windows there, shared by every replica
+    /// (default: in this process).
+    pub url: Option<String>,
+    /// What to do while that database cannot be reached.
+    pub unreachable: Unreachable,
+}
+
+/// While the shared budget store is down: serve unmetered (logged and
+/// counted in `ferrite:budget_store_errors_total`), or refuse with 503.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unreachable {
+    #[default]
+    FailOpen,
+    FailClosed,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -57,7 +74,7 @@ impl BudgetConfig {
             || !self.tenants.is_empty()
     }
 
-    fn limits(&self, tenant: &str) -> (u32, u64, u64) {
+    pub(crate) fn limits(&self, tenant: &str) -> (u32, u64, u64) {
         let o = self.tenants.get(tenant).cloned().unwrap_or_default();
         (
             o.requests_per_minute.unwrap_or(self.requests_per_minute),
@@ -70,10 +87,55 @@ impl BudgetConfig {
 type RequestLimiter =
     RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
+/// A tenant's token windows.
 #[derive(Default)]
-struct Tokens {
-    minute: Option<TokenBucket>,
-    day: Option<DailyQuota>,
+pub(crate) struct Tokens {
+    pub minute: Option<TokenBucket>,
+    pub day: Option<DailyQuota>,
+}
+
+impl Tokens {
+    /// Reserves `tokens` of the day's and the minute's windows, or the 429
+    /// saying which ran out (with nothing taken).
+    pub fn reserve(&mut self, tokens: u64, now: Instant) -> Result<u64, ApiError> {
+        let day = match self.day.as_mut().map(|q| q.reserve(tokens)) {
+            Some(Err(wait)) => return Err(refuse("tokens per day", wait, Vec::new(), self)),
+            Some(Ok(n)) => Some(n),
+            None => None,
+        };
+        let minute = match self.minute.as_mut().map(|b| b.reserve(tokens, now)) {
+            Some(Err(wait)) => {
+                if let (Some(q), Some(n)) = (self.day.as_mut(), day) {
+                    q.give_back(n as i64);
+                }
+                return Err(refuse("tokens per minute", wait, Vec::new(), self));
+            }
+            Some(Ok(n)) => Some(n),
+            None => None,
+        };
+        Ok(minute.or(day).unwrap_or(tokens))
+    }
+
+    pub fn give_back(&mut self, tokens: i64, now: Instant) {
+        if let Some(b) = &mut self.minute {
+            b.give_back(tokens, now);
+        }
+        if let Some(q) = &mut self.day {
+            q.give_back(tokens);
+        }
+    }
+}
+
+/// The request headers: the limit, what is left and when it is full again.
+pub(crate) fn request_headers(
+    limit: u32,
+    left: u64,
+    reset: Duration,
+    out: &mut Vec<(String, String)>,
+) {
+    out.push(("x-ratelimit-limit-requests".into(), limit.to_string()));
+    out.push(("x-ratelimit-remaining-requests".into(), left.to_string()));
+    out.push(("x-ratelimit-reset-requests".into(), duration(reset)));
 }
 
 /// One tenant's budgets.
@@ -105,61 +167,32 @@ impl Tenant {
     }
 
     fn give_back(&self, tokens: i64) {
-        let now = Instant::now();
-        let mut t = self.tokens.lock();
-        if let Some(b) = &mut t.minute {
-            b.give_back(tokens, now);
-        }
-        if let Some(q) = &mut t.day {
-            q.give_back(tokens);
-        }
+        self.tokens.lock().give_back(tokens, Instant::now());
     }
 
     /// Reserves `tokens` and one request, or the 429 saying what ran out.
     fn admit(self: &Arc<Self>, tokens: u64) -> Result<Ticket, ApiError> {
-        let now = Instant::now();
         let mut headers = Vec::new();
-        let reserved = {
-            let mut t = self.tokens.lock();
-            let day = match t.day.as_mut().map(|q| q.reserve(tokens)) {
-                Some(Err(wait)) => return Err(refuse("tokens per day", wait, headers, &t)),
-                Some(Ok(n)) => Some(n),
-                None => None,
-            };
-            let minute = match t.minute.as_mut().map(|b| b.reserve(tokens, now)) {
-                Some(Err(wait)) => {
-                    if let (Some(q), Some(n)) = (t.day.as_mut(), day) {
-                        q.give_back(n as i64);
-                    }
-                    return Err(refuse("tokens per minute", wait, headers, &t));
-                }
-                Some(Ok(n)) => Some(n),
-                None => None,
-            };
-            minute.or(day).unwrap_or(tokens)
-        };
+        let reserved = self.tokens.lock().reserve(tokens, Instant::now())?;
         if let Some((limiter, rpm)) = &self.requests {
-            headers.push(("x-ratelimit-limit-requests".into(), rpm.to_string()));
             match limiter.check() {
                 Ok(state) => {
                     let left = state.remaining_burst_capacity();
                     let interval = state.quota().replenish_interval();
-                    headers.push(("x-ratelimit-remaining-requests".into(), left.to_string()));
                     let full = interval * rpm.saturating_sub(left);
-                    headers.push(("x-ratelimit-reset-requests".into(), duration(full)));
+                    request_headers(*rpm, left.into(), full, &mut headers);
                 }
                 Err(not_until) => {
                     self.give_back(reserved as i64);
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    headers.push(("x-ratelimit-remaining-requests".into(), "0".into()));
-                    headers.push(("x-ratelimit-reset-requests".into(), duration(wait)));
+                    request_headers(*rpm, 0, wait, &mut headers);
                     let t = self.tokens.lock();
                     return Err(refuse("requests per minute", wait, headers, &t));
                 }
             }
         }
         Ok(Ticket {
-            tenant: self.clone(),
+            account: Account::Local(self.clone()),
             reserved,
             used: 0,
             exact: false,
@@ -168,7 +201,7 @@ impl Tenant {
     }
 }
 
-fn token_headers(t: &Tokens, out: &mut Vec<(String, String)>) {
+pub(crate) fn token_headers(t: &Tokens, out: &mut Vec<(String, String)>) {
     if let Some(b) = &t.minute {
         out.push(("x-ratelimit-limit-tokens".into(), b.limit().to_string()));
         out.push((
@@ -191,7 +224,12 @@ fn token_headers(t: &Tokens, out: &mut Vec<(String, String)>) {
 }
 
 /// The 429 for an exhausted budget, with every header.
-fn refuse(what: &str, wait: Duration, mut out: Vec<(String, String)>, tokens: &Tokens) -> ApiError {
+pub(crate) fn refuse(
+    what: &str,
+    wait: Duration,
+    mut out: Vec<(String, String)>,
+    tokens: &Tokens,
+) -> ApiError {
     token_headers(tokens, &mut out);
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     out.push(("retry-after".into(), secs.to_string()));
@@ -222,9 +260,47 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// Where a reservation is kept.
+enum Account {
+    Local(Arc<Tenant>),
+    Shared {
+        ledger: Arc<SharedLedger>,
+        tenant: String,
+        limits: (u32, u64, u64),
+    },
+    /// Let through while the shared store was down (`fail_open`).
+    Unmetered,
+}
+
+impl Account {
+    fn give_back(&self, tokens: i64) {
+        match self {
+            Self::Local(tenant) => tenant.give_back(tokens),
+            Self::Shared { .. } if tokens == 0 => {}
+            Self::Shared {
+                ledger,
+                tenant,
+                limits,
+            } => {
+                // Dropped on an async worker: the refund runs as its own task.
+                let (ledger, tenant, limits) = (ledger.clone(), tenant.clone(), *limits);
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        if let Err(e) = ledger.give_back(&tenant, limits, tokens).await {
+                            tracing::warn!(%tenant, error = %e, "cannot refund a budget reservation");
+                            metrics::counter!("ferrite:budget_store_errors_total").increment(1);
+                        }
+                    });
+                }
+            }
+            Self::Unmetered => {}
+        }
+    }
+}
+
 /// A request's reservation; whatever was not used goes back when it drops.
 struct Ticket {
-    tenant: Arc<Tenant>,
+    account: Account,
     reserved: u64,
     /// Tokens seen so far (exact once usage arrived).
     used: u64,
@@ -262,7 +338,7 @@ impl Admission {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.tenant
+        self.account
             .give_back(self.reserved as i64 - self.used as i64);
     }
 }
@@ -271,17 +347,24 @@ impl Drop for Ticket {
 pub struct Budgets {
     config: BudgetConfig,
     tenants: Cache<String, Arc<Tenant>>,
+    /// The windows in PostgreSQL, when `budgets.url` is set.
+    ledger: Option<Arc<SharedLedger>>,
     engine: Arc<dyn Engine>,
 }
 
 impl Budgets {
-    pub fn new(config: BudgetConfig, engine: Arc<dyn Engine>) -> Arc<Self> {
+    pub fn new(
+        config: BudgetConfig,
+        ledger: Option<Arc<SharedLedger>>,
+        engine: Arc<dyn Engine>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             config,
             // Idle longer than a day, a tenant's windows have all reset.
             tenants: Cache::builder()
                 .time_to_idle(Duration::from_secs(90_000))
                 .build(),
+            ledger,
             engine,
         })
     }
@@ -293,21 +376,72 @@ impl Budgets {
             config: self.config.clone(),
             // A moka cache's clones share their entries.
             tenants: self.tenants.clone(),
+            ledger: self.ledger.clone(),
             engine,
         })
     }
 
     /// Reserves `prompt + completion` tokens and one request for `tenant`,
     /// or the 429 saying what ran out.
-    pub fn admit(&self, tenant: &str, prompt: u64, completion: u64) -> Result<Admission, ApiError> {
-        let tenant = self.tenant(tenant);
-        let mut ticket = tenant.admit(prompt + completion)?;
-        let mut headers = std::mem::take(&mut ticket.headers);
-        tenant.token_headers(&mut headers);
+    pub async fn admit(
+        &self,
+        tenant: &str,
+        prompt: u64,
+        completion: u64,
+    ) -> Result<Admission, ApiError> {
+        let mut ticket = match &self.ledger {
+            None => {
+                let local = self.tenant(tenant);
+                let mut ticket = local.admit(prompt + completion)?;
+                local.token_headers(&mut ticket.headers);
+                ticket
+            }
+            Some(ledger) => {
+                self.admit_shared(ledger, tenant, prompt + completion)
+                    .await?
+            }
+        };
         Ok(Admission {
-            headers,
+            headers: std::mem::take(&mut ticket.headers),
             ticket,
             prompt,
+        })
+    }
+
+    async fn admit_shared(
+        &self,
+        ledger: &Arc<SharedLedger>,
+        tenant: &str,
+        tokens: u64,
+    ) -> Result<Ticket, ApiError> {
+        let limits = self.config.limits(tenant);
+        let (account, reserved, headers) = match ledger.admit(tenant, limits, tokens).await {
+            Ok(granted) => {
+                let (reserved, headers) = granted?;
+                let account = Account::Shared {
+                    ledger: ledger.clone(),
+                    tenant: tenant.to_string(),
+                    limits,
+                };
+                (account, reserved, headers)
+            }
+            Err(e) => {
+                metrics::counter!("ferrite:budget_store_errors_total").increment(1);
+                tracing::warn!(%tenant, error = %e, "the shared budget store is unreachable");
+                if self.config.unreachable == Unreachable::FailClosed {
+                    return Err(ApiError::unavailable(
+                        "Budgets cannot be checked: the shared budget store is unreachable.",
+                    ));
+                }
+                (Account::Unmetered, 0, Vec::new())
+            }
+        };
+        Ok(Ticket {
+            account,
+            reserved,
+            used: 0,
+            exact: false,
+            headers,
         })
     }
 
@@ -320,6 +454,13 @@ impl Budgets {
     /// Prompt tokens (as the tokenizer counts the messages' text), and the
     /// most the request may generate.
     async fn reservation(&self, req: &ChatRequest) -> (u64, u64) {
+        // The prompt as the chat template renders it (roles, tools), so that
+        // the reservation covers what the engine will count; the messages'
+        // text where the engine cannot render.
+        let rendered = match self.engine.render_prompt(req).await {
+            Ok(prompt) => self.engine.count_tokens(&prompt).await.ok(),
+            Err(_) => None,
+        };
         let text: String = req
             .messages
             .iter()
@@ -330,9 +471,12 @@ impl Budgets {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        let prompt = match self.engine.count_tokens(&text).await {
-            Ok(n) => n as u64,
-            Err(_) => text.len() as u64 / 4,
+        let prompt = match rendered {
+            Some(n) => n as u64,
+            None => match self.engine.count_tokens(&text).await {
+                Ok(n) => n as u64,
+                Err(_) => text.len() as u64 / 4,
+            },
         };
         let context = u64::from(self.engine.info().meta.context_length);
         let limit = req
@@ -420,7 +564,9 @@ where
         let budgets = self.budgets.clone();
         Box::pin(async move {
             let (prompt, completion) = budgets.reservation(&req).await;
-            let mut admission = budgets.admit(&req.context.tenant, prompt, completion)?;
+            let mut admission = budgets
+                .admit(&req.context.tenant, prompt, completion)
+                .await?;
             let headers = std::mem::take(&mut admission.headers);
             let mut resp = match inner.oneshot(req).await {
                 Ok(resp) => resp,
@@ -450,7 +596,7 @@ mod tests {
 
     fn service(config: BudgetConfig) -> BudgetService<EngineService> {
         let engine = Arc::new(ScriptedEngine::new("one two three"));
-        let budgets = Budgets::new(config, engine.clone());
+        let budgets = Budgets::new(config, None, engine.clone());
         BudgetLayer::new(budgets).layer(EngineService::new(engine))
     }
 

@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //! - `service.rs`: `ChatResponse`, `ChatService`, `EngineService`.
-//! - Layers: `budget.rs` (with `token_budget.rs`), `memory.rs` (stores in
+//! - Layers: `budget.rs` (with `token_budget.rs`; `budget_store.rs` keeps
+//!   the windows in PostgreSQL for replicas), `memory.rs` (stores in
 //!   `memory_store.rs` and `memory_postgres.rs`), `cache.rs` (with
 //!   `replay.rs` and `precompute.rs`), `thinking.rs`, `auth.rs`.
 //! - `response_store.rs`: stored Responses API responses, in the memory
@@ -17,6 +18,7 @@
 
 pub mod auth;
 pub mod budget;
+pub mod budget_store;
 pub mod cache;
 pub mod embedder;
 pub mod memory;

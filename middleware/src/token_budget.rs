@@ -25,6 +25,20 @@ impl TokenBucket {
         }
     }
 
+    /// A bucket as stored elsewhere: its level `elapsed` ago.
+    pub fn restore(per_minute: u64, level: f64, elapsed: Duration, now: Instant) -> Self {
+        let mut b = Self::per_minute(per_minute, now);
+        b.level = level.min(b.capacity);
+        b.last = now.checked_sub(elapsed).unwrap_or(now);
+        b
+    }
+
+    /// The level as of `now` (what to store).
+    pub fn level(&mut self, now: Instant) -> f64 {
+        self.refill(now);
+        self.level
+    }
+
     fn refill(&mut self, now: Instant) {
         let secs = now.duration_since(self.last).as_secs_f64();
         self.level = (self.level + secs * self.per_sec).min(self.capacity);
@@ -85,6 +99,21 @@ impl DailyQuota {
             used: 0,
             day: unix_secs() / 86_400,
         }
+    }
+
+    /// A quota as stored elsewhere: `used` of day number `day`.
+    pub fn restore(limit: u64, used: i64, day: u64) -> Self {
+        Self {
+            limit: limit.max(1),
+            used,
+            day,
+        }
+    }
+
+    /// The day number and the tokens used on it (what to store).
+    pub fn state(&mut self) -> (u64, i64) {
+        self.roll();
+        (self.day, self.used)
     }
 
     fn roll(&mut self) {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ferrite_middleware::auth::{AuthLayer, Authenticator};
+use ferrite_middleware::budget_store::SharedLedger;
 use ferrite_middleware::memory_postgres::PostgresStore;
 use ferrite_middleware::memory_store::{MemoryStore, SqliteStore};
 use ferrite_middleware::precompute::Precompute;
@@ -52,9 +53,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot install the metrics recorder")?;
     let config = Arc::new(config);
     let stores = open_stores(&config);
+    let ledger = match &config.budgets.url {
+        Some(url) => {
+            let ledger = SharedLedger::connect(url)
+                .context("budgets.url is not a PostgreSQL URL ferrite can use")?;
+            info!("budgets are shared through PostgreSQL");
+            Some(Arc::new(ledger))
+        }
+        None => None,
+    };
     let shared = Arc::new(pipeline::SharedLayers::new(
         config.clone(),
         stores.memory.clone(),
+        ledger,
     ));
     let build: Builder = {
         let shared = shared.clone();

@@ -237,7 +237,7 @@ pub async fn complete(
     let mut admission = match &lease.pipeline.budgets {
         Some(budgets) => {
             let (prompt, completion) = budgets.completion_reservation(&request).await;
-            Some(budgets.admit(tenant, prompt, completion)?)
+            Some(budgets.admit(tenant, prompt, completion).await?)
         }
         None => None,
     };
@@ -294,7 +294,7 @@ pub async fn embed(
         })
         .collect();
     let mut admission = match &lease.pipeline.budgets {
-        Some(budgets) => Some(budgets.admit(tenant, estimate as u64, 0)?),
+        Some(budgets) => Some(budgets.admit(tenant, estimate as u64, 0).await?),
         None => None,
     };
     let headers = admission

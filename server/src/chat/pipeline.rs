@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use ferrite_engine::Engine;
 use ferrite_middleware::budget::{BudgetLayer, Budgets};
+use ferrite_middleware::budget_store::SharedLedger;
 use ferrite_middleware::cache::{CacheLayer, ResponseCache};
 use ferrite_middleware::embedder::Embedder;
 use ferrite_middleware::memory::MemoryLayer;
@@ -28,10 +29,16 @@ pub struct SharedLayers {
     registry: RegistrySlot,
     /// Created with the first model: it counts tokens with a model's tokenizer.
     budgets: OnceLock<Arc<Budgets>>,
+    /// Budgets kept in PostgreSQL (`budgets.url`), shared by replicas.
+    ledger: Option<Arc<SharedLedger>>,
 }
 
 impl SharedLayers {
-    pub fn new(config: Arc<Config>, memory: Option<Arc<dyn MemoryStore>>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        memory: Option<Arc<dyn MemoryStore>>,
+        ledger: Option<Arc<SharedLedger>>,
+    ) -> Self {
         let cache = config
             .cache
             .enabled
@@ -50,6 +57,7 @@ impl SharedLayers {
             memory_embedder,
             registry,
             budgets: OnceLock::new(),
+            ledger,
         }
     }
 
@@ -63,7 +71,7 @@ impl SharedLayers {
         config.enabled().then(|| {
             let root = self
                 .budgets
-                .get_or_init(|| Budgets::new(config.clone(), engine.clone()));
+                .get_or_init(|| Budgets::new(config.clone(), self.ledger.clone(), engine.clone()));
             root.share(engine.clone())
         })
     }
