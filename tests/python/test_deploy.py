@@ -152,6 +152,9 @@ def test_the_deployment_matches_what_the_binary_serves(tmp_path):
     # The memory Secret points at a real PostgreSQL database here.
     assert config["memory"]["enabled"] is True and "FERRITE_MEMORY__URL" in env
     env["FERRITE_MEMORY__URL"] = postgres_database("deploy")
+    # Budgets share that database, as the Deployment wires them.
+    assert "FERRITE_BUDGETS__URL" in env
+    env["FERRITE_BUDGETS__URL"] = env["FERRITE_MEMORY__URL"]
     proc, url, data = serve(env, config=str(cfg))
     try:
         wait_ok(proc, url + probes["startupProbe"]["path"])
@@ -171,6 +174,8 @@ def test_the_deployment_matches_what_the_binary_serves(tmp_path):
             assert time.time() < deadline, "nothing stored"
             time.sleep(0.2)
         assert stored == "My dog is Rex.", stored
+        # And the caller's budget windows are kept there for every replica.
+        assert psql(env["FERRITE_BUDGETS__URL"], "SELECT tenant FROM budget_windows") == "default"
     finally:
         stop(proc, data)
 
