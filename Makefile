@@ -22,7 +22,7 @@ LMS_JS := tests/node/node_modules/.package-lock.json
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
-.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-swap bench-soak lint fmt clippy clean
+.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-long-context bench-swap bench-soak lint fmt clippy clean
 
 ## serve: fetch the default models if missing (chat and embeddings), build,
 ## serve on $(HOST):$(PORT)
@@ -62,6 +62,11 @@ $(SYNTH): $(MODEL) venv | build
 ## through PostgreSQL (budgets.url), p50/p99
 bench-budgets: $(MODEL) build venv
 	scripts/bench-budgets.sh $(BIN) $(MODEL) "$$(scripts/postgres.sh)"
+
+## bench-long-context: MemAgent's seconds per 100K input tokens (25K and
+## 100K-token conversations on the default model)
+bench-long-context: $(MODEL) build venv
+	scripts/bench-long-context.sh $(BIN) $(MODEL)
 
 ## bench-embeddings: embeddings/s, 1 and 64 inputs a request and 8 clients,
 ## against llama-server on the same GGUF

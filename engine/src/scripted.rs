@@ -18,6 +18,8 @@ pub struct ScriptedEngine {
     reply: String,
     calls: AtomicUsize,
     seen: Mutex<Vec<ChatRequest>>,
+    /// Words seen by `encode`, by id.
+    words: Mutex<Vec<String>>,
 }
 
 impl ScriptedEngine {
@@ -49,7 +51,18 @@ impl ScriptedEngine {
             reply: reply.into(),
             calls: AtomicUsize::new(0),
             seen: Mutex::new(Vec::new()),
+            words: Mutex::new(Vec::new()),
         }
+    }
+
+    pub fn with_context_length(mut self, tokens: u32) -> Self {
+        self.info.meta.context_length = tokens;
+        self
+    }
+
+    /// The prompts of the requests it received, as `render_prompt` renders them.
+    pub fn prompts(&self) -> Vec<String> {
+        self.seen().iter().map(render).collect()
     }
 
     pub fn calls(&self) -> usize {
@@ -122,10 +135,56 @@ impl Engine for ScriptedEngine {
         Ok(text.split_whitespace().count())
     }
 
+    /// The messages' text, one line each (no template).
+    async fn render_prompt(&self, request: &ChatRequest) -> ApiResult<String> {
+        Ok(render(request))
+    }
+
+    /// One id per whitespace-separated word.
+    async fn encode(&self, text: &str, _special: bool) -> ApiResult<Vec<u32>> {
+        let mut words = self
+            .words
+            .lock()
+            .map_err(|_| ApiError::internal("poisoned"))?;
+        Ok(text
+            .split_whitespace()
+            .map(|w| match words.iter().position(|x| x == w) {
+                Some(i) => i as u32,
+                None => {
+                    words.push(w.to_string());
+                    words.len() as u32 - 1
+                }
+            })
+            .collect())
+    }
+
+    async fn decode(&self, tokens: &[u32]) -> ApiResult<String> {
+        let words = self
+            .words
+            .lock()
+            .map_err(|_| ApiError::internal("poisoned"))?;
+        let text: Vec<&str> = tokens
+            .iter()
+            .filter_map(|&t| words.get(t as usize).map(String::as_str))
+            .collect();
+        Ok(text.join(" "))
+    }
+
     async fn complete(&self, _request: CompletionRequest) -> ApiResult<CompletionStream> {
         Err(ApiError::unsupported(
             "prompt",
             "The scripted engine only chats.",
         ))
     }
+}
+
+fn render(request: &ChatRequest) -> String {
+    request
+        .messages
+        .iter()
+        .map(|m| match &m.content {
+            Some(ferrite_openapi::chat::MessageContent::Text(t)) => format!("{t}\n"),
+            _ => "\n".into(),
+        })
+        .collect()
 }

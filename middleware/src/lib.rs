@@ -9,7 +9,8 @@
 //! - Layers: `budget.rs` (with `token_budget.rs`; `budget_store.rs` keeps
 //!   the windows in PostgreSQL for replicas), `memory.rs` (stores in
 //!   `memory_store.rs` and `memory_postgres.rs`), `cache.rs` (with
-//!   `replay.rs` and `precompute.rs`), `thinking.rs`, `auth.rs`.
+//!   `replay.rs` and `precompute.rs`), `context.rs` (prompts longer than
+//!   the context: truncation, MemAgent), `thinking.rs`, `auth.rs`.
 //! - `response_store.rs`: stored Responses API responses, in the memory
 //!   stores' databases.
 //! - `route_classifier.rs`: the expert routers' classifier.
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod budget;
 pub mod budget_store;
 pub mod cache;
+pub mod context;
 pub mod embedder;
 pub mod memory;
 pub mod memory_postgres;

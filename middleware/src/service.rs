@@ -131,6 +131,12 @@ impl ChatResponse {
             Some(MemoryUse::Unavailable) => put("x-ferrite-memory", "unavailable".into()),
             None => {}
         }
+        if let Some(c) = &self.extension.context {
+            put(
+                "x-ferrite-context",
+                format!("{}; dropped_tokens={}", c.policy, c.dropped_tokens),
+            );
+        }
         if let Some(route) = &self.extension.route {
             put("x-ferrite-routed-model", route.model.clone());
             put("x-ferrite-route", route.route.clone());

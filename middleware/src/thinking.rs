@@ -186,7 +186,7 @@ fn append_text(m: &mut ChatMessage, note: &str) {
 
 /// Runs an earlier round to its end: its answer, and a chunk to shape
 /// progress comments on.
-async fn quiet_round<S>(
+pub(crate) async fn quiet_round<S>(
     inner: S,
     req: ChatRequest,
 ) -> Result<(ChatCompletion, Option<ChatCompletionChunk>), ApiError>

@@ -128,6 +128,14 @@ pub struct ChatRequest {
     /// loads (or keeps loaded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u64>,
+    /// ferrite extension: what to do with a prompt longer than the context
+    /// (default: the server's `long_context.policy`, else `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_overflow: Option<ContextOverflow>,
+    /// ferrite extension: with `context_overflow: "memagent"`, return the
+    /// final memory in `ferrite.memagent.memory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_memory: Option<bool>,
 
     /// Who is asking and what their headers said; set by the server, never
     /// read from the body.
@@ -188,11 +196,20 @@ pub struct ResponseExtension {
     /// Which model a router picked, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<RouteReport>,
+    /// The prompt did not fit the context: what the overflow policy did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ContextReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memagent: Option<MemAgentReport>,
 }
 
 impl ResponseExtension {
     pub fn is_empty(&self) -> bool {
-        self.memory.is_none() && self.rounds.is_none() && self.route.is_none()
+        self.memory.is_none()
+            && self.rounds.is_none()
+            && self.route.is_none()
+            && self.context.is_none()
+            && self.memagent.is_none()
     }
 
     /// Fields set in `other` win.
@@ -206,7 +223,66 @@ impl ResponseExtension {
         if other.route.is_some() {
             self.route = other.route;
         }
+        if other.context.is_some() {
+            self.context = other.context;
+        }
+        if other.memagent.is_some() {
+            self.memagent = other.memagent;
+        }
     }
+}
+
+/// What happens to a prompt longer than the model's context.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextOverflow {
+    /// 400 `context_length_exceeded` (OpenAI's behaviour).
+    #[default]
+    Error,
+    /// Keep the system messages, the first user turn and the latest turns;
+    /// drop whole turns from the middle.
+    TruncateMiddle,
+    /// Drop the oldest turns (never a system message).
+    RollingWindow,
+    /// Read the overflowing turns in chunks into a bounded memory, then
+    /// answer from it (MemAgent, Yu et al. 2025).
+    Memagent,
+}
+
+impl ContextOverflow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::TruncateMiddle => "truncate_middle",
+            Self::RollingWindow => "rolling_window",
+            Self::Memagent => "memagent",
+        }
+    }
+}
+
+/// A prompt that did not fit, and what was done about it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ContextReport {
+    /// `truncate_middle`, `rolling_window` or `memagent`.
+    pub policy: String,
+    /// The model's context length.
+    pub context_length: u32,
+    /// Prompt tokens before the policy applied.
+    pub prompt_tokens: u32,
+    /// Messages left out (truncation) or read into memory (MemAgent).
+    pub dropped_messages: usize,
+    /// Their tokens.
+    pub dropped_tokens: u32,
+}
+
+/// MemAgent's reading of the overflow.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MemAgentReport {
+    /// Chunks read, in order.
+    pub chunks: usize,
+    /// The memory the answer was written from (`return_memory: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
 }
 
 /// The past exchanges injected into the prompt.

@@ -8,6 +8,7 @@ use ferrite_engine::EngineOptions;
 use ferrite_middleware::auth::AuthConfig;
 use ferrite_middleware::budget::BudgetConfig;
 use ferrite_middleware::cache::CacheConfig;
+use ferrite_middleware::context::LongContextConfig;
 use ferrite_middleware::memory::MemoryConfig;
 use ferrite_middleware::route_classifier::RouterConfig;
 use ferrite_middleware::thinking::ThinkingConfig;
@@ -41,6 +42,9 @@ pub struct Config {
     pub budgets: BudgetConfig,
     /// `reasoning_effort` budgets and multi-round thinking limits.
     pub thinking: ThinkingConfig,
+    /// Prompts longer than the context: the default policy, MemAgent's sizes
+    /// and prompts.
+    pub long_context: LongContextConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +90,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             budgets: BudgetConfig::default(),
             thinking: ThinkingConfig::default(),
+            long_context: LongContextConfig::default(),
         }
     }
 }
@@ -124,9 +129,22 @@ fn default_data_dir() -> PathBuf {
     }
 }
 
-const SECTIONS: [&str; 14] = [
-    "host", "port", "model", "registry", "routers", "http", "limits", "log", "auth", "data_dir",
-    "memory", "cache", "budgets", "thinking",
+const SECTIONS: [&str; 15] = [
+    "host",
+    "port",
+    "model",
+    "registry",
+    "routers",
+    "http",
+    "limits",
+    "log",
+    "auth",
+    "data_dir",
+    "memory",
+    "cache",
+    "budgets",
+    "thinking",
+    "long_context",
 ];
 
 impl Config {

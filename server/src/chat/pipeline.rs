@@ -8,6 +8,7 @@ use ferrite_engine::Engine;
 use ferrite_middleware::budget::{BudgetLayer, Budgets};
 use ferrite_middleware::budget_store::SharedLedger;
 use ferrite_middleware::cache::{CacheLayer, ResponseCache};
+use ferrite_middleware::context::ContextLayer;
 use ferrite_middleware::embedder::Embedder;
 use ferrite_middleware::memory::MemoryLayer;
 use ferrite_middleware::memory_store::MemoryStore;
@@ -90,6 +91,10 @@ pub fn build(engine: Arc<dyn Engine>, shared: &SharedLayers) -> Pipeline {
     let core = ChatService::new(
         ServiceBuilder::new()
             .option_layer(shared.cache.clone().map(CacheLayer::new))
+            .layer(ContextLayer::new(
+                engine.clone(),
+                config.long_context.clone(),
+            ))
             .layer(ThinkingLayer::new(config.thinking.clone()))
             .service(EngineService::new(engine.clone())),
     );
