@@ -63,8 +63,8 @@ $(SYNTH): $(MODEL) venv | build
 bench-budgets: $(MODEL) build venv
 	scripts/bench-budgets.sh $(BIN) $(MODEL) "$$(scripts/postgres.sh)"
 
-## bench-long-context: MemAgent's seconds per 100K input tokens (25K and
-## 100K-token conversations on the default model)
+## bench-long-context: MemAgent's seconds per 100K input tokens (a 25K-token
+## conversation on the default model; more sizes: scripts/bench-long-context.sh)
 bench-long-context: $(MODEL) build venv
 	scripts/bench-long-context.sh $(BIN) $(MODEL)
 

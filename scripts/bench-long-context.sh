@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # MemAgent's cost on the default model: one request whose conversation is
-# far longer than the context (`context_overflow: "memagent"`), at two input
-# sizes, in one run; prints JSON lines (seconds, chunks, tokens read) and
+# far longer than the context (`context_overflow: "memagent"`), at each input
+# size given, in one run; prints JSON lines (seconds, chunks, tokens read) and
 # seconds per 100K input tokens. Linear cost shows as equal rates.
-# Usage: scripts/bench-long-context.sh BIN MODEL [TOKENS...]  (default 25000 100000)
+# Usage: scripts/bench-long-context.sh BIN MODEL [TOKENS...]  (default 25000)
 set -euo pipefail
 bin="$1"
 model="$2"
 shift 2
-sizes=("${@:-25000 100000}")
+sizes=("${@:-25000}")
 port="${BENCH_PORT:-18127}"
 py="$(dirname "$0")/../.venv/bin/python"
 [[ -x $py ]] || py=python3
