@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tower::{Layer, Service, ServiceExt};
 
 use crate::budget_store::SharedLedger;
+use crate::context::rendered_tokens;
 use crate::service::{take_ready, ChatResponse};
 use crate::token_budget::{DailyQuota, TokenBucket};
 
@@ -457,26 +458,24 @@ impl Budgets {
         // The prompt as the chat template renders it (roles, tools), so that
         // the reservation covers what the engine will count; the messages'
         // text where the engine cannot render.
-        let rendered = match self.engine.render_prompt(req).await {
-            Ok(prompt) => self.engine.count_tokens(&prompt).await.ok(),
-            Err(_) => None,
-        };
-        let text: String = req
-            .messages
-            .iter()
-            .filter_map(|m| match &m.content {
-                Some(MessageContent::Text(t)) => Some(t.clone()),
-                Some(MessageContent::Parts(_)) => serde_json::to_string(&m.content).ok(),
-                None => None,
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        let prompt = match rendered {
-            Some(n) => n as u64,
-            None => match self.engine.count_tokens(&text).await {
-                Ok(n) => n as u64,
-                Err(_) => text.len() as u64 / 4,
-            },
+        let prompt = match rendered_tokens(self.engine.as_ref(), req).await {
+            Some(n) => u64::from(n),
+            None => {
+                let text: String = req
+                    .messages
+                    .iter()
+                    .filter_map(|m| match &m.content {
+                        Some(MessageContent::Text(t)) => Some(t.clone()),
+                        Some(MessageContent::Parts(_)) => serde_json::to_string(&m.content).ok(),
+                        None => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                match self.engine.count_tokens(&text).await {
+                    Ok(n) => n as u64,
+                    Err(_) => text.len() as u64 / 4,
+                }
+            }
         };
         let context = u64::from(self.engine.info().meta.context_length);
         let limit = req

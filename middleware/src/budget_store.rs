@@ -13,6 +13,7 @@ use sqlx::Row;
 use tokio::sync::OnceCell;
 
 use crate::budget::{refuse, request_headers, token_headers, Tokens};
+use crate::memory_postgres::create_schema;
 use crate::token_budget::{DailyQuota, TokenBucket};
 
 /// Replicas starting together must not race each other's `CREATE`.
@@ -75,15 +76,7 @@ impl SharedLedger {
 
     async fn pool(&self) -> Result<&PgPool, sqlx::Error> {
         self.schema
-            .get_or_try_init(|| async {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(SCHEMA_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(SCHEMA).execute(&mut *tx).await?;
-                tx.commit().await
-            })
+            .get_or_try_init(|| create_schema(&self.pool, SCHEMA_LOCK, &[SCHEMA]))
             .await?;
         Ok(&self.pool)
     }

@@ -144,6 +144,14 @@ where
     }
 }
 
+/// The prompt's tokens as the chat template renders it, when the engine
+/// can render (budgets reserve them too).
+pub(crate) async fn rendered_tokens(engine: &dyn Engine, req: &ChatRequest) -> Option<u32> {
+    let prompt = engine.render_prompt(req).await.ok()?;
+    let n = engine.count_tokens(&prompt).await.ok()?;
+    Some(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 /// Measures and shapes prompts for one model.
 struct Fit {
     engine: Arc<dyn Engine>,
@@ -201,11 +209,8 @@ impl Fit {
         context - wanted.min(context / 2)
     }
 
-    /// The prompt's tokens as the chat template renders it.
     async fn tokens(&self, req: &ChatRequest) -> Option<u32> {
-        let prompt = self.engine.render_prompt(req).await.ok()?;
-        let n = self.engine.count_tokens(&prompt).await.ok()?;
-        Some(u32::try_from(n).unwrap_or(u32::MAX))
+        rendered_tokens(self.engine.as_ref(), req).await
     }
 
     async fn count(&self, text: &str) -> u32 {

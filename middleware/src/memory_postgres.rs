@@ -72,22 +72,30 @@ impl PostgresStore {
     pub(crate) async fn pool(&self) -> Result<&PgPool, StoreError> {
         self.schema
             .get_or_try_init(|| async {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(SCHEMA_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
-                for statement in SCHEMA {
-                    sqlx::query(statement).execute(&mut *tx).await?;
-                }
-                sqlx::query(crate::response_store::POSTGRES_SCHEMA)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await.map_err(StoreError::from)
+                let statements = [&SCHEMA[..], &[crate::response_store::POSTGRES_SCHEMA]].concat();
+                create_schema(&self.pool, SCHEMA_LOCK, &statements).await
             })
             .await?;
         Ok(&self.pool)
     }
+}
+
+/// Runs `statements` once per database, under an advisory lock, so that
+/// replicas starting together do not race each other's `CREATE`s.
+pub(crate) async fn create_schema(
+    pool: &PgPool,
+    lock: i64,
+    statements: &[&'static str],
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock)
+        .execute(&mut *tx)
+        .await?;
+    for &statement in statements {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
+    tx.commit().await
 }
 
 fn tokens(r: &PgRow, column: &str) -> Result<u32, sqlx::Error> {

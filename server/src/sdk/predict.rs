@@ -13,7 +13,8 @@ use ferrite_openapi::common::Usage;
 use ferrite_openapi::completions::{Completion, CompletionRequest};
 use ferrite_openapi::lmstudio_sdk::{
     stop_reason, ChatHistory, ChatMessageData, Fragment, KvConfigStack, MessagePart,
-    PredictParameter, PredictionStats, PromptProcessingDetails, SdkError, TemplateParameter,
+    ModelSpecifier, PredictParameter, PredictionStats, PromptProcessingDetails, SdkError,
+    SpecifierParameter, TemplateParameter,
 };
 use ferrite_openapi::models::ModelKind;
 use ferrite_openapi::{ApiError, ApiResult};
@@ -362,11 +363,10 @@ pub async fn run(
     };
     let model_info = match model {
         Some(id) => {
-            let spec = ferrite_openapi::lmstudio_sdk::ModelSpecifier::InstanceReference {
-                instance_reference: id,
-            };
-            let p = ferrite_openapi::lmstudio_sdk::SpecifierParameter {
-                specifier: spec,
+            let p = SpecifierParameter {
+                specifier: ModelSpecifier::InstanceReference {
+                    instance_reference: id,
+                },
                 throw_if_not_found: false,
             };
             models::info(session, ModelKind::Llm, p)
