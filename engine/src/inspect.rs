@@ -54,7 +54,11 @@ pub fn inspect(opts: &EngineOptions) -> anyhow::Result<ModelMeta> {
         path: opts.path.display().to_string(),
         architecture,
         quantization,
-        context_length: context_length.unwrap_or(UNKNOWN_CONTEXT),
+        context_length: context_length
+            .unwrap_or(UNKNOWN_CONTEXT)
+            .min(opts.context_length.unwrap_or(u32::MAX))
+            .max(1),
+        max_context_length: context_length.unwrap_or(UNKNOWN_CONTEXT),
         size_bytes: located.size_bytes(),
         device: None,
         activation_dtype: None,

@@ -37,6 +37,7 @@ impl ScriptedEngine {
                     architecture: None,
                     quantization: None,
                     context_length: 2048,
+                    max_context_length: 2048,
                     size_bytes: 0,
                     device: Some("cpu".into()),
                     activation_dtype: Some("f32".into()),

@@ -8,9 +8,11 @@
 //! - `service.rs`: `ChatResponse`, `ChatService`, `EngineService`.
 //! - Layers: `budget.rs` (with `token_budget.rs`; `budget_store.rs` keeps
 //!   the windows in PostgreSQL for replicas), `memory.rs` (stores in
-//!   `memory_store.rs` and `memory_postgres.rs`), `cache.rs` (with
-//!   `replay.rs` and `precompute.rs`), `context.rs` (prompts longer than
-//!   the context: truncation, MemAgent), `thinking.rs`, `auth.rs`.
+//!   `memory_store.rs` and `memory_postgres.rs`; `memory_export.rs` writes
+//!   them out as training data), `cache.rs` (with `replay.rs` and
+//!   `precompute.rs`), `context/` (inputs and answers longer than the
+//!   context: truncation, MemAgent, context shifts), `thinking.rs`,
+//!   `auth.rs`.
 //! - `response_store.rs`: stored Responses API responses, in the memory
 //!   stores' databases.
 //! - `route_classifier.rs`: the expert routers' classifier.
@@ -24,6 +26,7 @@ pub mod cache;
 pub mod context;
 pub mod embedder;
 pub mod memory;
+pub mod memory_export;
 pub mod memory_postgres;
 pub mod memory_store;
 pub mod precompute;

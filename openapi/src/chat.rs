@@ -128,6 +128,11 @@ pub struct ChatRequest {
     /// loads (or keeps loaded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u64>,
+    /// The context, in tokens, the model should be loaded with (LM Studio's
+    /// `context_length`): a model resident with another is loaded again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 64)]
+    pub context_length: Option<u32>,
     /// ferrite extension: what to do with a prompt longer than the context
     /// (default: the server's `long_context.policy`, else `error`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -273,6 +278,13 @@ pub struct ContextReport {
     pub dropped_messages: usize,
     /// Their tokens.
     pub dropped_tokens: u32,
+    /// Times the answer filled the window and went on past it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shifts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// MemAgent's reading of the overflow.

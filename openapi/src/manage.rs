@@ -75,6 +75,11 @@ pub struct LoadRequest {
     /// Idle seconds before it unloads; absent keeps it loaded until evicted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u64>,
+    /// Tokens of context to load it with (at most what it was trained for);
+    /// a model loaded with another context is loaded again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 64)]
+    pub context_length: Option<u32>,
     /// ferrite extension: answer with server-sent `model_load.*` events.
     #[serde(default)]
     pub stream: bool,

@@ -34,7 +34,12 @@ pub struct ModelMeta {
     pub path: String,
     pub architecture: Option<String>,
     pub quantization: Option<String>,
+    /// The context in force: the tokens one request may hold (set at load
+    /// time, at most what the model was trained for).
     pub context_length: u32,
+    /// The context the model was trained for.
+    #[serde(default)]
+    pub max_context_length: u32,
     /// Weight file bytes (a folder's `*.safetensors` summed).
     pub size_bytes: u64,
     /// Where it runs (once loaded).

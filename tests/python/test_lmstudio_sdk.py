@@ -172,9 +172,12 @@ def test_errors_are_the_sdks_own(client):
 def test_load_and_unload_a_model(registry_url):
     with lms.Client(host(registry_url)) as c:
         progress = []
-        handle = c.llm.load_new_instance("smol-q8", ttl=600, on_load_progress=progress.append)
+        handle = c.llm.load_new_instance(
+            "smol-q8", ttl=600, config={"contextLength": 1536}, on_load_progress=progress.append
+        )
         assert handle.identifier == "smol-q8"
         assert progress[-1] == 1.0
+        assert handle.get_context_length() == 1536
         assert "smol-q8" in [m.identifier for m in c.llm.list_loaded()]
         assert handle.respond("Hi", config={"maxTokens": 4}).content
         c.llm.unload("smol-q8")

@@ -70,14 +70,34 @@ async fn ls_ps_load_unload_and_chat_talk_to_the_running_server() {
         "{ps}"
     );
 
-    let load = run(&["load", "smol-q8", "--ttl", "600"], "");
-    assert!(load.contains("Loaded smol-q8 in"), "{load}");
+    let load = run(
+        &[
+            "load",
+            "smol-q8",
+            "--ttl",
+            "600",
+            "--context-length",
+            "2048",
+        ],
+        "",
+    );
+    assert!(
+        load.contains("Loaded smol-q8 with a context of 2048 tokens in"),
+        "{load}"
+    );
     let ps = run(&["ps"], "");
     let line = ps.lines().find(|l| l.starts_with("smol-q8")).expect(&ps);
     assert!(line.contains("145 MB") && line.contains("left"), "{ps}");
     let json = run(&["ps", "--json"], "");
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(parsed.as_array().unwrap().len(), 2);
+    let q8 = parsed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == "smol-q8")
+        .expect(&json);
+    assert_eq!(q8["loaded_instances"][0]["config"]["context_length"], 2048);
 
     // Two turns streamed to stdout, then /exit.
     let chat = run(

@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use ferrite_tests::{client, post, post_sse, runtime, send, Server};
+use ferrite_tests::{client, get, post, post_sse, runtime, send, streamed_text, Server};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -58,6 +58,19 @@ fn conversation(tokens: usize, question: &str) -> Vec<Value> {
 
 async fn ask(body: Value) -> (u16, Value) {
     post(&server().url("/v1/chat/completions"), &body).await
+}
+
+/// A request for a long answer to a conversation of about `tokens`: SmolLM2's
+/// end-of-text ids are banned so that it runs to its limit.
+fn endless(tokens: usize, extra: Value) -> Value {
+    let mut body = json!({
+        "messages": conversation(tokens, "Tell the whole story of these ships, at length."),
+        "temperature": 0.7, "seed": 7, "logit_bias": {"0": -100, "1": -100, "2": -100},
+    });
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        body[k] = v.clone();
+    }
+    body
 }
 
 #[tokio::test]
@@ -195,4 +208,122 @@ async fn a_client_that_leaves_stops_the_reading() {
         before,
         "no chunk is read after the client left"
     );
+}
+
+#[tokio::test]
+async fn without_a_policy_an_answer_stops_at_the_window() {
+    let (status, body) = ask(endless(400, json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+    assert_eq!(body["usage"]["total_tokens"], CONTEXT, "{}", body["usage"]);
+    // A limit past the window is OpenAI's 400.
+    let (status, body) = ask(endless(400, json!({"max_tokens": 1200}))).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "context_length_exceeded");
+}
+
+#[tokio::test]
+async fn under_a_policy_an_answer_goes_on_past_the_window() {
+    // mistral.rs decodes about 3x slower on CPU: one policy shows it there.
+    let policies = match runtime().as_str() {
+        "llama.cpp" => &["rolling_window", "truncate_middle"][..],
+        _ => &["rolling_window"][..],
+    };
+    for &policy in policies {
+        let sse = post_sse(
+            &server().url("/v1/chat/completions"),
+            &endless(
+                400,
+                json!({"max_tokens": 800, "stream": true, "context_overflow": policy,
+                       "stream_options": {"include_usage": true}}),
+            ),
+        )
+        .await;
+        assert_eq!(sse.status, 200, "{}", sse.raw);
+        assert!(sse.done, "{}", sse.raw);
+        assert!(
+            sse.raw.contains(": ferrite: context shift 1:"),
+            "{policy}: {}",
+            sse.raw
+        );
+        let last = sse.events.last().unwrap();
+        // The whole answer the client asked for, though it is longer than
+        // the window, in one stream that ends as any other.
+        assert_eq!(last["usage"]["completion_tokens"], 800, "{last}");
+        let report = &last["ferrite"]["context"];
+        assert_eq!(report["policy"], policy, "{last}");
+        assert!(report["shifts"].as_u64().unwrap() >= 1, "{report}");
+        let finish: Vec<&Value> = sse
+            .events
+            .iter()
+            .filter_map(|e| e["choices"][0]["finish_reason"].as_str().map(|_| e))
+            .collect();
+        assert_eq!(finish.len(), 1);
+        assert_eq!(finish[0]["choices"][0]["finish_reason"], "length");
+        let text = streamed_text(&sse.events, 0);
+        let tokens = post(&server().url("/tokenize"), &json!({"content": text}))
+            .await
+            .1;
+        let n = tokens["tokens"].as_array().unwrap().len() as u64;
+        assert!(n > CONTEXT - 400, "{n} tokens streamed");
+    }
+}
+
+#[tokio::test]
+async fn the_context_is_chosen_at_load_and_per_request() {
+    // A server of its own: it reloads its model.
+    let server = &start();
+    let meta = || async {
+        let models = get(&server.url("/v1/models")).await.1;
+        models["data"][0].clone()
+    };
+    let first = meta().await;
+    let id = first["id"].as_str().unwrap().to_string();
+    assert_eq!(first["meta"]["context_length"], CONTEXT, "{first}");
+    let trained = first["meta"]["max_context_length"].as_u64().unwrap();
+    assert!(trained > CONTEXT, "{first}");
+
+    let (status, loaded) = post(
+        &server.url("/api/v1/models/load"),
+        &json!({"model": id, "context_length": 512, "echo_load_config": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{loaded}");
+    assert_eq!(loaded["load_config"]["context_length"], 512);
+    assert_eq!(meta().await["meta"]["context_length"], 512);
+    let v1 = get(&server.url("/api/v1/models")).await.1;
+    let entry = v1["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == id.as_str())
+        .unwrap();
+    assert_eq!(entry["max_context_length"], trained, "{entry}");
+    assert_eq!(
+        entry["loaded_instances"][0]["config"]["context_length"],
+        512
+    );
+
+    let long = json!({"messages": conversation(700, "Which ship?"), "max_tokens": 8});
+    let (status, body) = post(&server.url("/v1/chat/completions"), &long).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("512"));
+
+    // A request may name the context it needs: the model loads again.
+    let mut wide = long.clone();
+    wide["context_length"] = json!(2048);
+    let (status, body) = post(&server.url("/v1/chat/completions"), &wide).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(meta().await["meta"]["context_length"], 2048);
+
+    for url in ["/api/v1/models/load", "/v1/chat/completions"] {
+        let (status, body) = post(
+            &server.url(url),
+            &json!({"model": id, "context_length": 10, "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
+        assert_eq!(status, 400, "{url}: {body}");
+        assert_eq!(body["error"]["param"], "context_length");
+    }
+    assert_eq!(meta().await["meta"]["context_length"], 2048);
 }

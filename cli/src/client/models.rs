@@ -27,6 +27,10 @@ pub struct LoadArgs {
     /// Idle seconds before it unloads (default: stays loaded).
     #[arg(long)]
     pub ttl: Option<u64>,
+    /// Tokens of context to load it with (as `lms load --context-length`);
+    /// a model loaded with another context is loaded again.
+    #[arg(long, short = 'c')]
+    pub context_length: Option<u32>,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -131,7 +135,8 @@ pub async fn ps(args: ListArgs) -> anyhow::Result<()> {
 /// `ferrite load MODEL`: loads it, with a progress bar.
 pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.remote);
-    let body = json!({"model": args.model, "ttl": args.ttl, "stream": true});
+    let body = json!({"model": args.model, "ttl": args.ttl, "context_length": args.context_length,
+        "stream": true, "echo_load_config": true});
     let mut events = client.events("/api/v1/models/load", &body).await?;
     let bar = ProgressBar::new(1000);
     bar.set_style(
@@ -147,8 +152,12 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
                 let done: LoadResponse = serde_json::from_str(&event.data)?;
                 bar.set_position(1000);
                 bar.finish_with_message("loaded");
+                let context = done
+                    .load_config
+                    .map(|c| format!(" with a context of {} tokens", c.context_length))
+                    .unwrap_or_default();
                 println!(
-                    "Loaded {} in {:.1}s.",
+                    "Loaded {}{context} in {:.1}s.",
                     done.instance_id, done.load_time_seconds
                 );
                 return Ok(());

@@ -110,6 +110,7 @@ impl LlamaEmbedder {
             architecture: header.as_ref().and_then(|h| h.architecture.clone()),
             quantization: header.and_then(|h| h.quantization),
             context_length: context,
+            max_context_length: model.n_ctx_train(),
             size_bytes,
             device: Some(if gpu_layers > 0 { "gpu" } else { "cpu" }.into()),
             activation_dtype: None,

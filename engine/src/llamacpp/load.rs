@@ -125,6 +125,7 @@ pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
         architecture,
         quantization: header.and_then(|m| m.quantization),
         context_length: plan.context_length,
+        max_context_length: model.n_ctx_train(),
         size_bytes,
         device: Some(if layers > 0 { "gpu" } else { "cpu" }.into()),
         activation_dtype: None,

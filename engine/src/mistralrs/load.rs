@@ -227,14 +227,15 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
         .with_prefix_cache_n(opts.prefix_cache.max(1))
         .build()
         .await;
-    let context_length = runner
+    let trained = runner
         .max_sequence_length(None)
         .ok()
         .flatten()
         .and_then(|n| u32::try_from(n).ok())
-        .unwrap_or(4096)
-        .min(opts.context_length.unwrap_or(u32::MAX).max(1));
-    let meta = model_meta(opts, &built, context_length, paged_active);
+        .unwrap_or(4096);
+    let context_length = trained.min(opts.context_length.unwrap_or(u32::MAX).max(1));
+    let mut meta = model_meta(opts, &built, context_length, paged_active);
+    meta.max_context_length = trained.max(context_length);
     info!(
         model = %id,
         runtime = "mistral.rs",
@@ -274,6 +275,7 @@ fn model_meta(opts: &EngineOptions, built: &Built, context_length: u32, paged: b
         architecture: built.source.architecture.clone(),
         quantization: built.source.quantization.clone(),
         context_length,
+        max_context_length: context_length,
         size_bytes: built.located.size_bytes(),
         device: Some(if on_cpu {
             "cpu".into()

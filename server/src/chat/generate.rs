@@ -162,11 +162,15 @@ pub async fn on_model(
         Load::Resident => registry.loaded(&spec.id).ok_or_else(|| {
             ApiError::unavailable("The model is not loaded.").with_code(ErrorCode::ModelNotLoaded)
         })?,
-        Load::Report if !registry.is_loaded(&spec.id) => {
+        Load::Report if !registry.is_loaded_with(&spec.id, request.context_length) => {
             let chunks = while_loading(registry.clone(), spec, origin, request);
             return Ok(ChatResponse::new(chunks));
         }
-        Load::Report | Load::Wait => registry.acquire_spec(spec, origin).await?,
+        Load::Report | Load::Wait => {
+            registry
+                .acquire_with(spec, origin, request.context_length)
+                .await?
+        }
     };
     let service = match stages {
         Stages::All => lease.pipeline.service.clone(),
@@ -185,7 +189,7 @@ fn while_loading(
 ) -> ferrite_engine::ChatStream {
     let id = spec.id.clone();
     async_stream::stream! {
-        let acquire = registry.acquire_spec(spec, origin);
+        let acquire = registry.acquire_with(spec, origin, request.context_length);
         tokio::pin!(acquire);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let lease = loop {

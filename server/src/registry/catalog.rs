@@ -131,6 +131,20 @@ impl Spec {
             .unwrap_or_else(|| "local".into())
     }
 
+    /// The same model loaded with a context of `tokens` (at most what it
+    /// was trained for).
+    pub fn with_context_length(&self, tokens: u32) -> Spec {
+        let mut options = self.options.clone();
+        options.context_length = Some(tokens);
+        Spec {
+            id: self.id.clone(),
+            aliases: self.aliases.clone(),
+            options,
+            ttl: self.ttl,
+            header: self.header.clone(),
+        }
+    }
+
     /// Chat or embeddings, as the header says (read it off the async
     /// workers first); an unreadable file counts as a chat model.
     pub fn kind(&self) -> ModelKind {

@@ -58,6 +58,28 @@ impl Resident {
     pub fn meta(&self) -> &ModelMeta {
         &self.engine.info().meta
     }
+
+    /// Whether it was loaded with the context `tokens` asks for (none: any).
+    fn has_context(&self, tokens: Option<u32>) -> bool {
+        tokens.is_none_or(|n| {
+            self.meta().context_length == n || self.spec.options.context_length == Some(n)
+        })
+    }
+}
+
+/// The fewest context tokens a load may ask for: a chat template and a short
+/// answer need about this much.
+const MIN_CONTEXT: u32 = 64;
+
+/// 400 for a `context_length` too small to hold a chat.
+pub fn check_context(tokens: Option<u32>, param: &str) -> ApiResult<()> {
+    match tokens {
+        Some(n) if n < MIN_CONTEXT => Err(ApiError::invalid(
+            param,
+            format!("`{param}` must be at least {MIN_CONTEXT} tokens; {n} was given."),
+        )),
+        _ => Ok(()),
+    }
 }
 
 type Loading = Shared<BoxFuture<'static, ApiResult<()>>>;
@@ -302,7 +324,12 @@ impl Registry {
     }
 
     pub fn is_loaded(&self, id: &str) -> bool {
-        matches!(self.models.lock().get(id), Some(Residency::Loaded(_)))
+        self.is_loaded_with(id, None)
+    }
+
+    /// Loaded, with the context `tokens` asks for (none: any).
+    pub fn is_loaded_with(&self, id: &str, tokens: Option<u32>) -> bool {
+        matches!(self.models.lock().get(id), Some(Residency::Loaded(r)) if r.has_context(tokens))
     }
 
     pub fn progress(&self, id: &str) -> Progress {
@@ -342,18 +369,26 @@ impl Registry {
         }
     }
 
-    /// The model `name`, loading it first if needed; waits while it loads
+    /// The model `spec`, loading it first if needed; waits while it loads
     /// or while every resident model is busy and there is no room.
-    pub async fn acquire(self: &Arc<Self>, name: Option<&str>, origin: Origin) -> ApiResult<Lease> {
-        self.acquire_spec(self.resolve(name).await?, origin).await
-    }
-
-    /// The same, for a model already resolved.
     pub async fn acquire_spec(
         self: &Arc<Self>,
         spec: Arc<Spec>,
         origin: Origin,
     ) -> ApiResult<Lease> {
+        self.acquire_with(spec, origin, None).await
+    }
+
+    /// The same, loaded with a context of `context_length` tokens: a model
+    /// resident with another context is loaded again once its requests end
+    /// (ferrite keeps one instance per model).
+    pub async fn acquire_with(
+        self: &Arc<Self>,
+        spec: Arc<Spec>,
+        origin: Origin,
+        context_length: Option<u32>,
+    ) -> ApiResult<Lease> {
+        check_context(context_length, "context_length")?;
         if !self.is_loaded(&spec.id) {
             // A file that is not a model fails here, before anything is
             // evicted for it; its header is read once, off the async workers.
@@ -371,12 +406,23 @@ impl Registry {
             let load = {
                 let mut models = self.models.lock();
                 let current = match models.get(&spec.id) {
-                    Some(Residency::Loaded(r)) => return Ok(self.lease(r, asked)),
+                    Some(Residency::Loaded(r)) if r.has_context(context_length) => {
+                        return Ok(self.lease(r, asked))
+                    }
+                    Some(Residency::Loaded(r)) => {
+                        if r.use_.lock().in_flight == 0 {
+                            models.remove(&spec.id);
+                            self.unloaded(&spec.id, "reload", models.len());
+                        }
+                        None
+                    }
                     Some(Residency::Loading { done, .. }) => Some(done.clone()),
                     None => None,
                 };
                 match current {
                     Some(done) => Some(done),
+                    // Busy with another context: wait for its requests.
+                    None if models.contains_key(&spec.id) => None,
                     None if self.make_room(&mut models, spec.kind()) => {
                         let ttl = match (asked, spec.ttl, origin) {
                             (Some(secs), _, _) => ttl_of(secs),
@@ -386,7 +432,11 @@ impl Registry {
                             }
                             (None, None, Origin::Explicit { .. }) => None,
                         };
-                        Some(self.start_load(&mut models, spec.clone(), ttl))
+                        let spec = match context_length {
+                            Some(n) => Arc::new(spec.with_context_length(n)),
+                            None => spec.clone(),
+                        };
+                        Some(self.start_load(&mut models, spec, ttl))
                     }
                     None => None,
                 }

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::chat::generate::{self, Valid};
 use crate::registry::catalog::Spec;
-use crate::registry::Origin;
+use crate::registry::{check_context, Origin};
 use crate::sdk::error;
 use crate::sdk::session::{Channel, Session};
 
@@ -74,7 +74,7 @@ fn describe(session: &Session, spec: &Spec, loaded: bool) -> Option<ModelInfo> {
             bits: bits(&name),
             name,
         }),
-        max_context_length: meta.context_length,
+        max_context_length: meta.max_context_length,
         vision: llm.then_some(false),
         trained_for_tool_use: llm.then_some(false),
         instance: instance.map(|i| InstanceInfo {
@@ -307,7 +307,22 @@ pub async fn load(
     let spec = resolve(session, kind, &specifier).await?;
     let registry = session.state.registry.clone();
     let ttl = p.ttl_ms.or(p.load_ttl_ms).map(|ms| ms.div_ceil(1000));
-    let already = registry.is_loaded(&spec.id);
+    let key = format!("{}.load.contextLength", sdk_kind(kind));
+    let context = match p.load_config_stack.get(&key) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| {
+                    error::from_api(ApiError::invalid(
+                        "contextLength",
+                        "`contextLength` must be a whole number of tokens.",
+                    ))
+                })?,
+        ),
+    };
+    check_context(context, "contextLength").map_err(error::from_api)?;
+    let already = registry.is_loaded_with(&spec.id, context);
     let origin = if get_or_load {
         Origin::Request { ttl }
     } else {
@@ -315,7 +330,7 @@ pub async fn load(
     };
     let info = to_value(describe(session, &spec, false));
     if get_or_load && already {
-        let lease = registry.acquire_spec(spec.clone(), origin).await;
+        let lease = registry.acquire_with(spec.clone(), origin, context).await;
         let lease = lease.map_err(error::from_api)?;
         drop(lease);
         channel.send(
@@ -330,7 +345,7 @@ pub async fn load(
         channel.send(json!({"type": "resolved", "info": info}));
         ("progress", "success")
     };
-    let acquire = registry.acquire_spec(spec.clone(), origin);
+    let acquire = registry.acquire_with(spec.clone(), origin, context);
     tokio::pin!(acquire);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let lease = loop {

@@ -58,7 +58,7 @@ fn model(spec: &Spec, meta: Option<&ModelMeta>) -> V0Model {
             _ => "not-loaded",
         }
         .into(),
-        max_context_length: meta.map_or(0, |m| m.context_length),
+        max_context_length: meta.map_or(0, |m| m.max_context_length),
         runtime: unknown(meta, |m| Some(m.runtime.clone())),
     }
 }

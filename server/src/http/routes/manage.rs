@@ -19,7 +19,7 @@ use ferrite_openapi::{ApiError, ApiResult};
 
 use crate::http::extract::JsonBody;
 use crate::registry::catalog::Spec;
-use crate::registry::{Lease, Origin};
+use crate::registry::{check_context, Lease, Origin};
 use crate::state::AppState;
 
 /// The v1 API's word for a model's type (v0 says `embeddings`).
@@ -34,6 +34,7 @@ fn v1_model(state: &AppState, spec: &Spec) -> V1Model {
     let meta = state.registry.meta(spec);
     let instance = state.registry.instance(&spec.id);
     let context = meta.as_ref().map_or(0, |m| m.context_length);
+    let trained = meta.as_ref().map_or(0, |m| m.max_context_length);
     let size = meta.as_ref().map_or(0, |m| m.size_bytes);
     V1Model {
         kind: v1_kind(meta.as_ref().map(|m| m.kind).unwrap_or_default()).into(),
@@ -47,7 +48,7 @@ fn v1_model(state: &AppState, spec: &Spec) -> V1Model {
             .map(|name| Quantization { name }),
         size_bytes: size,
         format: meta.as_ref().map_or_else(String::new, |m| m.format.clone()),
-        max_context_length: context,
+        max_context_length: trained,
         runtime: meta
             .as_ref()
             .map_or_else(String::new, |m| m.runtime.clone()),
@@ -125,11 +126,15 @@ pub async fn load(
     if request.model.trim().is_empty() {
         return Err(ApiError::invalid("model", "Name the model to load."));
     }
+    check_context(request.context_length, "context_length")?;
     let spec = state.registry.resolve(Some(&request.model)).await?;
     let started = Instant::now();
     let origin = Origin::Explicit { ttl: request.ttl };
     if !request.stream {
-        let lease = state.registry.acquire(Some(&spec.id), origin).await?;
+        let lease = state
+            .registry
+            .acquire_with(spec, origin, request.context_length)
+            .await?;
         return Ok(Json(loaded(&lease, started, request.echo_load_config)).into_response());
     }
     let registry = state.registry.clone();
@@ -142,7 +147,7 @@ pub async fn load(
             phase: p.phase.into(),
         };
         yield Ok::<_, Infallible>(event("model_load.start", &progress("model_load.start", registry.progress(&id))));
-        let acquire = registry.acquire(Some(&id), origin);
+        let acquire = registry.acquire_with(spec, origin, request.context_length);
         tokio::pin!(acquire);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let result = loop {

@@ -26,6 +26,9 @@ use tower::{Layer, Service, ServiceExt};
 use crate::service::{take_ready, ChatResponse};
 use crate::thinking::quiet_round;
 
+mod shift;
+use shift::Shift;
+
 /// `[long_context]` in the config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -46,6 +49,10 @@ pub struct LongContextConfig {
     pub chunk_prompt: String,
     /// MemAgent: the prompt of the answer; `{problem}` and `{memory}`.
     pub final_prompt: String,
+    /// An answer that fills the window goes on past it (a context shift)
+    /// up to the request's `max_tokens`, else up to this many tokens
+    /// (0: the context length).
+    pub max_answer_tokens: u32,
 }
 
 impl Default for LongContextConfig {
@@ -58,6 +65,7 @@ impl Default for LongContextConfig {
             // The paper's templates, adapted to a chat.
             chunk_prompt: "You are presented with a problem, a section of a conversation or document that may contain the answer to the problem, and a previous memory. Please read the provided section carefully and update the memory with the new information that helps to answer the problem. Be sure to retain all relevant details from the previous memory while adding any new, useful information.\n\n<problem>\n{problem}\n</problem>\n\n<memory>\n{memory}\n</memory>\n\n<section>\n{chunk}\n</section>\n\nUpdated memory:".into(),
             final_prompt: "You are presented with a problem and a previous memory. Please answer the problem based on the previous memory.\n\n<problem>\n{problem}\n</problem>\n\n<memory>\n{memory}\n</memory>\n\nYour answer:".into(),
+            max_answer_tokens: 0,
         }
     }
 }
@@ -125,7 +133,12 @@ where
                 return inner.oneshot(req).await;
             };
             if total <= budget {
-                return inner.oneshot(req).await;
+                let shift = Shift {
+                    fit,
+                    policy,
+                    report: ContextReport::default(),
+                };
+                return shift.run(inner, req, total).await;
             }
             let mut report = ContextReport {
                 policy: policy.as_str().into(),
@@ -137,7 +150,13 @@ where
                 return fit.memagent(inner, req, report).await;
             }
             let kept = fit.truncate(req, policy, budget, &mut report).await?;
-            let mut resp = inner.oneshot(kept).await?;
+            let tokens = report.prompt_tokens - report.dropped_tokens;
+            let shift = Shift {
+                fit,
+                policy,
+                report: report.clone(),
+            };
+            let mut resp = shift.run(inner, kept, tokens).await?;
             resp.extension.context = Some(report);
             Ok(resp)
         })
@@ -153,6 +172,7 @@ pub(crate) async fn rendered_tokens(engine: &dyn Engine, req: &ChatRequest) -> O
 }
 
 /// Measures and shapes prompts for one model.
+#[derive(Clone)]
 struct Fit {
     engine: Arc<dyn Engine>,
     config: Arc<LongContextConfig>,
@@ -222,16 +242,40 @@ impl Fit {
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
-    /// Drops whole turns, oldest first (after the first user turn, for
-    /// `truncate_middle`), until the prompt fits; never a system message or
-    /// the last turn.
+    /// [`Fit::cut`], or a 400 when even that does not fit.
     async fn truncate(
+        &self,
+        req: ChatRequest,
+        policy: ContextOverflow,
+        budget: u32,
+        report: &mut ContextReport,
+    ) -> Result<ChatRequest, ApiError> {
+        let kept = self.cut(req, policy, budget, report).await;
+        let real = report.prompt_tokens - report.dropped_tokens;
+        if real > budget {
+            return Err(ApiError::context_length_exceeded(format!(
+                "Even with every earlier turn dropped ({policy}), the prompt is {real} tokens; \
+                 this model's context is {} and {} are kept for the answer. \
+                 Shorten the last message, or use `context_overflow: \"memagent\"`.",
+                self.context(),
+                self.context() - budget,
+                policy = policy.as_str(),
+            )));
+        }
+        Ok(kept)
+    }
+
+    /// Drops whole turns, oldest first (after the first user turn, for
+    /// `truncate_middle`), until the prompt fits in `budget` or only the
+    /// system messages, the first turn it keeps and the last turn are left.
+    /// `report` says what went, and so what is left.
+    async fn cut(
         &self,
         mut req: ChatRequest,
         policy: ContextOverflow,
         budget: u32,
         report: &mut ContextReport,
-    ) -> Result<ChatRequest, ApiError> {
+    ) -> ChatRequest {
         let all = turns(&req.messages);
         let keep_first = usize::from(policy == ContextOverflow::TruncateMiddle);
         let droppable = all.len().saturating_sub(1).saturating_sub(keep_first);
@@ -267,20 +311,12 @@ impl Fit {
                 .collect();
             let real = self.tokens(&kept).await.unwrap_or(total);
             if real <= budget || dropped == droppable {
-                if real > budget {
-                    return Err(ApiError::context_length_exceeded(format!(
-                        "Even with every earlier turn dropped ({policy}), the prompt is {real} tokens; \
-                         this model's context is {} and {} are kept for the answer. \
-                         Shorten the last message, or use `context_overflow: \"memagent\"`.",
-                        self.context(),
-                        self.context() - budget,
-                        policy = policy.as_str(),
-                    )));
-                }
                 report.dropped_messages = gone.len();
-                report.dropped_tokens = report.prompt_tokens.saturating_sub(real);
+                // Never below zero, so that what is left stays the real size.
+                report.prompt_tokens = report.prompt_tokens.max(real);
+                report.dropped_tokens = report.prompt_tokens - real;
                 req.messages = kept.messages;
-                return Ok(req);
+                return req;
             }
             total = real;
         }
@@ -357,6 +393,11 @@ impl Fit {
         report.dropped_tokens = u32::try_from(ids.len()).unwrap_or(u32::MAX);
         let return_memory = req.return_memory.unwrap_or(false);
         let config = self.config.clone();
+        let shift = Shift {
+            fit: self.clone(),
+            policy: ContextOverflow::Memagent,
+            report: report.clone(),
+        };
         let n = pieces.len();
         let system: Vec<ChatMessage> = req
             .messages
@@ -417,7 +458,9 @@ impl Fit {
             let prompt = config.final_prompt
                 .replace("{problem}", &problem)
                 .replace("{memory}", &memory);
-            let mut chunks = match inner.oneshot(call(prompt, None, &req)).await {
+            let answer = call(prompt, None, &req);
+            let tokens = shift.fit.tokens(&answer).await.unwrap_or_default();
+            let mut chunks = match shift.run(inner, answer, tokens).await {
                 Ok(resp) => resp.stream,
                 Err(e) => {
                     yield Err(e);
