@@ -36,6 +36,8 @@ pub enum Command {
     Unload(crate::client::models::UnloadArgs),
     /// Chat with a model of a running server in the terminal (streaming).
     Chat(crate::client::chat::ChatArgs),
+    /// Write your stored exchanges as OpenAI fine-tuning JSONL.
+    Export(crate::client::export::ExportArgs),
     /// Start, stop or check a background server.
     #[command(subcommand)]
     Server(crate::client::daemon::ServerCommand),

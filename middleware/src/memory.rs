@@ -47,6 +47,10 @@ pub struct MemoryConfig {
     pub embedding_model: Option<String>,
     /// Cosine similarity a past prompt needs to count as about the query.
     pub min_similarity: f32,
+    /// How much feedback scores reorder recalled exchanges, 0 to 1: a
+    /// relevance is multiplied by `1 - w + 2w * score` (unscored: 0.5), so
+    /// at 1 an exchange scored 0 is never injected before another.
+    pub feedback_weight: f64,
 }
 
 impl Default for MemoryConfig {
@@ -60,6 +64,7 @@ impl Default for MemoryConfig {
             timeout_ms: 1000,
             embedding_model: None,
             min_similarity: 0.4,
+            feedback_weight: 0.5,
         }
     }
 }
@@ -176,7 +181,7 @@ impl MemoryShared {
         let timeout = Duration::from_millis(self.config.timeout_ms);
         let started = std::time::Instant::now();
         let meaning = meaning.map(|m| (m, self.config.min_similarity));
-        let found = tokio::time::timeout(
+        let mut found = tokio::time::timeout(
             timeout,
             store.search(&req.context.tenant, query, meaning, self.config.max_results),
         )
@@ -185,6 +190,7 @@ impl MemoryShared {
         .map_err(|e| e.to_string())?;
         metrics::histogram!("ferrite:memory_store_seconds", "op" => "search")
             .record(started.elapsed().as_secs_f64());
+        weigh_by_feedback(&mut found, self.config.feedback_weight);
         let mut ids = Vec::new();
         let mut body = String::new();
         let mut used = self
@@ -214,6 +220,19 @@ impl MemoryShared {
         }
         Ok((ids, format!("{PREAMBLE}\n<memory>\n{body}</memory>")))
     }
+}
+
+/// Reorders recalled exchanges by relevance times their feedback factor.
+fn weigh_by_feedback(found: &mut [Memory], weight: f64) {
+    let w = weight.clamp(0.0, 1.0);
+    if w == 0.0 {
+        return;
+    }
+    let weighted = |m: &Memory| {
+        let score = m.feedback.as_ref().map_or(0.5, |f| f.score);
+        m.score.unwrap_or(0.0) * (1.0 - w + 2.0 * w * score)
+    };
+    found.sort_by(|a, b| weighted(b).total_cmp(&weighted(a)));
 }
 
 /// Stores the exchange once the answer is complete, before the last chunk

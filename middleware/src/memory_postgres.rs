@@ -5,18 +5,18 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferrite_openapi::memory::Memory;
+use ferrite_openapi::memory::{Feedback, Memory};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use tokio::sync::OnceCell;
 
 use crate::embedder::{from_bytes, to_bytes};
-use crate::memory_store::{now, search_terms, MemoryStore, NewMemory, StoreError};
+use crate::memory_store::{now, search_terms, ExportFilter, MemoryStore, NewMemory, StoreError};
 
 /// Replicas starting together must not race each other's `CREATE`s.
 const SCHEMA_LOCK: i64 = 0x6665_7272_6974_6501;
 
-const SCHEMA: [&str; 4] = [
+const SCHEMA: [&str; 5] = [
     "CREATE TABLE IF NOT EXISTS memories (
         id BIGSERIAL PRIMARY KEY,
         tenant TEXT NOT NULL,
@@ -36,10 +36,14 @@ const SCHEMA: [&str; 4] = [
     "CREATE INDEX IF NOT EXISTS memories_search ON memories USING GIN (search)",
     // Databases from before memory compared by meaning lack the column.
     "ALTER TABLE memories ADD COLUMN IF NOT EXISTS embedding BYTEA",
+    "ALTER TABLE memories ADD COLUMN IF NOT EXISTS feedback FLOAT8, \
+        ADD COLUMN IF NOT EXISTS feedback_comment TEXT, \
+        ADD COLUMN IF NOT EXISTS feedback_at BIGINT",
 ];
 
 const COLUMNS: &str = "id, conversation, model, prompt, answer, \
-                       prompt_tokens, completion_tokens, created_at";
+                       prompt_tokens, completion_tokens, created_at, \
+                       feedback, feedback_comment, feedback_at";
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -115,6 +119,18 @@ fn row(r: &PgRow) -> Result<Memory, sqlx::Error> {
         completion_tokens: tokens(r, "completion_tokens")?,
         created_at: r.try_get("created_at")?,
         score: None,
+        feedback: r
+            .try_get::<Option<f64>, _>("feedback")?
+            .map(|score| -> Result<Feedback, sqlx::Error> {
+                Ok(Feedback {
+                    score,
+                    comment: r.try_get("feedback_comment")?,
+                    created_at: r
+                        .try_get::<Option<i64>, _>("feedback_at")?
+                        .unwrap_or_default(),
+                })
+            })
+            .transpose()?,
     })
 }
 
@@ -245,6 +261,60 @@ impl MemoryStore for PostgresStore {
             .await?;
         Ok(done.rows_affected() as usize)
     }
+
+    async fn rate(
+        &self,
+        tenant: &str,
+        id: i64,
+        score: f64,
+        comment: Option<String>,
+    ) -> Result<Option<Memory>, StoreError> {
+        let sql = format!(
+            "UPDATE memories SET feedback = $1, feedback_comment = $2, feedback_at = $3 \
+             WHERE id = $4 AND tenant = $5 RETURNING {COLUMNS}"
+        );
+        let found = sqlx::query(&sql)
+            .bind(score)
+            .bind(comment)
+            .bind(now())
+            .bind(id)
+            .bind(tenant)
+            .fetch_optional(self.pool().await?)
+            .await?;
+        Ok(found.as_ref().map(row).transpose()?)
+    }
+
+    async fn export_page(
+        &self,
+        tenant: &str,
+        filter: &ExportFilter,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Memory>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM memories \
+             WHERE tenant = $1 AND id > $2 \
+             AND ($3::FLOAT8 IS NULL OR feedback >= $3) \
+             AND ($4::BIGINT IS NULL OR created_at >= $4) \
+             AND ($5::BIGINT IS NULL OR created_at < $5) \
+             AND ($6::TEXT IS NULL OR conversation = $6) \
+             ORDER BY id LIMIT $7"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(after)
+            .bind(filter.min_score)
+            .bind(filter.since)
+            .bind(filter.until)
+            .bind(&filter.conversation)
+            .bind(limit as i64)
+            .fetch_all(self.pool().await?)
+            .await?;
+        rows.iter()
+            .map(row)
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::from)
+    }
 }
 
 /// Against a real server when `FERRITE_TEST_POSTGRES_URL` is set (as
@@ -285,6 +355,15 @@ mod tests {
             return;
         };
         conformance::lists_pages_and_deletes_per_tenant(&s, "a", "b").await;
+    }
+
+    #[tokio::test]
+    async fn rates_and_exports_per_tenant() {
+        let Some(s) = store().await else {
+            eprintln!("FERRITE_TEST_POSTGRES_URL unset: skipped");
+            return;
+        };
+        conformance::rates_and_exports_per_tenant(&s, "a", "b").await;
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use ferrite_openapi::memory::Memory;
+use ferrite_openapi::memory::{Feedback, Memory};
 use rusqlite::{params, params_from_iter, Connection, ErrorCode};
 
 use crate::embedder::{cosine, from_bytes, to_bytes};
@@ -41,6 +41,18 @@ pub enum StoreError {
 
 /// The most recent memories whose embeddings a query is compared with.
 const MEANING_CANDIDATES: usize = 5000;
+
+/// Which exchanges an export takes.
+#[derive(Debug, Clone, Default)]
+pub struct ExportFilter {
+    /// Only those scored at least this (unscored ones are left out).
+    pub min_score: Option<f64>,
+    /// Unix seconds: created at or after.
+    pub since: Option<i64>,
+    /// Unix seconds: created before.
+    pub until: Option<i64>,
+    pub conversation: Option<String>,
+}
 
 /// Every method is confined to one tenant: no call can reach another's rows.
 #[async_trait]
@@ -118,7 +130,33 @@ pub trait MemoryStore: Send + Sync + 'static {
     /// Whether the memory existed (and was the tenant's).
     async fn delete(&self, tenant: &str, id: i64) -> Result<bool, StoreError>;
     async fn delete_all(&self, tenant: &str) -> Result<usize, StoreError>;
+    /// Scores a memory (a new score replaces the old); the memory as it is
+    /// now, or `None` when the tenant has no memory `id`.
+    async fn rate(
+        &self,
+        tenant: &str,
+        id: i64,
+        score: f64,
+        comment: Option<String>,
+    ) -> Result<Option<Memory>, StoreError>;
+    /// Oldest first, the memories after id `after` that `filter` takes, at
+    /// most `limit`: an export reads a page at a time.
+    async fn export_page(
+        &self,
+        tenant: &str,
+        filter: &ExportFilter,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Memory>, StoreError>;
 }
+
+/// Columns added since the first schema, with their types.
+const ADDED_COLUMNS: [(&str, &str); 4] = [
+    ("embedding", "BLOB"),
+    ("feedback", "REAL"),
+    ("feedback_comment", "TEXT"),
+    ("feedback_at", "INTEGER"),
+];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS memories (
@@ -147,7 +185,8 @@ END;
 ";
 
 const COLUMNS: &str = "m.id, m.conversation, m.model, m.prompt, m.answer, \
-                       m.prompt_tokens, m.completion_tokens, m.created_at";
+                       m.prompt_tokens, m.completion_tokens, m.created_at, \
+                       m.feedback, m.feedback_comment, m.feedback_at";
 
 /// SQLite in WAL mode: readers never block the writer, and a killed process
 /// loses no committed transaction (synchronous=FULL).
@@ -166,12 +205,14 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
-        // Files from before memory compared by meaning lack the column.
-        let has_embedding = conn
-            .prepare("SELECT 1 FROM pragma_table_info('memories') WHERE name = 'embedding'")?
-            .exists([])?;
-        if !has_embedding {
-            conn.execute_batch("ALTER TABLE memories ADD COLUMN embedding BLOB")?;
+        // Files from older versions lack the newer columns.
+        for (name, kind) in ADDED_COLUMNS {
+            let has = conn
+                .prepare("SELECT 1 FROM pragma_table_info('memories') WHERE name = ?1")?
+                .exists([name])?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE memories ADD COLUMN {name} {kind}"))?;
+            }
         }
         conn.execute_batch(crate::response_store::SQLITE_SCHEMA)?;
         Ok(Self {
@@ -211,6 +252,15 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Memory> {
         completion_tokens: r.get(6)?,
         created_at: r.get(7)?,
         score: None,
+        feedback: r.get::<_, Option<f64>>(8)?.map(|score| Feedback {
+            score,
+            comment: r.get(9).ok().flatten(),
+            created_at: r
+                .get::<_, Option<i64>>(10)
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        }),
     })
 }
 
@@ -349,7 +399,7 @@ impl MemoryStore for SqliteStore {
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(params![fts, tenant, limit as i64], |r| {
                 let mut m = row(r)?;
-                m.score = Some(-r.get::<_, f64>(8)?);
+                m.score = Some(-r.get::<_, f64>(11)?);
                 Ok(m)
             })?;
             rows.collect()
@@ -403,13 +453,73 @@ impl MemoryStore for SqliteStore {
         })
         .await
     }
+
+    async fn rate(
+        &self,
+        tenant: &str,
+        id: i64,
+        score: f64,
+        comment: Option<String>,
+    ) -> Result<Option<Memory>, StoreError> {
+        let tenant = tenant.to_string();
+        self.run(move |conn| {
+            let n = conn.execute(
+                "UPDATE memories SET feedback = ?1, feedback_comment = ?2, feedback_at = ?3 \
+                 WHERE id = ?4 AND tenant = ?5",
+                params![score, comment, now(), id, tenant],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let sql = format!("SELECT {COLUMNS} FROM memories m WHERE m.id = ?1");
+            conn.query_row(&sql, [id], row).map(Some)
+        })
+        .await
+    }
+
+    async fn export_page(
+        &self,
+        tenant: &str,
+        filter: &ExportFilter,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Memory>, StoreError> {
+        let tenant = tenant.to_string();
+        let f = filter.clone();
+        self.run(move |conn| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM memories m \
+                 WHERE m.tenant = ?1 AND m.id > ?2 \
+                 AND (?3 IS NULL OR m.feedback >= ?3) \
+                 AND (?4 IS NULL OR m.created_at >= ?4) \
+                 AND (?5 IS NULL OR m.created_at < ?5) \
+                 AND (?6 IS NULL OR m.conversation = ?6) \
+                 ORDER BY m.id LIMIT ?7"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![
+                    tenant,
+                    after,
+                    f.min_score,
+                    f.since,
+                    f.until,
+                    f.conversation,
+                    limit as i64
+                ],
+                row,
+            )?;
+            rows.collect()
+        })
+        .await
+    }
 }
 
 /// Checks every store must pass, run by each store's own tests against a
 /// fresh store; tenants `a` and `b` start empty.
 #[cfg(test)]
 pub(crate) mod conformance {
-    use super::{MemoryStore, NewMemory};
+    use super::{ExportFilter, MemoryStore, NewMemory};
 
     fn memory(tenant: &str, prompt: &str, answer: &str) -> NewMemory {
         NewMemory {
@@ -445,6 +555,52 @@ pub(crate) mod conformance {
         // Query syntax of either store is just text.
         let syntax = "\"unbalanced & | !( NEAR(";
         assert!(s.search(a, syntax, None, 5).await.unwrap().is_empty());
+    }
+
+    /// A score is kept with the exchange, per tenant, and exports filter by it.
+    pub async fn rates_and_exports_per_tenant(s: &dyn MemoryStore, a: &str, b: &str) {
+        let good = s
+            .insert(memory(a, "Good question", "Good answer"))
+            .await
+            .unwrap();
+        let poor = s
+            .insert(memory(a, "Poor question", "Poor answer"))
+            .await
+            .unwrap();
+        let rated = s.rate(a, good, 0.9, Some("spot on".into())).await.unwrap();
+        let feedback = rated.unwrap().feedback.unwrap();
+        assert_eq!(feedback.score, 0.9);
+        assert_eq!(feedback.comment.as_deref(), Some("spot on"));
+        s.rate(a, poor, 0.2, None).await.unwrap().unwrap();
+        // Another tenant's memory cannot be scored, nor a missing one.
+        assert!(s.rate(b, good, 0.0, None).await.unwrap().is_none());
+        assert!(s.rate(a, good + 1000, 0.0, None).await.unwrap().is_none());
+        let (listed, _) = s.list(a, None, 10).await.unwrap();
+        assert_eq!(listed[0].feedback.as_ref().unwrap().score, 0.2);
+        let filter = ExportFilter {
+            min_score: Some(0.5),
+            ..ExportFilter::default()
+        };
+        let page = s.export_page(a, &filter, 0, 10).await.unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].id, good);
+        let all = s
+            .export_page(a, &ExportFilter::default(), 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(all.iter().map(|m| m.id).collect::<Vec<_>>(), [good, poor]);
+        assert_eq!(
+            s.export_page(a, &ExportFilter::default(), good, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(s
+            .export_page(b, &ExportFilter::default(), 0, 10)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     /// With embeddings (made-up 2-d ones here), a memory sharing no word
@@ -532,6 +688,11 @@ mod tests {
     #[tokio::test]
     async fn lists_pages_and_deletes_per_tenant() {
         conformance::lists_pages_and_deletes_per_tenant(&store("list"), "a", "b").await;
+    }
+
+    #[tokio::test]
+    async fn rates_and_exports_per_tenant() {
+        conformance::rates_and_exports_per_tenant(&store("rate"), "a", "b").await;
     }
 
     #[tokio::test]

@@ -21,6 +21,44 @@ pub struct Memory {
     /// Relevance to the query (higher is better); search results only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
+    /// The quality score it was given, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<Feedback>,
+}
+
+/// A quality score given to a stored exchange.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Feedback {
+    /// 0 (bad) to 1 (good).
+    pub score: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// `POST /v1/memory/{id}/feedback`: scores replace earlier ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub score: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096)]
+    pub comment: Option<String>,
+}
+
+/// One line of `GET /v1/memory/export`: OpenAI's chat fine-tuning format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TrainingExample {
+    pub messages: Vec<TrainingMessage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TrainingMessage {
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
 }
 
 /// A page of memories, newest first, in OpenAI's cursor list shape.

@@ -281,6 +281,184 @@ async fn tenants(name: &str, store: Store) {
     assert_eq!(ids(&get(&server, "sk-alice", "/v1/memory").await).len(), 1);
 }
 
+#[tokio::test]
+async fn feedback_orders_recall_and_exports_filter_by_it() {
+    feedback("feedback", Store::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_feedback_orders_recall_and_exports_filter_by_it() {
+    feedback("feedback_pg", Store::postgres("feedback")).await;
+}
+
+async fn rate(server: &Server, key: &str, id: i64, body: Value) -> Reply {
+    let url = server.url(&format!("/v1/memory/{id}/feedback"));
+    send(client().post(url).bearer_auth(key).json(&body)).await
+}
+
+/// The JSONL export's examples.
+async fn export(server: &Server, query: &str) -> Vec<Value> {
+    let r = client()
+        .get(server.url(&format!("/v1/memory/export{query}")))
+        .bearer_auth("sk-alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/jsonl");
+    let text = r.text().await.unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+async fn feedback(name: &str, store: Store) {
+    let dir = scratch(name);
+    let server = start(&dir, &store);
+    for (conversation, fact) in [
+        ("a", "My cat is called Whiskers."),
+        ("b", "My cat is called Felix."),
+    ] {
+        let r = say(&server, "sk-alice", conversation, fact, json!({})).await;
+        assert_eq!(r.status, 200);
+    }
+    // The same exchange again: a near duplicate for the export.
+    say(
+        &server,
+        "sk-alice",
+        "b",
+        "My cat is called Felix.",
+        json!({}),
+    )
+    .await;
+    let mut listed = ids(&get(&server, "sk-alice", "/v1/memory").await);
+    listed.reverse();
+    let (whiskers, felix) = (listed[0], listed[1]);
+
+    // The better scored exchange is recalled first, whichever it is.
+    let turns = [
+        (whiskers, felix, "Whiskers", "What is my cat called?"),
+        (felix, whiskers, "Felix", "Tell me what my cat is called."),
+    ];
+    for (good, poor, first, question) in turns {
+        let r = rate(
+            &server,
+            "sk-alice",
+            good,
+            json!({"score": 1.0, "comment": "right"}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["feedback"]["score"], 1.0);
+        assert_eq!(r.body["feedback"]["comment"], "right");
+        assert_eq!(
+            rate(&server, "sk-alice", poor, json!({"score": 0.0}))
+                .await
+                .status,
+            200
+        );
+        let asked = say(&server, "sk-alice", "c", question, json!({})).await;
+        let recalled = context(&asked);
+        let (w, f) = (recalled.find("Whiskers"), recalled.find("Felix"));
+        assert!(w.is_some() && f.is_some(), "{recalled}");
+        assert_eq!(w < f, first == "Whiskers", "{first} first: {recalled}");
+    }
+
+    // Bad scores, other tenants' ids and missing scopes are refused.
+    for (body, param) in [
+        (json!({"score": 1.5}), "score"),
+        (json!({"score": "good"}), ""),
+        (json!({}), ""),
+    ] {
+        let r = rate(&server, "sk-alice", felix, body.clone()).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        if !param.is_empty() {
+            assert_eq!(r.body["error"]["param"], param);
+        }
+    }
+    assert_eq!(
+        rate(&server, "sk-bob", felix, json!({"score": 1}))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        rate(&server, "sk-ro", felix, json!({"score": 1}))
+            .await
+            .status,
+        403
+    );
+    let r = send(
+        client()
+            .post(server.url("/v1/memory/x/feedback"))
+            .bearer_auth("sk-alice")
+            .json(&json!({"score": 1})),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+
+    // The export: OpenAI fine-tuning lines, filtered, near duplicates once.
+    let all = export(&server, "").await;
+    let asked_twice = 1;
+    assert_eq!(
+        all.len() + asked_twice,
+        ids(&get(&server, "sk-alice", "/v1/memory?limit=100").await).len()
+    );
+    assert_eq!(
+        all[0]["messages"][0],
+        json!({"role": "user", "content": "My cat is called Whiskers."})
+    );
+    assert_eq!(all[0]["messages"][1]["role"], "assistant");
+    assert_eq!(
+        export(&server, "?dedupe=false").await.len(),
+        all.len() + asked_twice
+    );
+    let good = export(&server, "?min_score=0.5").await;
+    assert_eq!(good.len(), 1);
+    assert_eq!(good[0]["messages"][0]["content"], "My cat is called Felix.");
+    assert_eq!(export(&server, "?conversation=a").await.len(), 1);
+    assert!(export(&server, "?since=2999-01-01").await.is_empty());
+    assert_eq!(export(&server, "?until=2999-01-01").await.len(), all.len());
+    for bad in ["?since=yesterday", "?min_score=2"] {
+        let r = get(&server, "sk-alice", &format!("/v1/memory/export{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
+    // Bob's export holds none of Alice's.
+    let bob = client()
+        .get(server.url("/v1/memory/export"))
+        .bearer_auth("sk-bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bob.text().await.unwrap(), "");
+
+    // `ferrite export` writes the same lines to a file.
+    let file = dir.join("good.jsonl");
+    let out = std::process::Command::new(ferrite_tests::binary())
+        .args([
+            "export",
+            "--url",
+            &server.base,
+            "--api-key",
+            "sk-alice",
+            "--min-score",
+            "0.5",
+            "-o",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Wrote 1 examples"));
+    let written: Value =
+        serde_json::from_str(std::fs::read_to_string(&file).unwrap().trim()).unwrap();
+    assert_eq!(written, good[0]);
+}
+
 /// What the store says about itself, opened by a second process.
 fn integrity(db: &Path) -> (String, i64) {
     let conn = rusqlite::Connection::open(db).unwrap();

@@ -75,6 +75,16 @@ impl Client {
         resp.json().await.context("reading the server's answer")
     }
 
+    /// GETs `path` with `query`; the body is the caller's to read.
+    pub async fn get_raw(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<reqwest::Response> {
+        self.send(self.request(reqwest::Method::GET, path).query(query))
+            .await
+    }
+
     pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
         let resp = self
             .send(self.request(reqwest::Method::POST, path).json(body))

@@ -35,6 +35,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(memory::list, memory::delete_all))
         .routes(routes!(memory::search))
         .routes(routes!(memory::delete))
+        .routes(routes!(memory::feedback))
+        .routes(routes!(memory::export))
         .routes(routes!(lmstudio::list))
         .route("/api/v0/models/{*id}", get(lmstudio::get))
         .routes(routes!(lmstudio::chat_completions))
@@ -122,6 +124,8 @@ mod tests {
             "/v1/memory",
             "/v1/memory/search",
             "/v1/memory/{id}",
+            "/v1/memory/{id}/feedback",
+            "/v1/memory/export",
             "/health",
             "/ready",
             "/metrics",
@@ -143,7 +147,7 @@ mod tests {
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
-        assert_eq!(paths.len(), 30, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 32, "{:?}", paths.keys());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }
 }

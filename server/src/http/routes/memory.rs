@@ -1,18 +1,25 @@
-//! `/v1/memory`: the caller's own conversation memory, and nobody else's.
+//! `/v1/memory`: the caller's own conversation memory, and nobody else's:
+//! listing, search, feedback scores, deletion, and export as training data.
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ferrite_middleware::memory_store::{MemoryStore, StoreError};
+use ferrite_middleware::memory_export;
+use ferrite_middleware::memory_store::{ExportFilter, MemoryStore, StoreError};
 use ferrite_openapi::doc::ApiErrors;
-use ferrite_openapi::memory::{MemoryDeleted, MemoryList};
+use ferrite_openapi::memory::{
+    FeedbackRequest, Memory, MemoryDeleted, MemoryList, TrainingExample,
+};
 use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::chat::embedder::embed_with;
-use crate::http::extract::{Caller, QueryParams};
+use crate::http::extract::{Caller, JsonBody, QueryParams};
 use crate::state::AppState;
 
 const MAX_LIMIT: usize = 100;
@@ -36,6 +43,23 @@ pub struct SearchParams {
     /// 1 to 100, default 20.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// Only exchanges scored at least this, 0 to 1 (unscored ones are left out).
+    #[param(minimum = 0.0, maximum = 1.0)]
+    min_score: Option<f64>,
+    /// Created on or after: a date (`2026-11-01`, UTC) or Unix seconds.
+    since: Option<String>,
+    /// Created before: a date or Unix seconds.
+    until: Option<String>,
+    /// Only this conversation's exchanges.
+    conversation: Option<String>,
+    /// Leave out exchanges that differ only in case, punctuation or spacing
+    /// from an earlier one (default true).
+    dedupe: Option<bool>,
 }
 
 fn store(state: &AppState) -> ApiResult<&Arc<dyn MemoryStore>> {
@@ -113,6 +137,110 @@ pub async fn search(
     Ok(Json(MemoryList::new(items, false)))
 }
 
+/// The id in a path: another tenant's id is as absent as a made-up one.
+fn memory_id(id: &str) -> ApiResult<i64> {
+    id.parse().map_err(|_| missing(id))
+}
+
+fn missing(id: &str) -> ApiError {
+    ApiError::not_found(format!("No memory with id `{id}`."))
+}
+
+/// Scores a stored exchange from 0 (bad) to 1 (good), replacing an earlier
+/// score; recall weighs by it (`memory.feedback_weight`) and exports filter
+/// by it. Needs the `memory:write` scope under JWT auth.
+#[utoipa::path(post, path = "/v1/memory/{id}/feedback", operation_id = "scoreMemory", tag = "memory",
+    params(("id" = i64, Path, description = "The memory's id")),
+    request_body = FeedbackRequest,
+    responses((status = 200, body = Memory), ApiErrors))]
+pub async fn feedback(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<FeedbackRequest>,
+) -> ApiResult<Json<Memory>> {
+    caller.require("memory:write")?;
+    let store = store(&state)?;
+    if !(0.0..=1.0).contains(&request.score) {
+        return Err(ApiError::invalid(
+            "score",
+            "`score` must be between 0 and 1.",
+        ));
+    }
+    if request.comment.as_ref().is_some_and(|c| c.len() > 4096) {
+        return Err(ApiError::invalid(
+            "comment",
+            "`comment` must be at most 4096 bytes.",
+        ));
+    }
+    let n = memory_id(&id)?;
+    let rated = store
+        .rate(&caller.tenant, n, request.score, request.comment)
+        .await
+        .map_err(failed)?;
+    metrics::counter!("ferrite:memory_feedback_total").increment(u64::from(rated.is_some()));
+    rated.map(Json).ok_or_else(|| missing(&id))
+}
+
+/// Unix seconds from a date (`2026-11-01`, midnight UTC) or Unix seconds.
+fn unix_time(param: &str, value: Option<&str>) -> ApiResult<Option<i64>> {
+    let Some(value) = value.map(str::trim) else {
+        return Ok(None);
+    };
+    if let Ok(secs) = value.parse::<i64>() {
+        return Ok(Some(secs));
+    }
+    chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| Some(t.and_utc().timestamp()))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                param,
+                format!("`{param}` must be a date (2026-11-01) or Unix seconds."),
+            )
+        })
+}
+
+/// The caller's exchanges as OpenAI chat fine-tuning JSONL
+/// (`{"messages": [...]}` a line), oldest first, streamed from the store a
+/// page at a time.
+#[utoipa::path(get, path = "/v1/memory/export", operation_id = "exportMemories", tag = "memory",
+    params(ExportParams),
+    responses((status = 200, description = "One training example a line.",
+        content_type = "application/jsonl", body = TrainingExample), ApiErrors))]
+pub async fn export(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    QueryParams(p): QueryParams<ExportParams>,
+) -> ApiResult<Response> {
+    let store = store(&state)?.clone();
+    if p.min_score.is_some_and(|s| !(0.0..=1.0).contains(&s)) {
+        return Err(ApiError::invalid(
+            "min_score",
+            "`min_score` must be between 0 and 1.",
+        ));
+    }
+    let filter = ExportFilter {
+        min_score: p.min_score,
+        since: unix_time("since", p.since.as_deref())?,
+        until: unix_time("until", p.until.as_deref())?,
+        conversation: p.conversation,
+    };
+    let lines = memory_export::jsonl(store, caller.tenant, filter, p.dedupe.unwrap_or(true));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/jsonl"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"memory.jsonl\"",
+            ),
+        ],
+        Body::from_stream(lines),
+    )
+        .into_response())
+}
+
 /// Forgets one memory (needs the `memory:write` scope under JWT auth).
 #[utoipa::path(delete, path = "/v1/memory/{id}", operation_id = "deleteMemory", tag = "memory",
     params(("id" = i64, Path, description = "The memory's id")),
@@ -124,11 +252,9 @@ pub async fn delete(
 ) -> ApiResult<Json<MemoryDeleted>> {
     caller.require("memory:write")?;
     let store = store(&state)?;
-    // Another tenant's id is as absent as a made-up one.
-    let missing = || ApiError::not_found(format!("No memory with id `{id}`."));
-    let n: i64 = id.parse().map_err(|_| missing())?;
+    let n = memory_id(&id)?;
     if !store.delete(&caller.tenant, n).await.map_err(failed)? {
-        return Err(missing());
+        return Err(missing(&id));
     }
     Ok(Json(MemoryDeleted {
         id: Some(n),
