@@ -22,7 +22,7 @@ LMS_JS := tests/node/node_modules/.package-lock.json
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
-.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-long-context bench-swap bench-soak lint fmt clippy clean
+.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-export bench-long-context bench-swap bench-soak lint fmt clippy clean
 
 ## serve: fetch the default models if missing (chat and embeddings), build,
 ## serve on $(HOST):$(PORT)
@@ -62,6 +62,11 @@ $(SYNTH): $(MODEL) venv | build
 ## through PostgreSQL (budgets.url), p50/p99
 bench-budgets: $(MODEL) build venv
 	scripts/bench-budgets.sh $(BIN) $(MODEL) "$$(scripts/postgres.sh)"
+
+## bench-export: GET /v1/memory/export of 10K and 1M stored exchanges:
+## rows a second and the server's peak memory growth
+bench-export: $(MODEL) build venv
+	scripts/bench-export.sh $(BIN) $(MODEL)
 
 ## bench-long-context: MemAgent's seconds per 100K input tokens (a 25K-token
 ## conversation on the default model; more sizes: scripts/bench-long-context.sh)

@@ -36,6 +36,10 @@ pub enum Command {
     Unload(crate::client::models::UnloadArgs),
     /// Chat with a model of a running server in the terminal (streaming).
     Chat(crate::client::chat::ChatArgs),
+    /// Evaluate a candidate model against a versioned alias (and promote it).
+    Eval(crate::client::eval::EvalArgs),
+    /// Make a versioned alias's previous version current again.
+    Rollback(crate::client::eval::RollbackArgs),
     /// Write your stored exchanges as OpenAI fine-tuning JSONL.
     Export(crate::client::export::ExportArgs),
     /// Start, stop or check a background server.

@@ -5,7 +5,8 @@
 //! # Layout
 //! - `cli.rs`: the command line.
 //! - `client/`: the client commands (`ls`, `ps`, `load`, `unload`, `chat`,
-//!   `export`, `server start|stop|status`, the benchmarks) and what they share: the
+//!   `export`, `eval`, `rollback`, `server start|stop|status`, the
+//!   benchmarks) and what they share: the
 //!   HTTP client (`remote.rs`) and an SSE reader (`sse_read.rs`);
 //!   `quantize.rs` re-quantizes a GGUF file locally, `convert.rs` makes a
 //!   GGUF embedding model of a BERT folder.
@@ -17,7 +18,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::Command;
-use client::{bench, bench_cache, bench_soak, chat, convert, daemon, export, models, quantize};
+use client::{
+    bench, bench_cache, bench_soak, chat, convert, daemon, eval, export, models, quantize,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -34,6 +37,8 @@ async fn main() -> ExitCode {
         Command::Unload(args) => models::unload(args).await,
         Command::Chat(args) => chat::run(args).await,
         Command::Export(args) => export::run(args).await,
+        Command::Eval(args) => eval::run(args).await,
+        Command::Rollback(args) => eval::rollback(args).await,
         Command::Server(command) => daemon::run(command).await,
         Command::Quantize(args) => quantize::run(args),
         Command::Convert(args) => convert::run(args),

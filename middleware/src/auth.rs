@@ -328,6 +328,7 @@ fn rejection(kind: &jsonwebtoken::errors::ErrorKind) -> String {
 #[derive(Clone)]
 pub struct AuthLayer {
     auth: Option<Arc<Authenticator>>,
+    also: Arc<[String]>,
 }
 
 impl AuthLayer {
@@ -337,7 +338,17 @@ impl AuthLayer {
 
     /// The same, with an authenticator others hold too.
     pub fn shared(auth: Option<Arc<Authenticator>>) -> Self {
-        Self { auth }
+        Self {
+            auth,
+            also: Arc::new([]),
+        }
+    }
+
+    /// Protects these paths too, and every path below them (APIs served
+    /// outside `/v1/` and `/api/`, such as the orchestrator's).
+    pub fn protecting(mut self, paths: Vec<String>) -> Self {
+        self.also = paths.into();
+        self
     }
 }
 
@@ -348,6 +359,7 @@ impl<S> Layer<S> for AuthLayer {
         Auth {
             inner,
             auth: self.auth.clone(),
+            also: self.also.clone(),
         }
     }
 }
@@ -356,16 +368,22 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     auth: Option<Arc<Authenticator>>,
+    also: Arc<[String]>,
 }
 
-/// The routes that reach a model: the APIs, and llama-server's token routes
-/// at the root (they load models too).
-fn protected(req: &Request<Body>) -> bool {
+/// The routes that reach a model: the APIs, llama-server's token routes at
+/// the root (they load models too), and the paths under `also`.
+fn protected(req: &Request<Body>, also: &[String]) -> bool {
     let path = req.uri().path();
+    let under = |p: &String| {
+        path.strip_prefix(p.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
     req.method() != Method::OPTIONS
         && (path.starts_with("/v1/")
             || path.starts_with("/api/")
-            || matches!(path, "/tokenize" | "/detokenize" | "/apply-template"))
+            || matches!(path, "/tokenize" | "/detokenize" | "/apply-template")
+            || also.iter().any(under))
 }
 
 impl<S> Service<Request<Body>> for Auth<S>
@@ -382,7 +400,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let identity = match (&self.auth, protected(&req)) {
+        let identity = match (&self.auth, protected(&req, &self.also)) {
             (None, _) => Ok(Identity::anonymous()),
             (Some(_), false) => return Either::Left(self.inner.call(req)),
             (Some(auth), true) => match credential(req.headers()) {
@@ -420,6 +438,17 @@ mod tests {
 
     fn now() -> u64 {
         jsonwebtoken::get_current_timestamp()
+    }
+
+    #[test]
+    fn paths_under_an_extra_prefix_are_protected_and_no_others() {
+        let req = |p: &str| Request::builder().uri(p).body(Body::empty()).unwrap();
+        let also = ["/orchestrator".to_string()];
+        assert!(protected(&req("/orchestrator/chat"), &also));
+        assert!(protected(&req("/orchestrator"), &also));
+        assert!(!protected(&req("/orchestratorx"), &also));
+        assert!(!protected(&req("/health"), &also));
+        assert!(protected(&req("/v1/models"), &[]));
     }
 
     fn authenticator() -> Authenticator {

@@ -13,12 +13,14 @@
 //!   `precompute.rs`), `context/` (inputs and answers longer than the
 //!   context: truncation, MemAgent, context shifts), `thinking.rs`,
 //!   `auth.rs`.
-//! - `response_store.rs`: stored Responses API responses, in the memory
-//!   stores' databases.
+//! - `response_store.rs`: stored Responses API responses, and
+//!   `alias_store.rs`: versioned aliases and their evaluations, both in the
+//!   memory stores' databases.
 //! - `route_classifier.rs`: the expert routers' classifier.
 //! - `embedder.rs`: comparing by meaning (memory, routers), with the
 //!   server's embedding model behind a trait.
 
+pub mod alias_store;
 pub mod auth;
 pub mod budget;
 pub mod budget_store;

@@ -76,7 +76,12 @@ impl PostgresStore {
     pub(crate) async fn pool(&self) -> Result<&PgPool, StoreError> {
         self.schema
             .get_or_try_init(|| async {
-                let statements = [&SCHEMA[..], &[crate::response_store::POSTGRES_SCHEMA]].concat();
+                let statements = [
+                    &SCHEMA[..],
+                    &[crate::response_store::POSTGRES_SCHEMA],
+                    &crate::alias_store::POSTGRES_SCHEMA,
+                ]
+                .concat();
                 create_schema(&self.pool, SCHEMA_LOCK, &statements).await
             })
             .await?;
@@ -373,6 +378,15 @@ mod tests {
             return;
         };
         conformance::meaning_finds_what_words_miss(&s, "a", "b").await;
+    }
+
+    #[tokio::test]
+    async fn aliases_keep_their_versions() {
+        let Some(s) = store().await else {
+            eprintln!("FERRITE_TEST_POSTGRES_URL unset: skipped");
+            return;
+        };
+        crate::alias_store::conformance::versions_promote_prune_and_roll_back(&s).await;
     }
 
     #[tokio::test]

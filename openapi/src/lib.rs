@@ -2,6 +2,7 @@
 //! chunks, the error object, and the checks every request passes first.
 
 pub mod aggregate;
+pub mod aliases;
 pub mod anthropic;
 pub mod chat;
 pub mod common;
@@ -15,6 +16,7 @@ pub mod lmstudio_sdk;
 pub mod manage;
 pub mod memory;
 pub mod models;
+pub mod orchestrator;
 pub mod parse;
 pub mod responses;
 pub mod thinking;

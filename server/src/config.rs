@@ -17,7 +17,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::http::routes::orchestrator::OrchestratorConfig;
 use crate::registry::catalog::RegistryConfig;
+use crate::versions::AliasConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -45,6 +47,10 @@ pub struct Config {
     /// Prompts longer than the context: the default policy, MemAgent's sizes
     /// and prompts.
     pub long_context: LongContextConfig,
+    /// The desktop system's orchestrator API (`/chat`, `/generate`...).
+    pub orchestrator: OrchestratorConfig,
+    /// Versioned aliases, promoted by evaluation.
+    pub aliases: Vec<AliasConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +97,8 @@ impl Default for Config {
             budgets: BudgetConfig::default(),
             thinking: ThinkingConfig::default(),
             long_context: LongContextConfig::default(),
+            orchestrator: OrchestratorConfig::default(),
+            aliases: Vec::new(),
         }
     }
 }
@@ -129,7 +137,7 @@ fn default_data_dir() -> PathBuf {
     }
 }
 
-const SECTIONS: [&str; 15] = [
+const SECTIONS: [&str; 17] = [
     "host",
     "port",
     "model",
@@ -145,6 +153,8 @@ const SECTIONS: [&str; 15] = [
     "budgets",
     "thinking",
     "long_context",
+    "orchestrator",
+    "aliases",
 ];
 
 impl Config {

@@ -9,11 +9,13 @@
 //!   extractors, SSE framing, request metrics and the OpenAPI document.
 //! - `chat/`: the one road every chat request takes to a model
 //!   (`generate.rs`), the per-model middleware pipeline (`pipeline.rs`) and
-//!   the expert routers (`experts.rs`).
+//!   the expert routers (`experts.rs`), and the context documents the
+//!   orchestrator API (`http/routes/orchestrator.rs`) puts in its prompts.
 //! - `registry/`: which models exist, loading just in time, leases, TTLs
 //!   and eviction.
 //! - `sdk/`: LM Studio's SDK protocol (WebSockets per namespace) for
 //!   `import lmstudio`, `@lmstudio/sdk` and `lms`.
+//! - `versions/`: versioned aliases, evaluation, promotion and rollback.
 //! - `state.rs`: what handlers share; `logging.rs`: tracing set-up.
 
 mod args;
@@ -25,6 +27,7 @@ mod registry;
 mod sdk;
 mod serve;
 mod state;
+mod versions;
 
 pub use args::ServeArgs;
 pub use config::Config;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use ferrite_middleware::alias_store::AliasStore;
 use ferrite_middleware::auth::{AuthLayer, Authenticator};
 use ferrite_middleware::budget_store::SharedLedger;
 use ferrite_middleware::memory_postgres::PostgresStore;
@@ -21,6 +22,7 @@ use crate::args::ServeArgs;
 use crate::chat::experts::Experts;
 use crate::chat::{generate, pipeline};
 use crate::config::Config;
+use crate::http::routes::orchestrator;
 use crate::http::{app, listen};
 use crate::logging;
 use crate::registry::{Builder, Origin, Registry};
@@ -82,6 +84,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         auth.clone(),
     );
     registry.spawn_reaper();
+    for alias in config.aliases.iter() {
+        if let Err(e) = state.versions.state(&alias.name).await {
+            warn!(alias = %alias.name, "cannot read the alias's versions: {}", e.message);
+        }
+    }
+    state.versions.spawn_sync();
     let loading = tokio::spawn(load(state.clone(), shared));
     // A server that cannot load the model it was started with is
     // misconfigured: it stops, non-zero, through the same exit as any error.
@@ -95,7 +103,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let drain = Duration::from_secs(config.http.drain_timeout_secs);
-    let app = app::router(state, AuthLayer::shared(auth), metrics);
+    let auth =
+        AuthLayer::shared(auth).protecting(orchestrator::protected_paths(&config.orchestrator));
+    let app = app::router(state, auth, metrics);
     let server = listen::serve(listener, app, async move {
         shutdown_signal().await;
         info!("shutting down: no new connections, draining in-flight requests");
@@ -135,7 +145,8 @@ fn open_stores(config: &Config) -> Stores {
                 let s = Arc::new(s);
                 (
                     s.clone() as Arc<dyn MemoryStore>,
-                    s as Arc<dyn ResponseStore>,
+                    s.clone() as Arc<dyn ResponseStore>,
+                    s as Arc<dyn AliasStore>,
                 )
             }),
             redact(url),
@@ -146,21 +157,24 @@ fn open_stores(config: &Config) -> Stores {
                 let s = Arc::new(s);
                 (
                     s.clone() as Arc<dyn MemoryStore>,
-                    s as Arc<dyn ResponseStore>,
+                    s.clone() as Arc<dyn ResponseStore>,
+                    s as Arc<dyn AliasStore>,
                 )
             });
             (store, path.display().to_string())
         }
     };
     match stores {
-        Ok((memory, responses)) => {
-            let memory = config.memory.enabled.then_some(memory);
+        Ok((store, responses, aliases)) => {
+            let memory = config.memory.enabled.then_some(store.clone());
             if memory.is_some() {
                 info!(store = %place, "conversation memory on");
             }
             Stores {
                 memory,
                 responses: Some(responses),
+                exchanges: Some(store),
+                aliases: Some(aliases),
             }
         }
         Err(e) => {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use ferrite_engine::GaugeGuard;
+use ferrite_middleware::alias_store::AliasStore;
 use ferrite_middleware::auth::Authenticator;
 use ferrite_middleware::memory_store::MemoryStore;
 use ferrite_middleware::response_store::ResponseStore;
@@ -13,6 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::chat::experts::Experts;
 use crate::config::Config;
 use crate::registry::Registry;
+use crate::versions::Versions;
 
 /// A request's place among those in flight, held until its answer is sent.
 pub struct Place {
@@ -31,6 +33,11 @@ pub struct AppState {
     /// Stored Responses API responses, in the same database (whether or not
     /// memory is on), when it opened.
     pub responses: Option<Arc<dyn ResponseStore>>,
+    /// The same store as `memory`, whether or not memory is on: the
+    /// orchestrator API keeps its conversations there.
+    pub exchanges: Option<Arc<dyn MemoryStore>>,
+    /// Versioned aliases, their evaluations and rollbacks.
+    pub versions: Arc<Versions>,
     /// API keys and JWTs, when authentication is on: the SDK sockets
     /// check their auth packet against it.
     pub auth: Option<Arc<Authenticator>>,
@@ -41,6 +48,8 @@ pub struct AppState {
 pub struct Stores {
     pub memory: Option<Arc<dyn MemoryStore>>,
     pub responses: Option<Arc<dyn ResponseStore>>,
+    pub exchanges: Option<Arc<dyn MemoryStore>>,
+    pub aliases: Option<Arc<dyn AliasStore>>,
 }
 
 impl AppState {
@@ -52,12 +61,15 @@ impl AppState {
         auth: Option<Arc<Authenticator>>,
     ) -> Self {
         let places = Arc::new(Semaphore::new(config.http.max_in_flight.max(1)));
+        let versions = Versions::new(config.aliases.clone(), stores.aliases, registry.clone());
         Self {
+            versions,
             config,
             registry,
             experts,
             places,
             memory: stores.memory,
+            exchanges: stores.exchanges,
             responses: stores.responses,
             auth,
         }

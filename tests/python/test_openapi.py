@@ -42,7 +42,7 @@ def doc(base):
 
 
 def concrete(template, model="smollm2-135m-instruct"):
-    values = {"model": model, "id": "1", "file": "swagger-ui.css"}
+    values = {"model": model, "id": "1", "file": "swagger-ui.css", "name": "assistant"}
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
 
 

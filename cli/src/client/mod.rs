@@ -6,6 +6,7 @@ pub mod bench_soak;
 pub mod chat;
 pub mod convert;
 pub mod daemon;
+pub mod eval;
 pub mod export;
 pub mod models;
 pub mod quantize;

@@ -1,5 +1,6 @@
 //! How a chat request reaches a model.
 
+pub mod documents;
 pub mod embedder;
 pub mod experts;
 pub mod generate;

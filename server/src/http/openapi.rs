@@ -13,8 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::routes::{
-    anthropic, chat, completions, docs, embeddings, fallback, health, lmstudio, manage, memory,
-    metrics, models, responses, tokens,
+    aliases, anthropic, chat, completions, docs, embeddings, fallback, health, lmstudio, manage,
+    memory, metrics, models, orchestrator, responses, tokens,
 };
 use crate::state::AppState;
 
@@ -52,6 +52,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::tokenize))
         .routes(routes!(tokens::detokenize))
         .routes(routes!(tokens::apply_template))
+        .routes(routes!(aliases::list))
+        .routes(routes!(aliases::get))
+        .routes(routes!(aliases::evaluate))
+        .routes(routes!(aliases::rollback))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
 }
@@ -99,6 +103,10 @@ pub fn document_json(doc: &Document) -> serde_json::Value {
 pub fn routes(state: AppState, prometheus: PrometheusHandle) -> Router {
     let (api, ops, docs, doc) = split();
     let json: docs::Document = Arc::from(document_json(&doc).to_string());
+    let api = match &state.config.orchestrator {
+        o if o.enabled => orchestrator::mount(api, o),
+        _ => api,
+    };
     api.merge(crate::sdk::routes())
         .with_state(state)
         .merge(ops.with_state(prometheus))
@@ -126,6 +134,9 @@ mod tests {
             "/v1/memory/{id}",
             "/v1/memory/{id}/feedback",
             "/v1/memory/export",
+            "/api/v1/aliases",
+            "/api/v1/aliases/{name}/evaluate",
+            "/api/v1/aliases/{name}/rollback",
             "/health",
             "/ready",
             "/metrics",
@@ -147,7 +158,7 @@ mod tests {
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
-        assert_eq!(paths.len(), 32, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 36, "{:?}", paths.keys());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }
 }

@@ -121,6 +121,8 @@ pub struct Registry {
     changed: Notify,
     build: Builder,
     ready: AtomicBool,
+    /// Versioned aliases and the model each answers with now.
+    aliases: RwLock<HashMap<String, String>>,
 }
 
 /// A model kept resident for as long as this lives.
@@ -182,6 +184,7 @@ impl Registry {
             changed: Notify::new(),
             build,
             ready: AtomicBool::new(false),
+            aliases: RwLock::new(HashMap::new()),
         }))
     }
 
@@ -229,6 +232,8 @@ impl Registry {
         let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
             return self.default_spec(ModelKind::Llm).await;
         };
+        let aliased = self.aliases.read().get(name).cloned();
+        let name = aliased.as_deref().unwrap_or(name);
         if let Some(spec) = self.known(name) {
             return Ok(spec);
         }
@@ -321,6 +326,15 @@ impl Registry {
             )
             .with_code(ErrorCode::ModelNotFound),
         })
+    }
+
+    /// Requests naming `alias` go to `model` from now on.
+    pub fn set_alias(&self, alias: &str, model: &str) {
+        let mut aliases = self.aliases.write();
+        if aliases.get(alias).is_none_or(|m| m != model) {
+            info!(alias, model, "alias now answers with this model");
+            aliases.insert(alias.to_string(), model.to_string());
+        }
     }
 
     pub fn is_loaded(&self, id: &str) -> bool {

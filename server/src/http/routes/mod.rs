@@ -1,5 +1,6 @@
 //! HTTP handlers, one file per route group.
 
+pub mod aliases;
 pub mod anthropic;
 pub mod chat;
 pub mod completions;
@@ -12,6 +13,7 @@ pub mod manage;
 pub mod memory;
 pub mod metrics;
 pub mod models;
+pub mod orchestrator;
 pub mod responses;
 pub mod tokens;
 
