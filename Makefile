@@ -22,7 +22,7 @@ LMS_JS := tests/node/node_modules/.package-lock.json
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
-.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-export bench-long-context bench-swap bench-soak lint fmt clippy clean
+.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-export bench-context-shift bench-long-context bench-swap bench-soak lint fmt clippy clean
 
 ## serve: fetch the default models if missing (chat and embeddings), build,
 ## serve on $(HOST):$(PORT)
@@ -67,6 +67,11 @@ bench-budgets: $(MODEL) build venv
 ## rows a second and the server's peak memory growth
 bench-export: $(MODEL) build venv
 	scripts/bench-export.sh $(BIN) $(MODEL)
+
+## bench-context-shift: an answer longer than the window (rolling_window)
+## against the same answer in a window it fits
+bench-context-shift: $(MODEL) build venv
+	scripts/bench-context-shift.sh $(BIN) $(MODEL)
 
 ## bench-long-context: MemAgent's seconds per 100K input tokens (a 25K-token
 ## conversation on the default model; more sizes: scripts/bench-long-context.sh)
