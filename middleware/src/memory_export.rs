@@ -17,6 +17,28 @@ use crate::memory_store::{ExportFilter, MemoryStore, StoreError};
 /// Rows read per query.
 pub const PAGE: usize = 500;
 
+/// The memories `filter` takes, oldest first, a page per item.
+pub fn pages(
+    store: Arc<dyn MemoryStore>,
+    tenant: String,
+    filter: ExportFilter,
+) -> BoxStream<'static, Result<Vec<Memory>, StoreError>> {
+    async_stream::try_stream! {
+        let mut after = 0;
+        loop {
+            let page = store.export_page(&tenant, &filter, after, PAGE).await?;
+            let full = page.len() == PAGE;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            yield page;
+            if !full {
+                break;
+            }
+        }
+    }
+    .boxed()
+}
+
 /// JSONL text, a page of lines per item, oldest exchange first.
 pub fn jsonl(
     store: Arc<dyn MemoryStore>,
@@ -24,14 +46,11 @@ pub fn jsonl(
     filter: ExportFilter,
     dedupe: bool,
 ) -> BoxStream<'static, Result<String, StoreError>> {
+    let mut pages = pages(store, tenant, filter);
     async_stream::try_stream! {
-        let mut after = 0;
         let mut seen = HashSet::new();
-        loop {
-            let page = store.export_page(&tenant, &filter, after, PAGE).await?;
-            let full = page.len() == PAGE;
-            let Some(last) = page.last() else { break };
-            after = last.id;
+        while let Some(page) = pages.next().await {
+            let page = page?;
             let mut lines = String::new();
             for m in &page {
                 if m.prompt.trim().is_empty() || m.answer.trim().is_empty() {
@@ -48,9 +67,6 @@ pub fn jsonl(
             }
             if !lines.is_empty() {
                 yield lines;
-            }
-            if !full {
-                break;
             }
         }
     }

@@ -19,6 +19,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use ferrite_middleware::memory_export;
 use ferrite_middleware::memory_store::{ExportFilter, MemoryStore, NewMemory};
 use ferrite_openapi::aggregate::{ChatAccumulator, CompletionAccumulator};
 use ferrite_openapi::chat::{CallContext, ChatMessage, ChatRequest, Role};
@@ -149,26 +150,16 @@ impl Orchestrator {
         tenant: &str,
         keep: Option<usize>,
     ) -> ApiResult<Vec<Memory>> {
-        let store = store(state)?;
+        let store = store(state)?.clone();
         let failed = |e| ApiError::unavailable(format!("The conversation store failed: {e}."));
+        let mut pages = memory_export::pages(store, tenant.to_string(), self.filter());
         let mut kept = VecDeque::new();
-        let mut after = 0;
-        loop {
-            let page = store
-                .export_page(tenant, &self.filter(), after, 500)
-                .await
-                .map_err(failed)?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            let full = page.len() == 500;
-            for m in page {
+        while let Some(page) = pages.next().await {
+            for m in page.map_err(failed)? {
                 kept.push_back(m);
                 if keep.is_some_and(|n| kept.len() > n) {
                     kept.pop_front();
                 }
-            }
-            if !full {
-                break;
             }
         }
         Ok(kept.into())
