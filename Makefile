@@ -22,7 +22,7 @@ LMS_JS := tests/node/node_modules/.package-lock.json
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
-.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-export bench-context-shift bench-long-context bench-swap bench-soak lint fmt clippy clean
+.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-export bench-context-shift bench-adapters bench-long-context bench-swap bench-soak lint fmt clippy clean
 
 ## serve: fetch the default models if missing (chat and embeddings), build,
 ## serve on $(HOST):$(PORT)
@@ -72,6 +72,12 @@ bench-export: $(MODEL) build venv
 ## against the same answer in a window it fits
 bench-context-shift: $(MODEL) build venv
 	scripts/bench-context-shift.sh $(BIN) $(MODEL)
+
+## bench-adapters: 8 streams on the base model, on one LoRA adapter, and on
+## mixed adapter sets (sets take turns at the step loop), at both sizes
+bench-adapters: $(MODEL) $(SYNTH) build venv
+	scripts/bench-adapters.sh $(BIN) $(MODEL) 128
+	scripts/bench-adapters.sh $(BIN) $(SYNTH) 32
 
 ## bench-long-context: MemAgent's seconds per 100K input tokens (a 25K-token
 ## conversation on the default model; more sizes: scripts/bench-long-context.sh)

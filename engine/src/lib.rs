@@ -7,6 +7,7 @@
 //!   continuous batching scheduler; embedding models batched on their own).
 //! - `mistralrs/`: safetensors folders (with ISQ) and GGUF on mistral.rs.
 //! - `runtime.rs`: which runtime serves a model, and loading it.
+//! - `adapters.rs`: a request's LoRA adapters as the model's loaded ones.
 //! - Written once for both: `prep.rs` (budgets, thinking plans, sampling
 //!   fields), `stream.rs` (events to OpenAI chunks), `stop.rs`,
 //!   `reasoning_split.rs`, `json_end.rs`, `thinking.rs` (budget forcing),
@@ -15,6 +16,7 @@
 //!   `bert_gguf.rs` (BERT folders to GGUF embedding models).
 //! - `scripted.rs`: a scripted engine for unit tests of middleware.
 
+pub mod adapters;
 mod backend;
 mod bert_gguf;
 mod gauge;
@@ -43,7 +45,9 @@ pub use inspect::inspect;
 pub use llamacpp::LlamaCppEngine;
 pub use locate::default_id;
 pub use mistralrs::MistralEngine;
-pub use options::{Delimiters, EngineOptions, IsqChoice, KvType, ModelFormat, Runtime};
+pub use options::{
+    AdapterOptions, Delimiters, EngineOptions, IsqChoice, KvType, ModelFormat, Runtime,
+};
 pub use quantize::{requantize, QuantType};
 pub use runtime::load;
 

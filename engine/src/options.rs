@@ -170,6 +170,23 @@ pub struct EngineOptions {
     pub kv_cache_type: KvType,
     /// llama.cpp: layers offloaded to the GPU on CUDA/Metal builds; unset = all.
     pub gpu_layers: Option<u32>,
+    /// LoRA adapters loaded with the model; requests select them by id.
+    pub adapters: Vec<AdapterOptions>,
+}
+
+/// A LoRA adapter file served with a model (a GGUF LoRA on llama.cpp).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterOptions {
+    pub id: String,
+    pub path: PathBuf,
+    /// The scale of a request that names the adapter without one.
+    #[serde(default = "unit_scale")]
+    pub scale: f32,
+}
+
+fn unit_scale() -> f32 {
+    1.0
 }
 
 /// The strings around a thinking block in the model's output.
@@ -212,6 +229,7 @@ impl Default for EngineOptions {
             kv_cache_tokens: None,
             kv_cache_type: KvType::F16,
             gpu_layers: None,
+            adapters: Vec::new(),
         }
     }
 }

@@ -47,6 +47,9 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Arc<dyn Engine>> {
                     opts.path.display()
                 );
             }
+            if !opts.adapters.is_empty() {
+                anyhow::bail!("LoRA adapters are served with chat models, not embedding models");
+            }
             return Ok(Arc::new(LlamaEmbedder::load(opts).await?));
         }
     }
@@ -56,6 +59,10 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Arc<dyn Engine>> {
             "llama.cpp runs .gguf files; {} is a safetensors folder (use runtime = \"mistral.rs\")",
             opts.path.display()
         );
+    }
+    if !opts.adapters.is_empty() {
+        // Only llama.cpp serves adapters: its error is the one to report.
+        return load_on(first, opts).await;
     }
     let mut tried = vec![first];
     let mut result = load_on(first, opts).await;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::adapters::AdapterChoice;
 use crate::common::{Logprobs, StopSequences, StreamOptions, Usage};
 use crate::thinking::{ReasoningEffort, RoundReport, ThinkingOptions};
 
@@ -128,6 +129,10 @@ pub struct ChatRequest {
     /// loads (or keeps loaded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u64>,
+    /// ferrite extension: LoRA adapters of the model's registry entry to
+    /// apply, with scales (`"model": "base@adapter"` names them too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapters: Option<Vec<AdapterChoice>>,
     /// The context, in tokens, the model should be loaded with (LM Studio's
     /// `context_length`): a model resident with another is loaded again.
     #[serde(default, skip_serializing_if = "Option::is_none")]

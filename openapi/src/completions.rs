@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::adapters::AdapterChoice;
 use crate::common::{StopSequences, StreamOptions, Usage};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -70,6 +71,10 @@ pub struct CompletionRequest {
     /// LM Studio's idle time-to-live in seconds for the model this request loads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<u64>,
+    /// ferrite extension: LoRA adapters of the model's registry entry to
+    /// apply, with scales (`"model": "base@adapter"` names them too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapters: Option<Vec<AdapterChoice>>,
 }
 
 impl CompletionRequest {

@@ -1,6 +1,7 @@
 //! OpenAI-compatible wire types for ferrite: requests, responses, streaming
 //! chunks, the error object, and the checks every request passes first.
 
+pub mod adapters;
 pub mod aggregate;
 pub mod aliases;
 pub mod anthropic;

@@ -15,6 +15,10 @@ pub struct ModelObject {
     pub object: String,
     pub created: u64,
     pub owned_by: String,
+    /// The base model of a LoRA adapter listed as a model (`base@adapter`),
+    /// as vLLM lists them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     /// ferrite extension: what is loaded and which engine features are on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<ModelMeta>,

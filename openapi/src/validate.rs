@@ -199,6 +199,7 @@ impl ChatRequest {
         }
         self.validate_tools()?;
         self.validate_thinking()?;
+        crate::adapters::validate(self.adapters.as_deref())?;
         if let Some(ResponseFormat::JsonSchema { json_schema }) = &self.response_format {
             if !json_schema.schema.as_ref().is_some_and(|s| s.is_object()) {
                 return Err(ApiError::invalid(
@@ -448,6 +449,7 @@ impl CompletionRequest {
             logit_bias: self.logit_bias.as_ref(),
             n: self.n,
         })?;
+        crate::adapters::validate(self.adapters.as_deref())?;
         self.completion_limit()?;
         if let Some(k) = self.logprobs {
             if k > 5 {

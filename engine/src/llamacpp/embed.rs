@@ -63,6 +63,7 @@ impl LlamaEmbedder {
             header,
             size_bytes,
             gpu_layers,
+            ..
         } = open(opts)?;
         let context = model
             .n_ctx_train()

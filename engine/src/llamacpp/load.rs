@@ -9,7 +9,7 @@ use ferrite_openapi::models::ModelMeta;
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::{send_logs_to_tracing, LogOptions};
 use tracing::info;
@@ -18,7 +18,7 @@ use super::scheduler::{Job, Limits, Scheduler};
 use crate::backend::ModelInfo;
 use crate::gguf_meta;
 use crate::locate::{default_id, locate};
-use crate::options::{EngineOptions, KvType};
+use crate::options::{AdapterOptions, EngineOptions, KvType};
 use crate::vocab::Vocab;
 
 /// llama.cpp's process-wide state, set up once; its log goes to `tracing`.
@@ -60,6 +60,8 @@ pub struct Opened {
     pub header: Option<gguf_meta::GgufMeta>,
     pub size_bytes: u64,
     pub gpu_layers: u32,
+    /// The LoRA adapters of `opts.adapters`, in order.
+    pub adapters: Vec<LlamaLoraAdapter>,
 }
 
 /// Opens the model's file (blocking: call off the async workers).
@@ -77,7 +79,7 @@ pub fn open(opts: &EngineOptions) -> anyhow::Result<Opened> {
     let header = gguf_meta::read(&file).ok();
     let gpu_layers = gpu_layers(opts);
     let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
-    let model = LlamaModel::load_from_file(backend, &file, &params).map_err(|_| {
+    let mut model = LlamaModel::load_from_file(backend, &file, &params).map_err(|_| {
         anyhow!(
             "llama.cpp cannot load {} (architecture `{}`)",
             file.display(),
@@ -87,13 +89,45 @@ pub fn open(opts: &EngineOptions) -> anyhow::Result<Opened> {
                 .unwrap_or("unknown")
         )
     })?;
+    let adapters = opts
+        .adapters
+        .iter()
+        .map(|a| load_adapter(&mut model, a))
+        .collect::<anyhow::Result<_>>()?;
     Ok(Opened {
         model: Arc::new(model),
         backend,
         header,
         size_bytes: located.size_bytes(),
         gpu_layers,
+        adapters,
     })
+}
+
+/// One GGUF LoRA adapter, checked by llama.cpp against the model's
+/// architecture and tensor shapes (its log says which check failed).
+fn load_adapter(model: &mut LlamaModel, a: &AdapterOptions) -> anyhow::Result<LlamaLoraAdapter> {
+    let path = a.path.display();
+    if !a.path.is_file() {
+        anyhow::bail!("the LoRA adapter `{}` is not a file: {path}", a.id);
+    }
+    // llama.cpp's CPU kernels crash the process on F32 LoRA tensors (seen
+    // with llama-server of the same version too); F16 ones work.
+    let header = gguf_meta::read(&a.path)?;
+    if header.quantization.as_deref() == Some("F32") {
+        anyhow::bail!(
+            "the LoRA adapter `{}` ({path}) has F32 tensors, which crash llama.cpp's CPU kernels; write it as F16 (convert_lora_to_gguf.py --outtype f16)",
+            a.id
+        );
+    }
+    let adapter = model.lora_adapter_init(&a.path).map_err(|_| {
+        anyhow!(
+            "llama.cpp cannot load the LoRA adapter `{}` ({path}): not a GGUF LoRA for this model",
+            a.id
+        )
+    })?;
+    info!(adapter = %a.id, path = %path, scale = a.scale, "LoRA adapter loaded");
+    Ok(adapter)
 }
 
 /// Loads the model (blocking: call off the async workers).
@@ -105,6 +139,7 @@ pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
         header,
         size_bytes,
         gpu_layers: layers,
+        adapters,
     } = open(opts)?;
     let architecture = header.as_ref().and_then(|m| m.architecture.clone());
     let vocab = token_table(&model);
@@ -115,7 +150,7 @@ pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
         .and_then(|t| t.to_string().ok());
     let plan = Plan::new(opts, &model);
     let id = opts.id.clone().unwrap_or_else(|| default_id(&opts.path));
-    let jobs = start(&id, backend, &model, &vocab, &specials, &plan)?;
+    let jobs = start(&id, backend, &model, &vocab, &specials, &plan, adapters)?;
 
     let meta = ModelMeta {
         kind: Default::default(),
@@ -269,6 +304,7 @@ fn start(
     vocab: &Arc<Vocab>,
     specials: &Specials,
     plan: &Plan,
+    adapters: Vec<LlamaLoraAdapter>,
 ) -> anyhow::Result<Sender<Job>> {
     let (jobs, rx) = channel::<Job>();
     let (ready_tx, ready) = channel::<Result<(), String>>();
@@ -286,7 +322,7 @@ fn start(
                 }
             };
             let _ = ready_tx.send(Ok(()));
-            Scheduler::new(ctx, v, eog, eos_id, limits).run(rx);
+            Scheduler::new(ctx, v, eog, eos_id, limits, adapters).run(rx);
         })
         .context("starting the llama.cpp thread")?;
     ready

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use either::Either;
+use ferrite_openapi::adapters::display_name;
 use ferrite_openapi::chat::ChatRequest;
 use ferrite_openapi::common::unix_now;
 use ferrite_openapi::completions::{CompletionRequest, PromptInput};
@@ -31,10 +32,11 @@ use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::adapters::{self, AdapterSet};
 use crate::backend::{check_ids, ChatStream, CompletionStream, Engine, ModelInfo};
 use crate::gauge::SequencePermit;
 use crate::mistralrs::convert;
-use crate::options::{Delimiters, EngineOptions};
+use crate::options::{AdapterOptions, Delimiters, EngineOptions};
 use crate::prep::{self, Sampling, Tokenize};
 use crate::stream::{self, ResponseHead, Run, Structured};
 use crate::thinking::{Control, Plan};
@@ -57,6 +59,8 @@ pub struct LlamaCppEngine {
     add_bos: bool,
     max_tokens: Option<usize>,
     delimiters: Delimiters,
+    /// Loaded with the model, in the step loop's order.
+    adapters: Vec<AdapterOptions>,
 }
 
 /// What every sequence of one request shares.
@@ -66,6 +70,7 @@ struct SeqSpec {
     max_len: usize,
     bias: Option<Arc<HashMap<u32, f32>>>,
     thinking: Option<Plan>,
+    adapters: AdapterSet,
 }
 
 impl LlamaCppEngine {
@@ -87,6 +92,7 @@ impl LlamaCppEngine {
             add_bos: loaded.add_bos,
             max_tokens: opts.max_tokens,
             delimiters: opts.thinking.clone(),
+            adapters: opts.adapters.clone(),
         })
     }
 
@@ -224,6 +230,7 @@ impl LlamaCppEngine {
             cached: cached.clone(),
             slot: Some(slot),
             span: tracing::Span::current(),
+            adapters: spec.adapters.clone(),
         };
         self.jobs
             .send(job)
@@ -259,6 +266,7 @@ impl Engine for LlamaCppEngine {
     }
 
     async fn chat(&self, req: ChatRequest) -> ApiResult<ChatStream> {
+        let adapters = adapters::select(&self.adapters, req.adapters.as_deref())?;
         let (_, forced) = convert::tool_choice(&req);
         let schema = match convert::constraint(req.response_format.as_ref(), forced)? {
             ::mistralrs::Constraint::JsonSchema(schema) => Some(schema),
@@ -294,11 +302,12 @@ impl Engine for LlamaCppEngine {
             max_len,
             bias: bias.map(Arc::new),
             thinking,
+            adapters,
         };
         let head = ResponseHead {
             id: prep::new_id("chatcmpl"),
             created: unix_now(),
-            model: self.info.id.clone(),
+            model: display_name(&self.info.id, req.adapters.as_deref()),
             prompt_tokens: prompt.len() as u32,
             stops: req.stop.as_ref().map(|s| s.to_vec()).unwrap_or_default(),
             thinking: spec.thinking.is_some().then(|| self.delimiters.clone()),
@@ -322,6 +331,7 @@ impl Engine for LlamaCppEngine {
     async fn complete(&self, req: CompletionRequest) -> ApiResult<CompletionStream> {
         let n = req.n.unwrap_or(1);
         prep::check_best_of(&req)?;
+        let adapters = adapters::select(&self.adapters, req.adapters.as_deref())?;
         let bias = convert::logit_bias(req.logit_bias.as_ref(), Some(self.n_vocab))?.map(Arc::new);
         let limit = req.completion_limit()?;
         let echo = req.echo.unwrap_or(false);
@@ -347,6 +357,7 @@ impl Engine for LlamaCppEngine {
                 max_len: self.budget(ids.len(), limit, "max_tokens")?,
                 bias: bias.clone(),
                 thinking: None,
+                adapters: adapters.clone(),
             };
             prompt_tokens += ids.len() as u32;
             for choice in 0..n {
@@ -363,7 +374,7 @@ impl Engine for LlamaCppEngine {
         let head = ResponseHead {
             id: prep::new_id("cmpl"),
             created: unix_now(),
-            model: self.info.id.clone(),
+            model: display_name(&self.info.id, req.adapters.as_deref()),
             prompt_tokens,
             stops: req.stop.as_ref().map(|s| s.to_vec()).unwrap_or_default(),
             thinking: None,

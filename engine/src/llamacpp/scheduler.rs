@@ -11,6 +11,11 @@
 //! its prompt fits, parked sequences are evicted oldest first to make room,
 //! and when running sequences outgrow the pool the newest is put back to
 //! wait (its KV dropped, to be computed again).
+//!
+//! LoRA adapters apply to the whole context, so one step carries only
+//! sequences with the same adapter set (as llama-server batches): the set
+//! of the sequence that has waited longest for a step, every step, so that
+//! groups take turns. KV is shared only between sequences of one set.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -21,6 +26,7 @@ use std::time::Instant;
 use ferrite_openapi::ApiError;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaLoraAdapter;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 use tokio::sync::mpsc::UnboundedSender;
@@ -28,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::sampler::Sampler;
+use crate::adapters::AdapterSet;
 use crate::gauge::SequencePermit;
 use crate::stream::{Event, StepOutput};
 use crate::vocab::Vocab;
@@ -50,6 +57,8 @@ pub struct Job {
     pub slot: Option<SequencePermit>,
     /// The request's span, for log lines about this sequence.
     pub span: tracing::Span,
+    /// The LoRA adapters it runs with (empty: the base model).
+    pub adapters: AdapterSet,
 }
 
 /// The loop's fixed settings.
@@ -81,12 +90,15 @@ struct Running {
     row: Option<i32>,
     /// Whether the log has said it waits for KV room.
     told_to_wait: bool,
+    /// The last step it took part in.
+    stepped: u64,
 }
 
 struct Parked {
     seq: i32,
     tokens: Vec<u32>,
     used: Instant,
+    adapters: AdapterSet,
 }
 
 pub struct Scheduler<'m> {
@@ -103,6 +115,10 @@ pub struct Scheduler<'m> {
     /// Set when a sequence was put back for room: nothing new is admitted
     /// until one finishes (otherwise the same one would thrash in and out).
     squeezed: bool,
+    /// The LoRA adapters loaded with the model, and the set the context has.
+    adapters: Vec<LlamaLoraAdapter>,
+    applied: AdapterSet,
+    steps: u64,
 }
 
 /// A shared prefix worth waiting a step for rather than computing twice.
@@ -123,6 +139,7 @@ impl<'m> Scheduler<'m> {
         eog: Vec<bool>,
         eos: u32,
         limits: Limits,
+        adapters: Vec<LlamaLoraAdapter>,
     ) -> Self {
         let ids = (limits.max_seqs + limits.parked) as i32;
         Self {
@@ -136,6 +153,9 @@ impl<'m> Scheduler<'m> {
             running: Vec::new(),
             parked: Vec::new(),
             squeezed: false,
+            adapters,
+            applied: AdapterSet::new(),
+            steps: 0,
         }
     }
 
@@ -159,7 +179,12 @@ impl<'m> Scheduler<'m> {
                 continue;
             }
             self.make_room_to_grow();
-            if !self.fill(&mut batch) {
+            let Some(group) = self.fill(&mut batch) else {
+                continue;
+            };
+            if let Err(e) = self.apply(group) {
+                self.clear_rows();
+                self.fail_running(&format!("llama.cpp could not apply the LoRA adapters: {e}"));
                 continue;
             }
             match self.ctx.decode(&mut batch) {
@@ -191,6 +216,7 @@ impl<'m> Scheduler<'m> {
             utf8: Vec::new(),
             row: None,
             told_to_wait: false,
+            stepped: 0,
         });
     }
 
@@ -254,14 +280,17 @@ impl<'m> Scheduler<'m> {
     /// Where a prompt's KV can come from: the sequence (parked or running)
     /// sharing its longest computed prefix, and whether a running sequence
     /// is still computing a longer shared prefix (worth a step's wait).
-    fn source(&self, prompt: &[u32]) -> (Option<(i32, usize)>, bool) {
+    fn source(&self, prompt: &[u32], adapters: &AdapterSet) -> (Option<(i32, usize)>, bool) {
         // The last prompt token is always computed again, for its logits.
         let cap = prompt.len().saturating_sub(1);
+        // KV computed under other adapters is not this prompt's.
+        let same = |r: &&Running| &r.job.adapters == adapters;
         let parked = self
             .parked
             .iter()
+            .filter(|p| &p.adapters == adapters)
             .map(|p| (p.seq, common_prefix(&p.tokens, prompt).min(cap)));
-        let running = self.running.iter().map(|r| {
+        let running = self.running.iter().filter(same).map(|r| {
             (
                 r.seq,
                 common_prefix(&r.tokens, prompt).min(cap).min(r.n_past),
@@ -273,7 +302,7 @@ impl<'m> Scheduler<'m> {
             .max_by_key(|&(_, n)| n);
         let have = best.map_or(0, |b| b.1);
         // n > 1 choices, or the same prompt sent twice at once: compute it once.
-        let coming = self.running.iter().any(|r| {
+        let coming = self.running.iter().filter(same).any(|r| {
             let shared = common_prefix(&r.tokens, prompt).min(cap);
             shared > r.n_past && shared >= have + SHARE_MIN
         });
@@ -289,7 +318,7 @@ impl<'m> Scheduler<'m> {
             let Some(mut next) = self.waiting.pop_front() else {
                 return;
             };
-            let (best, coming) = self.source(&next.tokens);
+            let (best, coming) = self.source(&next.tokens, &next.job.adapters);
             if coming {
                 self.waiting.push_front(next);
                 return;
@@ -387,17 +416,33 @@ impl<'m> Scheduler<'m> {
         true
     }
 
-    /// Adds this step's tokens: decoding sequences first, then prompt chunks.
-    fn fill(&mut self, batch: &mut LlamaBatch) -> bool {
+    /// Adds this step's tokens: decoding sequences first, then prompt
+    /// chunks, of one adapter set; returns that set, or none when nothing
+    /// was added.
+    fn fill(&mut self, batch: &mut LlamaBatch) -> Option<AdapterSet> {
         batch.clear();
+        self.steps += 1;
+        let group = self
+            .running
+            .iter()
+            .filter(|r| r.tokens.len() > r.n_past)
+            .min_by_key(|r| r.stepped)?
+            .job
+            .adapters
+            .clone();
         let mut budget = self.limits.batch.max(self.running.len());
         let mut added = false;
         for prefill in [false, true] {
             for r in &mut self.running {
                 let pending = r.tokens.len() - r.n_past;
-                if pending == 0 || (pending > 1) != prefill || budget == 0 {
+                if pending == 0
+                    || (pending > 1) != prefill
+                    || budget == 0
+                    || r.job.adapters != group
+                {
                     continue;
                 }
+                r.stepped = self.steps;
                 let take = pending.min(budget);
                 for k in 0..take {
                     let pos = r.n_past + k;
@@ -417,7 +462,23 @@ impl<'m> Scheduler<'m> {
                 added = true;
             }
         }
-        added
+        added.then_some(group)
+    }
+
+    /// Gives the context `set`'s adapters (llama.cpp keeps an unchanged set).
+    fn apply(&mut self, set: AdapterSet) -> Result<(), String> {
+        if set == self.applied {
+            return Ok(());
+        }
+        let pairs: Vec<(&LlamaLoraAdapter, f32)> = set
+            .iter()
+            .filter_map(|&(i, scale)| Some((self.adapters.get(i)?, scale)))
+            .collect();
+        self.ctx
+            .set_lora_adapters(&pairs)
+            .map_err(|e| e.to_string())?;
+        self.applied = set;
+        Ok(())
     }
 
     fn clear_rows(&mut self) {
@@ -495,6 +556,7 @@ impl<'m> Scheduler<'m> {
             seq: r.seq,
             tokens,
             used: Instant::now(),
+            adapters: r.job.adapters,
         });
         while self.parked.len() > self.limits.parked
             || self.parked_bytes() > self.limits.parked_bytes

@@ -26,6 +26,7 @@ mod load;
 mod logits;
 mod logprobs;
 
+use crate::adapters;
 use crate::backend::{check_ids, ChatStream, CompletionStream, Engine, ModelInfo};
 use crate::gauge::SequencePermit;
 use crate::options::{Delimiters, EngineOptions};
@@ -110,6 +111,12 @@ impl MistralEngine {
         anyhow::ensure!(
             !opts.thinking.open.trim().is_empty() && !opts.thinking.close.trim().is_empty(),
             "model.thinking.open and model.thinking.close must not be empty"
+        );
+        // mistral.rs 0.8.1 merges LoRA weights into the base when loading
+        // and cannot switch them per request.
+        anyhow::ensure!(
+            opts.adapters.is_empty(),
+            "LoRA adapters are served on the llama.cpp runtime (GGUF adapters); mistral.rs merges adapters into the model at load and cannot select them per request"
         );
         let loaded = load::load(opts).await?;
         Ok(Self {
@@ -277,6 +284,7 @@ impl Engine for MistralEngine {
     }
 
     async fn chat(&self, req: ChatRequest) -> ApiResult<ChatStream> {
+        adapters::select(&[], req.adapters.as_deref())?;
         let wants_logprobs = req.logprobs == Some(true);
         let messages = convert::messages(&req.messages);
         let tools = convert::request_tools(&req);
@@ -358,6 +366,7 @@ impl Engine for MistralEngine {
     async fn complete(&self, req: CompletionRequest) -> ApiResult<CompletionStream> {
         let n = req.n.unwrap_or(1);
         prep::check_best_of(&req)?;
+        adapters::select(&[], req.adapters.as_deref())?;
         let bias = convert::logit_bias(req.logit_bias.as_ref(), self.vocab_size)?;
         let limit = req.completion_limit()?;
         let own = OwnSampling::plan(req.seed, req.temperature, req.logprobs.is_some());

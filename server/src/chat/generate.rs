@@ -155,6 +155,10 @@ pub async fn on_model(
     load: Load,
     stages: Stages,
 ) -> ApiResult<ChatResponse> {
+    // The adapters a name gives go to the field; an adapter the model
+    // lacks is refused before anything loads.
+    request.adapters = registry.adapters(request.model.as_deref(), request.adapters.take());
+    ferrite_engine::adapters::select(&spec.options.adapters, request.adapters.as_deref())?;
     // One name per model, so that the cache sees one request.
     request.model = Some(spec.id.clone());
     let origin = Origin::Request { ttl: request.ttl };
@@ -229,7 +233,7 @@ pub async fn complete(
     tenant: &str,
     request: Valid<CompletionRequest>,
 ) -> ApiResult<(Vec<(String, String)>, CompletionStream)> {
-    let request = request.0;
+    let mut request = request.0;
     let lease = model(
         state,
         request.model.as_deref(),
@@ -238,6 +242,9 @@ pub async fn complete(
     )
     .await?;
     tracing::Span::current().record("model", lease.id());
+    request.adapters = state
+        .registry
+        .adapters(request.model.as_deref(), request.adapters.take());
     let mut admission = match &lease.pipeline.budgets {
         Some(budgets) => {
             let (prompt, completion) = budgets.completion_reservation(&request).await;

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ferrite_engine::{default_id, Delimiters, EngineOptions, IsqChoice, ModelFormat, Runtime};
+use ferrite_engine::{
+    default_id, AdapterOptions, Delimiters, EngineOptions, IsqChoice, ModelFormat, Runtime,
+};
 use ferrite_openapi::models::{ModelKind, ModelMeta};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -69,6 +71,9 @@ pub struct ModelEntry {
     /// Idle seconds before it unloads, whoever loaded it; 0 = never.
     #[serde(default)]
     pub ttl_secs: Option<u64>,
+    /// LoRA adapters served with it (GGUF adapters, llama.cpp runtime).
+    #[serde(default)]
+    pub adapters: Vec<AdapterOptions>,
 }
 
 /// One loadable model.
@@ -96,6 +101,10 @@ impl Spec {
 
     pub fn answers_to(&self, name: &str) -> bool {
         name.eq_ignore_ascii_case(&self.id) || self.aliases.iter().any(|a| a == name)
+    }
+
+    pub fn has_adapter(&self, id: &str) -> bool {
+        self.options.adapters.iter().any(|a| a.id == id)
     }
 
     /// What the header says, before loading (read on first use: it may
@@ -194,6 +203,7 @@ impl RegistryConfig {
             let mut options = startup.clone();
             options.path = path.clone();
             options.id = None;
+            options.adapters.clear();
             push(startup_spec(&options), false);
         }
         for entry in &self.models {
@@ -205,6 +215,7 @@ impl RegistryConfig {
                     let mut options = startup.clone();
                     options.path = path;
                     options.id = None;
+                    options.adapters.clear();
                     let id = default_id(&options.path);
                     let mut aliases = vec![rel.clone()];
                     if let Some((repo, _)) = rel.rsplit_once('/') {
@@ -218,12 +229,17 @@ impl RegistryConfig {
     }
 
     /// Config mistakes that should stop the server at startup.
-    pub fn check(&self) -> anyhow::Result<()> {
+    pub fn check(&self, startup: &EngineOptions) -> anyhow::Result<()> {
+        check_adapters("model", startup)?;
         for e in &self.models {
             anyhow::ensure!(
                 !e.id.trim().is_empty(),
                 "registry.models: an entry has no id"
             );
+            check_adapters(
+                &format!("registry.models `{}`", e.id),
+                &entry_spec(e, startup).options,
+            )?;
             if let Some(format) = e.format {
                 let gguf = e.path.extension().is_some_and(|x| x == "gguf");
                 anyhow::ensure!(
@@ -236,6 +252,37 @@ impl RegistryConfig {
         }
         Ok(())
     }
+}
+
+/// Adapter ids are named in `base@a,b`, so they are distinct and plain;
+/// and only llama.cpp switches adapters per request.
+fn check_adapters(owner: &str, options: &EngineOptions) -> anyhow::Result<()> {
+    let adapters = &options.adapters;
+    let gguf = options.path.extension().is_some_and(|x| x == "gguf");
+    anyhow::ensure!(
+        adapters.is_empty() || (gguf && options.runtime != Runtime::MistralRs),
+        "{owner}: LoRA adapters are served with GGUF models on the llama.cpp runtime (mistral.rs merges adapters at load and cannot switch them per request)"
+    );
+    for (i, a) in adapters.iter().enumerate() {
+        anyhow::ensure!(
+            !a.id.trim().is_empty() && !a.id.contains(['@', ',']),
+            "{owner}: adapter id `{}` must be non-empty, without `@` or `,`",
+            a.id
+        );
+        anyhow::ensure!(
+            adapters[..i].iter().all(|b| b.id != a.id),
+            "{owner}: adapter id `{}` is used twice",
+            a.id
+        );
+        anyhow::ensure!(
+            a.scale.is_finite() && a.scale.abs() <= ferrite_openapi::adapters::MAX_SCALE,
+            "{owner}: adapter `{}` has scale {}, outside ±{}",
+            a.id,
+            a.scale,
+            ferrite_openapi::adapters::MAX_SCALE
+        );
+    }
+    Ok(())
 }
 
 pub fn startup_spec(opts: &EngineOptions) -> Spec {
@@ -256,6 +303,7 @@ fn entry_spec(e: &ModelEntry, defaults: &EngineOptions) -> Spec {
     options.runtime = e.runtime.unwrap_or(defaults.runtime);
     options.context_length = e.context_length.or(defaults.context_length);
     options.max_tokens = e.max_tokens.or(defaults.max_tokens);
+    options.adapters = e.adapters.clone();
     if let Some(t) = &e.thinking {
         options.thinking = t.clone();
     }
@@ -335,6 +383,7 @@ mod tests {
                 thinking: None,
                 max_tokens: None,
                 ttl_secs: Some(0),
+                adapters: vec![],
             }],
             ..RegistryConfig::default()
         };
@@ -351,5 +400,32 @@ mod tests {
         assert!(specs[2].answers_to("lmstudio-community/SmolLM2-GGUF"));
         assert!(specs[2].answers_to("lmstudio-community/SmolLM2-GGUF/SmolLM2.Q8_0.gguf"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn adapters_must_be_nameable_and_on_llama_cpp() {
+        let adapter = |id: &str| AdapterOptions {
+            id: id.into(),
+            path: "a.gguf".into(),
+            scale: 1.0,
+        };
+        let options = |path: &str, adapters| EngineOptions {
+            path: path.into(),
+            adapters,
+            ..EngineOptions::default()
+        };
+        assert!(check_adapters("m", &options("m.gguf", vec![adapter("a"), adapter("b")])).is_ok());
+        for bad in [
+            options("m.gguf", vec![adapter("a"), adapter("a")]),
+            options("m.gguf", vec![adapter("a@b")]),
+            options("m.gguf", vec![adapter("")]),
+            options("hf-folder", vec![adapter("a")]),
+            EngineOptions {
+                runtime: Runtime::MistralRs,
+                ..options("m.gguf", vec![adapter("a")])
+            },
+        ] {
+            assert!(check_adapters("m", &bad).is_err(), "{:?}", bad.adapters);
+        }
     }
 }

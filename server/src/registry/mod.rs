@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ferrite_engine::Engine;
+use ferrite_openapi::adapters::{self, AdapterChoice};
 use ferrite_openapi::models::{ModelKind, ModelMeta};
 use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -175,7 +176,7 @@ fn load_failed(id: &str, e: &anyhow::Error) -> ApiError {
 
 impl Registry {
     pub fn new(config: Arc<Config>, build: Builder) -> anyhow::Result<Arc<Self>> {
-        config.registry.check()?;
+        config.registry.check(&config.model)?;
         let specs = config.registry.specs(&config.model, &[]);
         Ok(Arc::new(Self {
             config,
@@ -226,23 +227,65 @@ impl Registry {
             .cloned()
     }
 
+    /// A name with a versioned alias's current model in its place.
+    fn unaliased(&self, name: &str) -> String {
+        let aliases = self.aliases.read();
+        aliases.get(name).map_or(name, String::as_str).to_string()
+    }
+
     /// The model a request names; none selects the most recently used
     /// loaded model, else the startup model (as LM Studio does).
+    /// `base@a,b` is the base model, which must have those LoRA adapters.
     pub async fn resolve(self: &Arc<Self>, name: Option<&str>) -> ApiResult<Arc<Spec>> {
-        let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+        let Some(asked) = name.map(str::trim).filter(|n| !n.is_empty()) else {
             return self.default_spec(ModelKind::Llm).await;
         };
-        let aliased = self.aliases.read().get(name).cloned();
-        let name = aliased.as_deref().unwrap_or(name);
-        if let Some(spec) = self.known(name) {
+        let name = self.unaliased(asked);
+        if let Some(spec) = self.known(&name) {
             return Ok(spec);
         }
-        // A model dropped into the directory since the last scan.
-        self.specs()
-            .await
+        let (base, adapters) = adapters::split_name(&name);
+        let found = match self.known(base) {
+            Some(spec) => Some(spec),
+            // A model dropped into the directory since the last scan.
+            None => self.specs().await.into_iter().find(|s| s.answers_to(base)),
+        };
+        match found {
+            Some(spec) if adapters.iter().all(|a| spec.has_adapter(&a.id)) => Ok(spec),
+            _ => Err(ApiError::model_not_found(&name)),
+        }
+    }
+
+    /// The adapters a request runs with: those its model's name gives
+    /// (`base@a,b`, also through an alias), then its `adapters` field.
+    pub fn adapters(
+        &self,
+        name: Option<&str>,
+        field: Option<Vec<AdapterChoice>>,
+    ) -> Option<Vec<AdapterChoice>> {
+        let name = self.unaliased(name.map(str::trim).unwrap_or_default());
+        let named = match self.known(&name) {
+            Some(_) => Vec::new(),
+            None => adapters::split_name(&name).1,
+        };
+        Some(adapters::merge(named, field)).filter(|all| !all.is_empty())
+    }
+
+    /// The model `name` runs, and its canonical name: the model's id with
+    /// the adapters the name gives (`id@a,b`).
+    pub async fn canonical(self: &Arc<Self>, name: &str) -> ApiResult<(Arc<Spec>, String)> {
+        let spec = self.resolve(Some(name)).await?;
+        let ids: Vec<String> = self
+            .adapters(Some(name), None)
+            .unwrap_or_default()
             .into_iter()
-            .find(|s| s.answers_to(name))
-            .ok_or_else(|| ApiError::model_not_found(name))
+            .map(|a| a.id)
+            .collect();
+        let canonical = match ids.is_empty() {
+            true => spec.id.clone(),
+            false => format!("{}@{}", spec.id, ids.join(",")),
+        };
+        Ok((spec, canonical))
     }
 
     /// The same, for a use that needs a model of `kind`: a chat model asked

@@ -143,12 +143,7 @@ pub async fn evaluate(state: &AppState, name: &str, req: EvaluateRequest) -> Api
     let versions = &state.versions;
     let threshold = versions.config(name)?.threshold;
     check_items(&req.items)?;
-    let candidate = state
-        .registry
-        .resolve(Some(&req.candidate))
-        .await?
-        .id
-        .clone();
+    let (_, candidate) = state.registry.canonical(&req.candidate).await?;
     let before = versions.state(name).await?;
     let current_model = before
         .current()

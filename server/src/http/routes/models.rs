@@ -1,5 +1,6 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`: every model the server can
-//! load (its `meta.state` says whether it is), and the router models.
+//! load (its `meta.state` says whether it is), each LoRA adapter as a model
+//! of its own (`base@adapter`, with `parent`), and the router models.
 
 use axum::extract::{Path, State};
 use axum::Json;
@@ -26,8 +27,21 @@ fn object(state: &AppState, spec: &Spec) -> ModelObject {
         object: "model".into(),
         created: created(spec),
         owned_by: "ferrite".into(),
+        parent: None,
         meta: state.registry.meta(spec),
     }
+}
+
+/// The model and its adapters, each as `base@adapter`.
+fn objects(state: &AppState, spec: &Spec) -> Vec<ModelObject> {
+    let base = object(state, spec);
+    let mut all = vec![base.clone()];
+    all.extend(spec.options.adapters.iter().map(|a| ModelObject {
+        id: format!("{}@{}", spec.id, a.id),
+        parent: Some(spec.id.clone()),
+        ..base.clone()
+    }));
+    all
 }
 
 fn router(r: &ExpertRouter) -> ModelObject {
@@ -36,6 +50,7 @@ fn router(r: &ExpertRouter) -> ModelObject {
         object: "model".into(),
         created: 0,
         owned_by: "ferrite-router".into(),
+        parent: None,
         meta: None,
     }
 }
@@ -49,7 +64,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiE
         .specs()
         .await
         .iter()
-        .map(|s| object(&state, s))
+        .flat_map(|s| objects(&state, s))
         .collect();
     data.extend(state.experts.all().iter().map(router));
     Ok(Json(ModelList {
@@ -69,6 +84,10 @@ pub async fn get(
     if let Some(r) = state.experts.get(Some(&id)) {
         return Ok(Json(router(r)));
     }
-    let spec = state.registry.resolve(Some(&id)).await?;
-    Ok(Json(object(&state, &spec)))
+    let (spec, name) = state.registry.canonical(&id).await?;
+    let mut model = object(&state, &spec);
+    if name != spec.id {
+        model.parent = Some(std::mem::replace(&mut model.id, name));
+    }
+    Ok(Json(model))
 }
