@@ -296,14 +296,15 @@ impl MemoryStore for PostgresStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<Memory>, StoreError> {
+        let (cmp, order, after) = filter.direction(after);
         let sql = format!(
             "SELECT {COLUMNS} FROM memories \
-             WHERE tenant = $1 AND id > $2 \
+             WHERE tenant = $1 AND id {cmp} $2 \
              AND ($3::FLOAT8 IS NULL OR feedback >= $3) \
              AND ($4::BIGINT IS NULL OR created_at >= $4) \
              AND ($5::BIGINT IS NULL OR created_at < $5) \
              AND ($6::TEXT IS NULL OR conversation = $6) \
-             ORDER BY id LIMIT $7"
+             ORDER BY id {order} LIMIT $7"
         );
         let rows = sqlx::query(&sql)
             .bind(tenant)

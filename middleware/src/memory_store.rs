@@ -52,6 +52,20 @@ pub struct ExportFilter {
     /// Unix seconds: created before.
     pub until: Option<i64>,
     pub conversation: Option<String>,
+    /// Newest first: a page then lies below the id `after` (0: from the
+    /// newest), so the latest N exchanges are one query.
+    pub newest_first: bool,
+}
+
+impl ExportFilter {
+    /// The id comparison, sort order and cursor of a page after `after`.
+    pub(crate) fn direction(&self, after: i64) -> (&'static str, &'static str, i64) {
+        match (self.newest_first, after) {
+            (true, 0) => ("<", "DESC", i64::MAX),
+            (true, _) => ("<", "DESC", after),
+            (false, _) => (">", "ASC", after),
+        }
+    }
 }
 
 /// Every method is confined to one tenant: no call can reach another's rows.
@@ -487,15 +501,16 @@ impl MemoryStore for SqliteStore {
     ) -> Result<Vec<Memory>, StoreError> {
         let tenant = tenant.to_string();
         let f = filter.clone();
+        let (cmp, order, after) = f.direction(after);
         self.run(move |conn| {
             let sql = format!(
                 "SELECT {COLUMNS} FROM memories m \
-                 WHERE m.tenant = ?1 AND m.id > ?2 \
+                 WHERE m.tenant = ?1 AND m.id {cmp} ?2 \
                  AND (?3 IS NULL OR m.feedback >= ?3) \
                  AND (?4 IS NULL OR m.created_at >= ?4) \
                  AND (?5 IS NULL OR m.created_at < ?5) \
                  AND (?6 IS NULL OR m.conversation = ?6) \
-                 ORDER BY m.id LIMIT ?7"
+                 ORDER BY m.id {order} LIMIT ?7"
             );
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(
@@ -602,6 +617,14 @@ pub(crate) mod conformance {
             .await
             .unwrap()
             .is_empty());
+        let newest = ExportFilter {
+            newest_first: true,
+            ..ExportFilter::default()
+        };
+        let latest = s.export_page(a, &newest, 0, 1).await.unwrap();
+        assert_eq!(latest.iter().map(|m| m.id).collect::<Vec<_>>(), [poor]);
+        let before = s.export_page(a, &newest, poor, 10).await.unwrap();
+        assert_eq!(before.iter().map(|m| m.id).collect::<Vec<_>>(), [good]);
     }
 
     /// With embeddings (made-up 2-d ones here), a memory sharing no word

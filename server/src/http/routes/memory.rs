@@ -226,6 +226,7 @@ pub async fn export(
         since: unix_time("since", p.since.as_deref())?,
         until: unix_time("until", p.until.as_deref())?,
         conversation: p.conversation,
+        ..ExportFilter::default()
     };
     let lines = memory_export::jsonl(store, caller.tenant, filter, p.dedupe.unwrap_or(true));
     Ok((

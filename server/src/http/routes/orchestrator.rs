@@ -7,7 +7,6 @@
 //! the system prompt, the context documents and the message's `context`.
 //! The paths move with the prefix, so they are not in the OpenAPI document.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -142,8 +141,8 @@ impl Orchestrator {
         }
     }
 
-    /// The tenant's conversation, oldest first; only the last `keep` when
-    /// given (read a page at a time either way).
+    /// The tenant's conversation, oldest first: only the last `keep` when
+    /// given (one newest-first query), else all of it a page at a time.
     async fn exchanges(
         &self,
         state: &AppState,
@@ -152,17 +151,24 @@ impl Orchestrator {
     ) -> ApiResult<Vec<Memory>> {
         let store = store(state)?.clone();
         let failed = |e| ApiError::unavailable(format!("The conversation store failed: {e}."));
-        let mut pages = memory_export::pages(store, tenant.to_string(), self.filter());
-        let mut kept = VecDeque::new();
-        while let Some(page) = pages.next().await {
-            for m in page.map_err(failed)? {
-                kept.push_back(m);
-                if keep.is_some_and(|n| kept.len() > n) {
-                    kept.pop_front();
-                }
-            }
+        if let Some(n) = keep {
+            let latest = ExportFilter {
+                newest_first: true,
+                ..self.filter()
+            };
+            let mut kept = store
+                .export_page(tenant, &latest, 0, n)
+                .await
+                .map_err(failed)?;
+            kept.reverse();
+            return Ok(kept);
         }
-        Ok(kept.into())
+        let mut pages = memory_export::pages(store, tenant.to_string(), self.filter());
+        let mut all = Vec::new();
+        while let Some(page) = pages.next().await {
+            all.extend(page.map_err(failed)?);
+        }
+        Ok(all)
     }
 
     /// The chat request for `message`: system prompt, documents and
