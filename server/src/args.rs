@@ -106,6 +106,10 @@ pub struct ServeArgs {
     /// Idle seconds before a just-in-time loaded model unloads (0 = never).
     #[arg(long)]
     pub ttl: Option<u64>,
+    /// A GGUF LoRA adapter served with the model, as llama-server's
+    /// `--lora` (repeatable; its id is the file's name, as in `model@id`).
+    #[arg(long = "lora", value_name = "PATH")]
+    pub loras: Vec<PathBuf>,
     /// Require this bearer token on /v1 routes (tenant `default`).
     #[arg(long, env = "FERRITE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -122,6 +126,14 @@ impl ServeArgs {
             Err(_) => r,
         });
         let cors = (!self.cors_origins.is_empty()).then(|| json!(self.cors_origins));
+        let loras = (!self.loras.is_empty()).then(|| {
+            let adapters: Vec<Value> = self
+                .loras
+                .iter()
+                .map(|p| json!({"id": ferrite_engine::default_id(p), "path": p}))
+                .collect();
+            Value::Array(adapters)
+        });
         // (section, key, value); "" is the top level.
         let given = [
             ("", "host", self.host.clone().map(Value::from)),
@@ -144,6 +156,7 @@ impl ServeArgs {
                 self.kv_cache_type.clone().map(Value::from),
             ),
             ("model", "gpu_layers", self.gpu_layers.map(Value::from)),
+            ("model", "adapters", loras),
             ("model", "max_seqs", self.max_seqs.map(Value::from)),
             ("model", "prefix_cache", self.prefix_cache.map(Value::from)),
             (

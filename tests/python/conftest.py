@@ -28,8 +28,9 @@ def _free_port() -> int:
     raise RuntimeError("no free port between 12000 and 32000")
 
 
-def _serve(extra_env=None):
-    """Starts ferrite (default config plus `extra_env`); yields its /v1 URL."""
+def _serve(extra_env=None, args=()):
+    """Starts ferrite (default config plus `extra_env` and flags `args`);
+    yields its /v1 URL."""
     binary = os.environ.get("FERRITE_BIN", str(ROOT / "target/release/ferrite"))
     model = os.environ.get("FERRITE_TEST_MODEL", str(ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     port = _free_port()
@@ -45,7 +46,7 @@ def _serve(extra_env=None):
     # pipe would block the server's next log line.
     log = tempfile.TemporaryFile(prefix="ferrite-pytest-log-")
     proc = subprocess.Popen(
-        [binary, "serve", "--model", model, "--port", str(port)],
+        [binary, "serve", "--model", model, "--port", str(port), *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log,

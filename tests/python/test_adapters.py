@@ -206,6 +206,18 @@ def test_an_adapter_llama_cpp_cannot_run_fails_the_load_not_the_server(client):
     assert answer(client, "smol-lora@style")
 
 
+def test_the_lora_flag_serves_adapters_with_the_startup_model(tmp_path):
+    # As llama-server's --lora: the id is the file's name.
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts/make-lora.py"), MODEL, str(tmp_path / "terse.gguf"), "--seed", "3"],
+        check=True,
+    )
+    for url in _serve({"FERRITE_CACHE__ENABLED": "false"}, ["--lora", str(tmp_path / "terse.gguf")]):
+        c = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+        assert c.models.retrieve("smollm2-135m-instruct@terse").model_extra["parent"] == "smollm2-135m-instruct"
+        assert answer(c, "smollm2-135m-instruct@terse") != answer(c, "smollm2-135m-instruct")
+
+
 def test_adapters_on_mistral_rs_stop_the_server_at_startup(tmp_path):
     folder = os.environ.get("FERRITE_TEST_SAFETENSORS", str(ROOT / "models/smollm2-135m-hf"))
     config = tmp_path / "ferrite.toml"
