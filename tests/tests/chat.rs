@@ -164,6 +164,37 @@ async fn stop_sequences_end_the_answer_before_the_stop() {
     assert_eq!(b["choices"][0]["message"]["content"], cut);
 }
 
+/// JSON whitespace is bounded as llama.cpp's grammars bound it, on both
+/// runtimes: a model pushed hard towards spaces and newlines still has to
+/// finish the value instead of spending its budget on indentation.
+#[tokio::test]
+async fn json_whitespace_is_bounded() {
+    let mut bias = serde_json::Map::new();
+    for ws in ["\n", " ", "\n\n", "  "] {
+        let (_, v) = post(&url("/tokenize"), &json!({"content": ws})).await;
+        for id in v["tokens"].as_array().unwrap() {
+            bias.insert(id.to_string(), json!(100));
+        }
+    }
+    let schema = json!({"type": "object", "properties": {"ok": {"type": "boolean"}},
+                        "required": ["ok"], "additionalProperties": false});
+    let (status, body) = post(
+        &url("/v1/chat/completions"),
+        &chat(
+            "Is water wet? Answer as JSON.",
+            json!({"max_tokens": 200, "temperature": 0, "logit_bias": bias,
+                   "response_format": {"type": "json_schema",
+                       "json_schema": {"name": "answer", "schema": schema}}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let content = body["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(body["choices"][0]["finish_reason"], "stop", "{content:?}");
+    let v: Value = serde_json::from_str(content).unwrap_or_else(|e| panic!("{e}: {content:?}"));
+    assert!(v["ok"].is_boolean(), "{content:?}");
+}
+
 #[tokio::test]
 async fn json_schema_output_parses_and_matches_the_schema() {
     let schema = json!({

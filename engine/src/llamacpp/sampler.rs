@@ -94,8 +94,8 @@ impl Sampler {
             }
         }
         if let Some(g) = &mut self.grammar {
-            // A token the grammar refuses (a thinking budget's forced text)
-            // leaves the grammar as it was.
+            // Only a steered token could be refused, and thinking budgets are
+            // refused with grammars before a request gets here.
             let _ = g.try_accept(LlamaToken(token as i32));
         }
         *self.counts.entry(token).or_default() += 1;

@@ -145,6 +145,23 @@ pub fn constraint(
     }
 }
 
+/// llguidance lets JSON whitespace run on without end, and a small model
+/// sampling at temperature 1 can spend its whole budget there; bound it as
+/// llama.cpp's schema grammars do (a space, or one or two newlines and up to
+/// 20 indents). A schema's own `x-guidance` options win.
+pub fn bounded_whitespace(constraint: Constraint) -> Constraint {
+    match constraint {
+        Constraint::JsonSchema(mut schema) => {
+            if let Some(obj) = schema.as_object_mut() {
+                obj.entry("x-guidance")
+                    .or_insert_with(|| json!({"whitespace_pattern": r"[ ]|\n{1,2}[ \t]{0,20}"}));
+            }
+            Constraint::JsonSchema(schema)
+        }
+        other => other,
+    }
+}
+
 /// Parses `logit_bias` keys (validated as ids earlier) and bounds them by the vocabulary.
 pub fn logit_bias(
     bias: Option<&std::collections::BTreeMap<String, f32>>,
@@ -190,6 +207,10 @@ mod tests {
         let g = grammar.unwrap();
         assert_eq!(g["properties"]["name"]["const"], "get_weather");
         assert!(constraint(Some(&ResponseFormat::JsonObject), Some(g.clone())).is_err());
+        let Constraint::JsonSchema(bounded) = bounded_whitespace(Constraint::JsonSchema(g)) else {
+            panic!("still a schema");
+        };
+        assert!(bounded["x-guidance"]["whitespace_pattern"].is_string());
     }
 
     #[test]

@@ -289,7 +289,8 @@ impl Engine for MistralEngine {
         let messages = convert::messages(&req.messages);
         let tools = convert::request_tools(&req);
         let (tool_choice, forced) = convert::tool_choice(&req);
-        let constraint = convert::constraint(req.response_format.as_ref(), forced)?;
+        let constraint =
+            convert::bounded_whitespace(convert::constraint(req.response_format.as_ref(), forced)?);
         let bias = convert::logit_bias(req.logit_bias.as_ref(), self.vocab_size)?;
 
         let thinking = match req.thinking.as_ref().filter(|t| t.thinks()) {
