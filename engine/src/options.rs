@@ -172,9 +172,14 @@ pub struct EngineOptions {
     pub gpu_layers: Option<u32>,
     /// LoRA adapters loaded with the model; requests select them by id.
     pub adapters: Vec<AdapterOptions>,
+    /// mistral.rs: merge every adapter into the weights as they load (a
+    /// model of its own per adapter set); set by the registry, not config.
+    #[serde(skip)]
+    pub merge_adapters: bool,
 }
 
-/// A LoRA adapter file served with a model (a GGUF LoRA on llama.cpp).
+/// A LoRA adapter served with a model: a GGUF LoRA file on llama.cpp, a
+/// PEFT folder (`adapter_config.json`, `adapter_model.safetensors`) on mistral.rs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdapterOptions {
@@ -230,6 +235,7 @@ impl Default for EngineOptions {
             kv_cache_type: KvType::F16,
             gpu_layers: None,
             adapters: Vec::new(),
+            merge_adapters: false,
         }
     }
 }

@@ -61,7 +61,7 @@ pub async fn load(opts: &EngineOptions) -> anyhow::Result<Arc<dyn Engine>> {
         );
     }
     if !opts.adapters.is_empty() {
-        // Only llama.cpp serves adapters: its error is the one to report.
+        // Adapters are of one runtime's kind: no fallback to the other.
         return load_on(first, opts).await;
     }
     let mut tried = vec![first];

@@ -106,8 +106,9 @@ pub struct ServeArgs {
     /// Idle seconds before a just-in-time loaded model unloads (0 = never).
     #[arg(long)]
     pub ttl: Option<u64>,
-    /// A GGUF LoRA adapter served with the model, as llama-server's
-    /// `--lora` (repeatable; its id is the file's name, as in `model@id`).
+    /// A LoRA adapter served with the model, as llama-server's `--lora`: a
+    /// GGUF LoRA file, or a PEFT folder for a safetensors model (repeatable;
+    /// its id is the file's name, as in `model@id`).
     #[arg(long = "lora", value_name = "PATH")]
     pub loras: Vec<PathBuf>,
     /// Require this bearer token on /v1 routes (tenant `default`).

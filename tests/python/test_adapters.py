@@ -1,4 +1,5 @@
-"""LoRA adapters on the llama.cpp runtime, through the official openai client.
+"""LoRA adapters through the official openai client: GGUF adapters switched
+per request on llama.cpp, PEFT adapters merged as a model loads on mistral.rs.
 
 The adapters are made for the test by scripts/make-lora.py (rank 8, fixed
 seeded weights, F16) for the default model, and served with it from a
@@ -11,12 +12,14 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
+import anthropic
 import gguf
 import numpy as np
 import openai
 import pytest
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 
 from conftest import ROOT, _serve
 
@@ -218,24 +221,115 @@ def test_the_lora_flag_serves_adapters_with_the_startup_model(tmp_path):
         assert answer(c, "smollm2-135m-instruct@terse") != answer(c, "smollm2-135m-instruct")
 
 
-def test_adapters_on_mistral_rs_stop_the_server_at_startup(tmp_path):
-    folder = os.environ.get("FERRITE_TEST_SAFETENSORS", str(ROOT / "models/smollm2-135m-hf"))
-    config = tmp_path / "ferrite.toml"
-    config.write_text(
-        f'[[registry.models]]\nid = "hf"\npath = "{folder}"\n'
-        f'adapters = [{{ id = "a", path = "{tmp_path / "a.gguf"}" }}]\n'
+HF = os.environ.get("FERRITE_TEST_SAFETENSORS", str(ROOT / "models/smollm2-135m-hf"))
+
+
+def merged_copy(peft, out):
+    """The HF model with the PEFT adapter added to its weights by numpy:
+    what mistral.rs should compute as it loads."""
+    out.mkdir()
+    for f in os.listdir(HF):
+        if not f.endswith(".safetensors"):
+            (out / f).write_bytes((Path(HF) / f).read_bytes())
+    weights = load_file(str(Path(HF) / "model.safetensors"))
+    lora = load_file(str(peft / "adapter_model.safetensors"))
+    config = json.loads((peft / "adapter_config.json").read_text())
+    scale = config["lora_alpha"] / config["r"]
+    for name, a in lora.items():
+        if ".lora_A." not in name:
+            continue
+        b = lora[name.replace(".lora_A.", ".lora_B.")]
+        target = name.removeprefix("base_model.model.").replace(".lora_A.weight", ".weight")
+        weights[target] = weights[target].astype(np.float32) + (b @ a) * scale
+    save_file(weights, str(out / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def hf_client(tmp_path_factory):
+    d = tmp_path_factory.mktemp("peft")
+    make = [sys.executable, str(ROOT / "scripts/make-lora.py"), MODEL]
+    subprocess.run(
+        make + [str(d / "style.gguf"), "--seed", "1", "--targets", "attn_q,attn_k,attn_v,ffn_down"],
+        check=True,
     )
+    as_peft(d / "style.gguf", d / "peft")
+    merged_copy(d / "peft", d / "merged")
+    (d / "empty").mkdir()
+    config = d / "ferrite.toml"
+    config.write_text(
+        "[cache]\nenabled = false\n"
+        "[registry]\nscan = false\nmax_loaded_models = 2\n"
+        f'[[registry.models]]\nid = "hf"\npath = "{HF}"\nisq = "none"\n'
+        f'adapters = [{{ id = "style", path = "{d / "peft"}" }},'
+        f' {{ id = "broken", path = "{d / "empty"}" }}]\n'
+        f'[[registry.models]]\nid = "merged"\npath = "{d / "merged"}"\nisq = "none"\n'
+    )
+    for url in _serve({"FERRITE_CONFIG": str(config)}):
+        yield openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+
+
+def test_mistral_rs_merges_a_peft_adapter_into_its_own_model(hf_client):
+    c = hf_client
+    base, styled = answer(c, "hf"), answer(c, "hf@style")
+    assert styled != base
+    # The same numbers as adding the adapter to the weights by hand.
+    assert styled == answer(c, "merged")
+    r = c.chat.completions.create(
+        model="hf", messages=QUESTION, temperature=0, max_tokens=24, extra_body={"adapters": ["style"]}
+    )
+    assert (r.model, r.choices[0].message.content) == ("hf@style", styled)
+    assert answer(c, "hf", adapters=[{"id": "style", "scale": 0}]) == base
+    assert c.models.retrieve("hf@style").model_extra["parent"] == "hf"
+    # Text completions too.
+    done = [
+        c.completions.create(model=m, prompt="The capital of France is", temperature=0, max_tokens=12)
+        .choices[0].text
+        for m in ("hf@style", "merged")
+    ]
+    assert done[0] == done[1]
+
+
+def test_a_broken_peft_folder_fails_its_load_with_the_reason(hf_client):
+    with pytest.raises(openai.InternalServerError) as e:
+        answer(hf_client, "hf@broken")
+    assert e.value.body["code"] == "model_load_failed"
+    assert "not a PEFT LoRA folder" in e.value.body["message"], e.value.body
+    assert answer(hf_client, "hf")
+
+
+def test_adapters_of_the_wrong_kind_stop_the_server_at_startup(tmp_path):
     binary = os.environ.get("FERRITE_BIN", str(ROOT / "target/release/ferrite"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FERRITE_")}
-    run = subprocess.run(
-        [binary, "serve", "--config", str(config), "--model", MODEL, "--port", "0"],
-        env={**env, "FERRITE_DATA_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    for path, adapter, words in [
+        (HF, tmp_path / "a.gguf", "must be a PEFT folder"),
+        (MODEL, tmp_path / "peft", "must be a GGUF LoRA file"),
+    ]:
+        config = tmp_path / "ferrite.toml"
+        config.write_text(f'[[registry.models]]\nid = "m"\npath = "{path}"\n'
+                          f'adapters = [{{ id = "a", path = "{adapter}" }}]\n')
+        run = subprocess.run(
+            [binary, "serve", "--config", str(config), "--model", MODEL, "--port", "0"],
+            env={**env, "FERRITE_DATA_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode != 0
+        assert words in run.stderr, run.stderr
+
+
+def test_the_anthropic_and_responses_routes_take_adapters(client):
+    styled = answer(client, "smol-lora@style")
+    base_url = str(client.base_url).removesuffix("/").removesuffix("/v1")
+    claude = anthropic.Anthropic(base_url=base_url, api_key="unused", max_retries=0)
+    m = claude.messages.create(
+        model="smol-lora@style", messages=QUESTION, max_tokens=24, extra_body={"temperature": 0}
     )
-    assert run.returncode != 0
-    assert "llama.cpp runtime" in run.stderr, run.stderr
+    assert (m.model, m.content[0].text) == ("smol-lora@style", styled)
+    r = client.responses.create(
+        model="smol-lora@style", input=QUESTION[0]["content"], temperature=0, max_output_tokens=24
+    )
+    assert r.output_text == styled
 
 
 def test_a_peft_adapter_converted_to_gguf_answers_as_the_original(client):

@@ -9,12 +9,13 @@ use ferrite_openapi::models::ModelMeta;
 use mistralrs::core::{
     GGUFArchitecture, GGUFLoaderBuilder, GGUFSpecificConfig, Loader, MemoryGpuConfig,
     MistralRsBuilder, ModelDType, NormalLoaderBuilder, NormalSpecificConfig, PagedAttentionConfig,
-    PagedCacheType, SchedulerConfig,
+    PagedCacheType, SchedulerConfig, TryIntoDType,
 };
 use mistralrs::{
-    paged_attn_supported, parse_isq_value, AutoDeviceMapParams, DefaultSchedulerMethod,
+    paged_attn_supported, parse_isq_value, AutoDeviceMapParams, DefaultSchedulerMethod, Device,
     DeviceMapSetting, MistralRs, TokenSource,
 };
+use mistralrs_quant::{LoraAdapter, LoraConfig, ShardedSafeTensors};
 use tracing::info;
 
 use crate::backend::ModelInfo;
@@ -144,6 +145,53 @@ fn safetensors_source(located: &Located, opts: &EngineOptions) -> anyhow::Result
     })
 }
 
+/// PEFT adapters merged into the weights as they load: mistral.rs's
+/// linear layers add every adapter on this thread's list (scaled by
+/// alpha / r) before quantizing. The list is this thread's, so it is
+/// emptied when the load ends, whatever happens: blocking threads are reused.
+struct MergedLora;
+
+impl MergedLora {
+    fn push(opts: &EngineOptions, dtype: &ModelDType, device: &Device) -> anyhow::Result<Self> {
+        mistralrs_quant::clear_applied_loras();
+        let guard = Self;
+        if !opts.merge_adapters {
+            return Ok(guard);
+        }
+        let dtype = dtype.try_into_dtype(&[device])?;
+        for a in &opts.adapters {
+            let read = || -> anyhow::Result<LoraAdapter> {
+                let config = std::fs::read_to_string(a.path.join("adapter_config.json"))?;
+                let mut config: LoraConfig = serde_json::from_str(&config)?;
+                config.alpha *= f64::from(a.scale);
+                let weights = [a.path.join("adapter_model.safetensors")];
+                // SAFETY: the file is mapped read-only for the load, as
+                // mistral.rs maps the model's own weights.
+                let weights = unsafe {
+                    ShardedSafeTensors::sharded(&weights, dtype, device, None, Arc::new(|_| true))
+                }?;
+                Ok(LoraAdapter { config, weights })
+            };
+            let adapter = read().with_context(|| {
+                format!(
+                    "adapter `{}`: {} is not a PEFT LoRA folder (adapter_config.json, adapter_model.safetensors)",
+                    a.id,
+                    a.path.display()
+                )
+            })?;
+            info!(adapter = %a.id, scale = a.scale, "merging LoRA adapter into the weights");
+            mistralrs_quant::push_applied_lora(adapter);
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for MergedLora {
+    fn drop(&mut self) {
+        mistralrs_quant::clear_applied_loras();
+    }
+}
+
 /// Reads the model's metadata and tokenizer and loads (maybe quantizes)
 /// every weight: all of it file work, kept off the async workers.
 fn build(opts: &EngineOptions) -> anyhow::Result<Built> {
@@ -161,6 +209,9 @@ fn build(opts: &EngineOptions) -> anyhow::Result<Built> {
             .map(|name| parse_isq_value(name, Some(&device)).map_err(anyhow::Error::msg))
             .transpose()?,
     };
+    if opts.merge_adapters && located.format == ModelFormat::Gguf {
+        bail!("mistral.rs merges PEFT adapters into safetensors models; GGUF models take GGUF adapters on llama.cpp");
+    }
     let source = match located.format {
         ModelFormat::Gguf => gguf_source(&located, opts)?,
         ModelFormat::Safetensors => safetensors_source(&located, opts)?,
@@ -174,6 +225,7 @@ fn build(opts: &EngineOptions) -> anyhow::Result<Built> {
     );
     // mistral.rs draws its own progress bars when stderr is a terminal.
     let silent = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let lora = MergedLora::push(opts, &dtype, &device)?;
     let pipeline = source.loader.load_model_from_hf(
         None,
         TokenSource::None,
@@ -183,7 +235,9 @@ fn build(opts: &EngineOptions) -> anyhow::Result<Built> {
         DeviceMapSetting::Auto(AutoDeviceMapParams::default_text()),
         isq,
         paged_cfg,
-    )?;
+    );
+    drop(lora);
+    let pipeline = pipeline?;
     Ok(Built {
         pipeline,
         located,

@@ -112,12 +112,6 @@ impl MistralEngine {
             !opts.thinking.open.trim().is_empty() && !opts.thinking.close.trim().is_empty(),
             "model.thinking.open and model.thinking.close must not be empty"
         );
-        // mistral.rs 0.8.1 merges LoRA weights into the base when loading
-        // and cannot switch them per request.
-        anyhow::ensure!(
-            opts.adapters.is_empty(),
-            "LoRA adapters are served on the llama.cpp runtime (GGUF adapters); mistral.rs merges adapters into the model at load and cannot select them per request"
-        );
         let loaded = load::load(opts).await?;
         Ok(Self {
             slots: Arc::new(Semaphore::new(opts.max_seqs.max(1))),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ferrite_engine::{CompletionStream, EmbedInput};
 use ferrite_middleware::{hold, ChatResponse};
+use ferrite_openapi::adapters::AdapterChoice;
 use ferrite_openapi::chat::{ChatCompletionChunk, ChatRequest};
 use ferrite_openapi::common::Usage;
 use ferrite_openapi::completions::CompletionRequest;
@@ -121,6 +122,17 @@ pub async fn model(
     ttl: Option<u64>,
     kind: Option<ModelKind>,
 ) -> ApiResult<Lease> {
+    model_with(state, name, ttl, kind, &mut None).await
+}
+
+/// The same, for a request that chose `adapters` (see [`Spec::serving`]).
+pub async fn model_with(
+    state: &AppState,
+    name: Option<&str>,
+    ttl: Option<u64>,
+    kind: Option<ModelKind>,
+    adapters: &mut Option<Vec<AdapterChoice>>,
+) -> ApiResult<Lease> {
     state.ready()?;
     if let Some(router) = state.experts.get(name) {
         return Err(ApiError::invalid(
@@ -134,7 +146,8 @@ pub async fn model(
     let spec = match kind {
         Some(kind) => state.registry.resolve_for(name, kind).await?,
         None => state.registry.resolve(name).await?,
-    };
+    }
+    .serving(adapters)?;
     state
         .registry
         .acquire_spec(spec, Origin::Request { ttl })
@@ -158,7 +171,7 @@ pub async fn on_model(
     // The adapters a name gives go to the field; an adapter the model
     // lacks is refused before anything loads.
     request.adapters = registry.adapters(request.model.as_deref(), request.adapters.take());
-    ferrite_engine::adapters::select(&spec.options.adapters, request.adapters.as_deref())?;
+    let spec = spec.serving(&mut request.adapters)?;
     // One name per model, so that the cache sees one request.
     request.model = Some(spec.id.clone());
     let origin = Origin::Request { ttl: request.ttl };
@@ -234,17 +247,18 @@ pub async fn complete(
     request: Valid<CompletionRequest>,
 ) -> ApiResult<(Vec<(String, String)>, CompletionStream)> {
     let mut request = request.0;
-    let lease = model(
+    request.adapters = state
+        .registry
+        .adapters(request.model.as_deref(), request.adapters.take());
+    let lease = model_with(
         state,
         request.model.as_deref(),
         request.ttl,
         Some(ModelKind::Llm),
+        &mut request.adapters,
     )
     .await?;
     tracing::Span::current().record("model", lease.id());
-    request.adapters = state
-        .registry
-        .adapters(request.model.as_deref(), request.adapters.take());
     let mut admission = match &lease.pipeline.budgets {
         Some(budgets) => {
             let (prompt, completion) = budgets.completion_reservation(&request).await;

@@ -10,7 +10,9 @@ use std::time::Duration;
 use ferrite_engine::{
     default_id, AdapterOptions, Delimiters, EngineOptions, IsqChoice, ModelFormat, Runtime,
 };
+use ferrite_openapi::adapters::AdapterChoice;
 use ferrite_openapi::models::{ModelKind, ModelMeta};
+use ferrite_openapi::ApiResult;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
@@ -71,7 +73,8 @@ pub struct ModelEntry {
     /// Idle seconds before it unloads, whoever loaded it; 0 = never.
     #[serde(default)]
     pub ttl_secs: Option<u64>,
-    /// LoRA adapters served with it (GGUF adapters, llama.cpp runtime).
+    /// LoRA adapters served with it: GGUF files with a GGUF model
+    /// (llama.cpp), PEFT folders with a safetensors folder (mistral.rs).
     #[serde(default)]
     pub adapters: Vec<AdapterOptions>,
 }
@@ -152,6 +155,52 @@ impl Spec {
             ttl: self.ttl,
             header: self.header.clone(),
         }
+    }
+
+    /// The model that serves `adapters` (a request's choice) on this one:
+    /// itself, which switches adapters per request (llama.cpp), or a model
+    /// of its own with them merged in as it loads (mistral.rs on a
+    /// safetensors folder), which then takes the request without them.
+    pub fn serving(
+        self: Arc<Self>,
+        adapters: &mut Option<Vec<AdapterChoice>>,
+    ) -> ApiResult<Arc<Spec>> {
+        let set = ferrite_engine::adapters::select(&self.options.adapters, adapters.as_deref())?;
+        if self.options.adapters.is_empty() || is_gguf(&self.options.path) {
+            return Ok(self);
+        }
+        *adapters = None;
+        if set.is_empty() {
+            return Ok(self);
+        }
+        let mut options = self.options.clone();
+        options.adapters = set
+            .iter()
+            .filter_map(|&(i, scale)| {
+                let a = self.options.adapters.get(i)?;
+                Some(AdapterOptions { scale, ..a.clone() })
+            })
+            .collect();
+        options.merge_adapters = true;
+        // `id@a,b`, with `*scale` where a request's scale is its own.
+        let names: Vec<String> = options
+            .adapters
+            .iter()
+            .zip(&set)
+            .map(|(a, &(i, _))| match self.options.adapters.get(i) {
+                Some(configured) if configured.scale == a.scale => a.id.clone(),
+                _ => format!("{}*{}", a.id, a.scale),
+            })
+            .collect();
+        let id = format!("{}@{}", self.id, names.join(","));
+        options.id = Some(id.clone());
+        Ok(Arc::new(Spec {
+            id,
+            aliases: Vec::new(),
+            options,
+            ttl: self.ttl,
+            header: self.header.clone(),
+        }))
     }
 
     /// Chat or embeddings, as the header says (read it off the async
@@ -241,7 +290,7 @@ impl RegistryConfig {
                 &entry_spec(e, startup).options,
             )?;
             if let Some(format) = e.format {
-                let gguf = e.path.extension().is_some_and(|x| x == "gguf");
+                let gguf = is_gguf(&e.path);
                 anyhow::ensure!(
                     gguf == (format == ModelFormat::Gguf),
                     "registry.models `{}`: {} is not a {format:?} model",
@@ -258,12 +307,22 @@ impl RegistryConfig {
 /// and only llama.cpp switches adapters per request.
 fn check_adapters(owner: &str, options: &EngineOptions) -> anyhow::Result<()> {
     let adapters = &options.adapters;
-    let gguf = options.path.extension().is_some_and(|x| x == "gguf");
+    let gguf = is_gguf(&options.path);
     anyhow::ensure!(
-        adapters.is_empty() || (gguf && options.runtime != Runtime::MistralRs),
-        "{owner}: LoRA adapters are served with GGUF models on the llama.cpp runtime (mistral.rs merges adapters at load and cannot switch them per request)"
+        adapters.is_empty() || !gguf || options.runtime != Runtime::MistralRs,
+        "{owner}: a GGUF model takes GGUF LoRA adapters on the llama.cpp runtime; mistral.rs merges PEFT adapters into safetensors models"
     );
     for (i, a) in adapters.iter().enumerate() {
+        anyhow::ensure!(
+            is_gguf(&a.path) == gguf,
+            "{owner}: adapter `{}` must be {} ({})",
+            a.id,
+            match gguf {
+                true => "a GGUF LoRA file, as the model is GGUF (llama.cpp)",
+                false => "a PEFT folder, as the model is a safetensors folder (mistral.rs merges it at load)",
+            },
+            a.path.display()
+        );
         anyhow::ensure!(
             !a.id.trim().is_empty() && !a.id.contains(['@', ',']),
             "{owner}: adapter id `{}` must be non-empty, without `@` or `,`",
@@ -283,6 +342,10 @@ fn check_adapters(owner: &str, options: &EngineOptions) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn is_gguf(path: &Path) -> bool {
+    path.extension().is_some_and(|x| x == "gguf")
 }
 
 pub fn startup_spec(opts: &EngineOptions) -> Spec {
@@ -403,7 +466,7 @@ mod tests {
     }
 
     #[test]
-    fn adapters_must_be_nameable_and_on_llama_cpp() {
+    fn adapters_must_be_nameable_and_of_the_models_kind() {
         let adapter = |id: &str| AdapterOptions {
             id: id.into(),
             path: "a.gguf".into(),
@@ -415,7 +478,13 @@ mod tests {
             ..EngineOptions::default()
         };
         assert!(check_adapters("m", &options("m.gguf", vec![adapter("a"), adapter("b")])).is_ok());
+        let peft = AdapterOptions {
+            path: "a-peft".into(),
+            ..adapter("a")
+        };
+        assert!(check_adapters("m", &options("hf-folder", vec![peft.clone()])).is_ok());
         for bad in [
+            options("m.gguf", vec![peft]),
             options("m.gguf", vec![adapter("a"), adapter("a")]),
             options("m.gguf", vec![adapter("a@b")]),
             options("m.gguf", vec![adapter("")]),
@@ -427,5 +496,57 @@ mod tests {
         ] {
             assert!(check_adapters("m", &bad).is_err(), "{:?}", bad.adapters);
         }
+    }
+
+    #[test]
+    fn a_safetensors_model_serves_adapters_as_models_with_them_merged() {
+        let peft = |id: &str, scale| AdapterOptions {
+            id: id.into(),
+            path: format!("{id}-peft").into(),
+            scale,
+        };
+        let options = EngineOptions {
+            path: "hf-folder".into(),
+            adapters: vec![peft("a", 1.0), peft("b", 0.5)],
+            ..EngineOptions::default()
+        };
+        let spec = Arc::new(Spec::new("hf".into(), vec![], options));
+        let choice = |id: &str, scale| AdapterChoice {
+            id: id.into(),
+            scale,
+        };
+        let mut asked = Some(vec![choice("b", None), choice("a", Some(2.0))]);
+        let merged = spec.clone().serving(&mut asked).unwrap();
+        assert_eq!(asked, None, "the merged model runs the request as it is");
+        assert_eq!(merged.id, "hf@a*2,b");
+        assert!(merged.options.merge_adapters);
+        let scales: Vec<f32> = merged.options.adapters.iter().map(|a| a.scale).collect();
+        assert_eq!(scales, [2.0, 0.5]);
+        // Scale 0 is the base itself; an unknown adapter is the request's fault.
+        let mut zero = Some(vec![choice("a", Some(0.0))]);
+        assert!(Arc::ptr_eq(
+            &spec.clone().serving(&mut zero).unwrap(),
+            &spec
+        ));
+        assert!(spec
+            .clone()
+            .serving(&mut Some(vec![choice("c", None)]))
+            .is_err());
+        // A GGUF model switches adapters per request: itself, adapters kept.
+        let gguf = Arc::new(Spec::new(
+            "m".into(),
+            vec![],
+            EngineOptions {
+                path: "m.gguf".into(),
+                adapters: vec![peft("a", 1.0)],
+                ..EngineOptions::default()
+            },
+        ));
+        let mut asked = Some(vec![choice("a", None)]);
+        assert!(Arc::ptr_eq(
+            &gguf.clone().serving(&mut asked).unwrap(),
+            &gguf
+        ));
+        assert!(asked.is_some());
     }
 }
