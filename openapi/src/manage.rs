@@ -33,6 +33,24 @@ pub struct V1Model {
     pub path: String,
     /// ferrite extension: the engine that serves it (`llama.cpp`, `mistral.rs`).
     pub runtime: String,
+    /// ferrite extension: its LoRA adapters, each requested as `key@id`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adapters: Vec<V1Adapter>,
+}
+
+/// A LoRA adapter served with a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct V1Adapter {
+    /// The name requests use: `model@id`.
+    pub key: String,
+    pub path: String,
+    /// The scale a request that gives none runs it with.
+    pub scale: f32,
+    /// `per_request` (llama.cpp switches it per step, with the model
+    /// loaded) or `merged` (mistral.rs loads a model with it merged in).
+    pub mode: String,
+    /// The merged model's instance, when loaded (mistral.rs).
+    pub loaded_instances: Vec<LoadedInstance>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

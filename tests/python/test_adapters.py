@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import anthropic
@@ -89,6 +90,15 @@ def as_peft(adapter, out):
         "target_modules": ["q_proj", "k_proj", "v_proj", "down_proj"], "task_type": "CAUSAL_LM"}))
 
 
+def base_url(client):
+    return str(client.base_url).removesuffix("/").removesuffix("/v1")
+
+
+def v1_models(client):
+    with urllib.request.urlopen(f"{base_url(client)}/api/v1/models") as r:
+        return json.load(r)["models"]
+
+
 def answer(client, model="smol-lora", adapters=None, max_tokens=24):
     extra = {"adapters": adapters} if adapters is not None else None
     r = client.chat.completions.create(
@@ -109,6 +119,14 @@ def test_adapters_are_listed_as_models_of_their_own(client):
         assert models[adapter].model_extra["parent"] == "smol-lora"
     one = client.models.retrieve("smol-lora@style")
     assert one.id == "smol-lora@style" and one.model_extra["parent"] == "smol-lora"
+    # LM Studio's listing carries them as an extension, and `ferrite ls` shows them.
+    (smol,) = [m for m in v1_models(client) if m["key"] == "smol-lora"]
+    assert [(a["key"], a["scale"], a["mode"]) for a in smol["adapters"]] == [
+        ("smol-lora@style", 1.0, "per_request"), ("smol-lora@other", 0.5, "per_request"),
+        ("smol-lora@peft", 1.0, "per_request")]
+    binary = os.environ.get("FERRITE_BIN", str(ROOT / "target/release/ferrite"))
+    ls = subprocess.run([binary, "ls", "--url", base_url(client)], capture_output=True, text=True, check=True)
+    assert "  smol-lora@other" in ls.stdout and "scale 0.5" in ls.stdout, ls.stdout
 
 
 def test_an_adapter_changes_greedy_output_and_scale_zero_is_the_base(client):
@@ -272,6 +290,10 @@ def test_mistral_rs_merges_a_peft_adapter_into_its_own_model(hf_client):
     c = hf_client
     base, styled = answer(c, "hf"), answer(c, "hf@style")
     assert styled != base
+    (hf,) = [m for m in v1_models(c) if m["key"] == "hf"]
+    style = hf["adapters"][0]
+    assert (style["key"], style["mode"]) == ("hf@style", "merged")
+    assert [i["status"] for i in style["loaded_instances"]] == ["loaded"]
     # The same numbers as adding the adapter to the weights by hand.
     assert styled == answer(c, "merged")
     r = c.chat.completions.create(
@@ -320,8 +342,7 @@ def test_adapters_of_the_wrong_kind_stop_the_server_at_startup(tmp_path):
 
 def test_the_anthropic_and_responses_routes_take_adapters(client):
     styled = answer(client, "smol-lora@style")
-    base_url = str(client.base_url).removesuffix("/").removesuffix("/v1")
-    claude = anthropic.Anthropic(base_url=base_url, api_key="unused", max_retries=0)
+    claude = anthropic.Anthropic(base_url=base_url(client), api_key="unused", max_retries=0)
     m = claude.messages.create(
         model="smol-lora@style", messages=QUESTION, max_tokens=24, extra_body={"temperature": 0}
     )

@@ -67,7 +67,13 @@ pub async fn ls(args: ListArgs) -> anyhow::Result<()> {
             .unwrap_or(0)
             .max(title.len())
     };
-    let key = width(&|m| m.key.len(), "MODEL");
+    let key = width(
+        &|m| {
+            let adapters = m.adapters.iter().map(|a| a.key.len() + 2);
+            adapters.max().unwrap_or(0).max(m.key.len())
+        },
+        "MODEL",
+    );
     let arch = width(&|m| m.architecture.as_deref().map_or(1, str::len), "ARCH");
     println!(
         "{:<key$} {:>9} {:<arch$} {:<8} {:<12} {:>8}  STATE",
@@ -87,6 +93,22 @@ pub async fn ls(args: ListArgs) -> anyhow::Result<()> {
             m.format,
             m.max_context_length,
         );
+        // Adapters under their model: switched per request with it loaded
+        // (llama.cpp), or merged into a model loaded of its own (mistral.rs).
+        for a in &m.adapters {
+            let state = match a.mode.as_str() {
+                "merged" => a
+                    .loaded_instances
+                    .first()
+                    .map_or("not loaded", |i| i.status.as_str()),
+                _ => "with its model",
+            };
+            let lora = format!("  {}", a.key);
+            println!(
+                "{lora:<key$} {:>9} LoRA adapter, scale {}, {}  {state}",
+                "", a.scale, a.mode
+            );
+        }
     }
     Ok(())
 }

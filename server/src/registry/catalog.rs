@@ -157,6 +157,12 @@ impl Spec {
         }
     }
 
+    /// Whether each adapter set is a model of its own, with the adapters
+    /// merged in as it loads (mistral.rs on a safetensors folder).
+    pub fn merges_adapters(&self) -> bool {
+        !self.options.adapters.is_empty() && !is_gguf(&self.options.path)
+    }
+
     /// The model that serves `adapters` (a request's choice) on this one:
     /// itself, which switches adapters per request (llama.cpp), or a model
     /// of its own with them merged in as it loads (mistral.rs on a
@@ -166,7 +172,7 @@ impl Spec {
         adapters: &mut Option<Vec<AdapterChoice>>,
     ) -> ApiResult<Arc<Spec>> {
         let set = ferrite_engine::adapters::select(&self.options.adapters, adapters.as_deref())?;
-        if self.options.adapters.is_empty() || is_gguf(&self.options.path) {
+        if !self.merges_adapters() {
             return Ok(self);
         }
         *adapters = None;

@@ -12,7 +12,7 @@ use axum::Json;
 use ferrite_openapi::doc::ApiErrors;
 use ferrite_openapi::manage::{
     InstanceConfig, LoadEvent, LoadProgress, LoadRequest, LoadResponse, LoadedInstance,
-    Quantization, UnloadRequest, UnloadResponse, V1Model, V1ModelList,
+    Quantization, UnloadRequest, UnloadResponse, V1Adapter, V1Model, V1ModelList,
 };
 use ferrite_openapi::models::ModelKind;
 use ferrite_openapi::{ApiError, ApiResult};
@@ -32,10 +32,29 @@ fn v1_kind(kind: ModelKind) -> &'static str {
 
 fn v1_model(state: &AppState, spec: &Spec) -> V1Model {
     let meta = state.registry.meta(spec);
-    let instance = state.registry.instance(&spec.id);
     let context = meta.as_ref().map_or(0, |m| m.context_length);
-    let trained = meta.as_ref().map_or(0, |m| m.max_context_length);
     let size = meta.as_ref().map_or(0, |m| m.size_bytes);
+    let instances = |id: &str| -> Vec<LoadedInstance> {
+        state
+            .registry
+            .instance(id)
+            .into_iter()
+            .map(|i| LoadedInstance {
+                id: id.to_string(),
+                config: InstanceConfig {
+                    context_length: context,
+                },
+                status: i.status.into(),
+                idle_seconds: i.idle.as_secs_f64(),
+                ttl_seconds: i.ttl.map(|t| t.as_secs()),
+                expires_in_seconds: i.ttl.map(|t| t.saturating_sub(i.idle).as_secs_f64()),
+                in_flight: i.in_flight,
+                memory_bytes: size,
+                load_time_seconds: i.load_seconds,
+            })
+            .collect()
+    };
+    let merged = spec.merges_adapters();
     V1Model {
         kind: v1_kind(meta.as_ref().map(|m| m.kind).unwrap_or_default()).into(),
         key: spec.id.clone(),
@@ -48,28 +67,28 @@ fn v1_model(state: &AppState, spec: &Spec) -> V1Model {
             .map(|name| Quantization { name }),
         size_bytes: size,
         format: meta.as_ref().map_or_else(String::new, |m| m.format.clone()),
-        max_context_length: trained,
+        max_context_length: meta.as_ref().map_or(0, |m| m.max_context_length),
         runtime: meta
             .as_ref()
             .map_or_else(String::new, |m| m.runtime.clone()),
-        loaded_instances: instance
-            .into_iter()
-            .map(|i| LoadedInstance {
-                id: spec.id.clone(),
-                config: InstanceConfig {
-                    context_length: context,
-                },
-                status: i.status.into(),
-                idle_seconds: i.idle.as_secs_f64(),
-                ttl_seconds: i.ttl.map(|t| t.as_secs()),
-                expires_in_seconds: i.ttl.map(|t| t.saturating_sub(i.idle).as_secs_f64()),
-                in_flight: i.in_flight,
-                memory_bytes: size,
-                load_time_seconds: i.load_seconds,
-            })
-            .collect(),
+        loaded_instances: instances(&spec.id),
         aliases: spec.aliases.clone(),
         path: spec.options.path.display().to_string(),
+        adapters: spec
+            .options
+            .adapters
+            .iter()
+            .map(|a| {
+                let key = format!("{}@{}", spec.id, a.id);
+                V1Adapter {
+                    loaded_instances: if merged { instances(&key) } else { vec![] },
+                    mode: if merged { "merged" } else { "per_request" }.into(),
+                    path: a.path.display().to_string(),
+                    scale: a.scale,
+                    key,
+                }
+            })
+            .collect(),
     }
 }
 
