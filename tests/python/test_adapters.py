@@ -302,6 +302,11 @@ def test_mistral_rs_merges_a_peft_adapter_into_its_own_model(hf_client):
     assert (r.model, r.choices[0].message.content) == ("hf@style", styled)
     assert answer(c, "hf", adapters=[{"id": "style", "scale": 0}]) == base
     assert c.models.retrieve("hf@style").model_extra["parent"] == "hf"
+    # LM Studio's load names it too, and loads the merged model.
+    load = urllib.request.Request(f"{base_url(c)}/api/v1/models/load", json.dumps({"model": "hf@style"}).encode(),
+                                  {"Content-Type": "application/json"})
+    with urllib.request.urlopen(load) as r:
+        assert json.load(r)["instance_id"] == "hf@style"
     # Text completions too.
     done = [
         c.completions.create(model=m, prompt="The capital of France is", temperature=0, max_tokens=12)

@@ -271,6 +271,13 @@ impl Registry {
         Some(adapters::merge(named, field)).filter(|all| !all.is_empty())
     }
 
+    /// What loading `name` loads: for `base@a` on a model that merges its
+    /// adapters, the model with them merged (see [`Spec::serving`]).
+    pub async fn resolve_loadable(self: &Arc<Self>, name: &str) -> ApiResult<Arc<Spec>> {
+        let mut adapters = self.adapters(Some(name), None);
+        self.resolve(Some(name)).await?.serving(&mut adapters)
+    }
+
     /// The model `name` runs, and its canonical name: the model's id with
     /// the adapters the name gives (`id@a,b`).
     pub async fn canonical(self: &Arc<Self>, name: &str) -> ApiResult<(Arc<Spec>, String)> {

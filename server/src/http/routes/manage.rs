@@ -146,7 +146,7 @@ pub async fn load(
         return Err(ApiError::invalid("model", "Name the model to load."));
     }
     check_context(request.context_length, "context_length")?;
-    let spec = state.registry.resolve(Some(&request.model)).await?;
+    let spec = state.registry.resolve_loadable(&request.model).await?;
     let started = Instant::now();
     let origin = Origin::Explicit { ttl: request.ttl };
     if !request.stream {
