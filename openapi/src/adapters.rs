@@ -45,20 +45,35 @@ impl From<Repr> for AdapterChoice {
     }
 }
 
-/// `base@a,b`: the base model's name and the adapters after the last `@`
-/// (none when there is no `@` or nothing after it).
+/// `base@a,b*0.5`: the base model's name and the adapters after the last
+/// `@` (none when there is no `@` or nothing after it), each with the scale
+/// after its `*` if any, so that clients that can only set `model` (and
+/// the names merged models answer with) set scales too.
 pub fn split_name(name: &str) -> (&str, Vec<AdapterChoice>) {
     match name.rsplit_once('@') {
-        Some((base, list)) if !base.is_empty() && !list.is_empty() => (
-            base,
-            list.split(',')
-                .map(|id| AdapterChoice {
-                    id: id.trim().to_string(),
-                    scale: None,
-                })
-                .collect(),
-        ),
+        Some((base, list)) if !base.is_empty() && !list.is_empty() => {
+            (base, list.split(',').map(|a| choice(a.trim())).collect())
+        }
         _ => (name, Vec::new()),
+    }
+}
+
+/// `id` or `id*scale`; a scale out of range leaves the whole as the id
+/// (which then names no adapter).
+fn choice(named: &str) -> AdapterChoice {
+    let scaled = named.rsplit_once('*').and_then(|(id, scale)| {
+        let scale: f32 = scale.parse().ok()?;
+        (scale.is_finite() && scale.abs() <= MAX_SCALE).then(|| (id.trim(), scale))
+    });
+    match scaled {
+        Some((id, scale)) => AdapterChoice {
+            id: id.to_string(),
+            scale: Some(scale),
+        },
+        None => AdapterChoice {
+            id: named.to_string(),
+            scale: None,
+        },
     }
 }
 
@@ -125,6 +140,12 @@ mod tests {
         assert_eq!(named[1].id, "terse");
         assert_eq!(split_name("smol").1, vec![]);
         assert_eq!(split_name("@x").0, "@x");
+        let (_, scaled) = split_name("smol@style*0.5,terse*99");
+        assert_eq!(
+            (scaled[0].id.as_str(), scaled[0].scale),
+            ("style", Some(0.5))
+        );
+        assert_eq!((scaled[1].id.as_str(), scaled[1].scale), ("terse*99", None));
         let field: Vec<AdapterChoice> = serde_json::from_str(
             r#"["style", {"id": "other", "scale": 0.5}, {"id": "terse", "scale": 0}]"#,
         )

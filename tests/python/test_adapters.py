@@ -160,8 +160,10 @@ def test_several_adapters_at_once_with_scales(client):
     assert both not in (style, other)
     # The same set named by the field, with the entry's default scales.
     assert answer(client, adapters=["style", {"id": "other", "scale": 0.5}]) == both
-    # Another scale is another model.
-    assert answer(client, adapters=[{"id": "other", "scale": 1.0}]) != other
+    # Another scale is another model, and the name can give it too.
+    full = answer(client, adapters=[{"id": "other", "scale": 1.0}])
+    assert full != other
+    assert answer(client, "smol-lora@other*1") == full
 
 
 def test_requests_with_different_adapters_in_one_batch_each_get_their_own(client):
@@ -301,6 +303,13 @@ def test_mistral_rs_merges_a_peft_adapter_into_its_own_model(hf_client):
     )
     assert (r.model, r.choices[0].message.content) == ("hf@style", styled)
     assert answer(c, "hf", adapters=[{"id": "style", "scale": 0}]) == base
+    # Another scale is another merged model, whose name a client can send back.
+    r = c.chat.completions.create(
+        model="hf@style", messages=QUESTION, temperature=0, max_tokens=24,
+        extra_body={"adapters": [{"id": "style", "scale": 0.5}]},
+    )
+    assert r.model == "hf@style*0.5" and r.choices[0].message.content not in (base, styled)
+    assert answer(c, r.model) == r.choices[0].message.content
     assert c.models.retrieve("hf@style").model_extra["parent"] == "hf"
     # LM Studio's load names it too, and loads the merged model.
     load = urllib.request.Request(f"{base_url(c)}/api/v1/models/load", json.dumps({"model": "hf@style"}).encode(),

@@ -330,8 +330,8 @@ fn check_adapters(owner: &str, options: &EngineOptions) -> anyhow::Result<()> {
             a.path.display()
         );
         anyhow::ensure!(
-            !a.id.trim().is_empty() && !a.id.contains(['@', ',']),
-            "{owner}: adapter id `{}` must be non-empty, without `@` or `,`",
+            !a.id.trim().is_empty() && !a.id.contains(['@', ',', '*']),
+            "{owner}: adapter id `{}` must be non-empty, without `@`, `,` or `*`",
             a.id
         );
         anyhow::ensure!(

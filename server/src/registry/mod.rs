@@ -279,14 +279,17 @@ impl Registry {
     }
 
     /// The model `name` runs, and its canonical name: the model's id with
-    /// the adapters the name gives (`id@a,b`).
+    /// the adapters the name gives (`id@a,b*0.5`).
     pub async fn canonical(self: &Arc<Self>, name: &str) -> ApiResult<(Arc<Spec>, String)> {
         let spec = self.resolve(Some(name)).await?;
         let ids: Vec<String> = self
             .adapters(Some(name), None)
             .unwrap_or_default()
             .into_iter()
-            .map(|a| a.id)
+            .map(|a| match a.scale {
+                Some(scale) => format!("{}*{scale}", a.id),
+                None => a.id,
+            })
             .collect();
         let canonical = match ids.is_empty() {
             true => spec.id.clone(),
