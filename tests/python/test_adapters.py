@@ -28,25 +28,27 @@ MODEL = os.environ.get("FERRITE_TEST_MODEL", str(ROOT / "models/SmolLM2-135M-Ins
 QUESTION = [{"role": "user", "content": "Name three colors."}]
 
 
+def make_lora(out, *flags):
+    """A test adapter for MODEL, written by scripts/make-lora.py."""
+    subprocess.run([sys.executable, str(ROOT / "scripts/make-lora.py"), MODEL, str(out), *flags], check=True)
+
+
+# The adapter most tests compare against, as GGUF and (converted) as PEFT.
+STYLE = ("--seed", "1", "--targets", "attn_q,attn_k,attn_v,ffn_down")
+
+
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     d = tmp_path_factory.mktemp("adapters")
-    make = [sys.executable, str(ROOT / "scripts/make-lora.py"), MODEL]
-    subprocess.run(
-        make + [str(d / "style.gguf"), "--seed", "1", "--targets", "attn_q,attn_k,attn_v,ffn_down"],
-        check=True,
-    )
+    make_lora(d / "style.gguf", *STYLE)
     # The same adapter as PEFT saves it, converted back by ferrite's script.
     as_peft(d / "style.gguf", d / "peft")
     subprocess.run(
         [sys.executable, str(ROOT / "scripts/peft-to-gguf-lora.py"), MODEL, str(d / "peft"), str(d / "peft.gguf")],
         check=True,
     )
-    subprocess.run(
-        make + [str(d / "other.gguf"), "--seed", "2", "--targets", "attn_output,ffn_up"],
-        check=True,
-    )
-    subprocess.run(make + [str(d / "f32.gguf"), "--type", "f32"], check=True)
+    make_lora(d / "other.gguf", "--seed", "2", "--targets", "attn_output,ffn_up")
+    make_lora(d / "f32.gguf", "--type", "f32")
     config = d / "ferrite.toml"
     config.write_text(
         "[model]\nprefix_cache = 0\n[cache]\nenabled = false\n"
@@ -231,10 +233,7 @@ def test_an_adapter_llama_cpp_cannot_run_fails_the_load_not_the_server(client):
 
 def test_the_lora_flag_serves_adapters_with_the_startup_model(tmp_path):
     # As llama-server's --lora: the id is the file's name.
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts/make-lora.py"), MODEL, str(tmp_path / "terse.gguf"), "--seed", "3"],
-        check=True,
-    )
+    make_lora(tmp_path / "terse.gguf", "--seed", "3")
     for url in _serve({"FERRITE_CACHE__ENABLED": "false"}, ["--lora", str(tmp_path / "terse.gguf")]):
         c = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
         assert c.models.retrieve("smollm2-135m-instruct@terse").model_extra["parent"] == "smollm2-135m-instruct"
@@ -267,11 +266,7 @@ def merged_copy(peft, out):
 @pytest.fixture(scope="module")
 def hf_client(tmp_path_factory):
     d = tmp_path_factory.mktemp("peft")
-    make = [sys.executable, str(ROOT / "scripts/make-lora.py"), MODEL]
-    subprocess.run(
-        make + [str(d / "style.gguf"), "--seed", "1", "--targets", "attn_q,attn_k,attn_v,ffn_down"],
-        check=True,
-    )
+    make_lora(d / "style.gguf", *STYLE)
     as_peft(d / "style.gguf", d / "peft")
     merged_copy(d / "peft", d / "merged")
     (d / "empty").mkdir()

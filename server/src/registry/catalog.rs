@@ -179,25 +179,21 @@ impl Spec {
         if set.is_empty() {
             return Ok(self);
         }
-        let mut options = self.options.clone();
-        options.adapters = set
+        // `id@a,b`, with `*scale` where a request's scale is its own.
+        let (merged, names): (Vec<AdapterOptions>, Vec<String>) = set
             .iter()
             .filter_map(|&(i, scale)| {
                 let a = self.options.adapters.get(i)?;
-                Some(AdapterOptions { scale, ..a.clone() })
+                let name = match a.scale == scale {
+                    true => a.id.clone(),
+                    false => format!("{}*{scale}", a.id),
+                };
+                Some((AdapterOptions { scale, ..a.clone() }, name))
             })
-            .collect();
+            .unzip();
+        let mut options = self.options.clone();
+        options.adapters = merged;
         options.merge_adapters = true;
-        // `id@a,b`, with `*scale` where a request's scale is its own.
-        let names: Vec<String> = options
-            .adapters
-            .iter()
-            .zip(&set)
-            .map(|(a, &(i, _))| match self.options.adapters.get(i) {
-                Some(configured) if configured.scale == a.scale => a.id.clone(),
-                _ => format!("{}*{}", a.id, a.scale),
-            })
-            .collect();
         let id = format!("{}@{}", self.id, names.join(","));
         options.id = Some(id.clone());
         Ok(Arc::new(Spec {
