@@ -10,6 +10,9 @@ MODEL_Q8 := models/SmolLM2-135M-Instruct.Q8_0.gguf
 HF_MODEL := models/smollm2-135m-hf
 # The default model relabelled as IBM Granite: an architecture only llama.cpp loads.
 GRANITE := models/smollm2-135m-granite.Q4_1.gguf
+# The default model split in three parts, as large models are published (downloads tests).
+SPLIT_DIR := models/split
+SPLIT := $(SPLIT_DIR)/SmolLM2-135M-Instruct-Q4_1-00001-of-00003.gguf
 # The embedding model: all-MiniLM-L6-v2 from PyPI, made a GGUF by `ferrite convert`.
 EMBED_HF := models/all-MiniLM-L6-v2
 EMBED := models/all-MiniLM-L6-v2.F16.gguf
@@ -22,7 +25,7 @@ LMS_JS := tests/node/node_modules/.package-lock.json
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
-.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-export bench-context-shift bench-adapters bench-long-context bench-swap bench-soak lint fmt clippy clean
+.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-export bench-context-shift bench-adapters bench-long-context bench-swap bench-soak bench-downloads lint fmt clippy clean
 
 ## serve: fetch the default models if missing (chat and embeddings), build,
 ## serve on $(HOST):$(PORT)
@@ -33,12 +36,13 @@ serve: $(MODEL) build $(EMBED)
 ## (memory tests also run against PostgreSQL and /docs in headless Chromium:
 ## scripts/postgres.sh and scripts/chromium.sh provide them)
 ## (the Rust suite runs twice: on the llama.cpp runtime, then on mistral.rs)
-test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) $(GRANITE) $(EMBED) venv $(CLAUDE) $(CODEX) $(LMS_JS)
+test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) $(GRANITE) $(EMBED) $(SPLIT) venv $(CLAUDE) $(CODEX) $(LMS_JS)
 	PG_URL=$$(scripts/postgres.sh) && CHROMIUM=$$(scripts/chromium.sh) && \
 	export FERRITE_TEST_POSTGRES_URL=$$PG_URL FERRITE_TEST_CHROMIUM=$$CHROMIUM \
 		FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) FERRITE_TEST_MODEL_Q8=$(CURDIR)/$(MODEL_Q8) \
 		FERRITE_TEST_SAFETENSORS=$(CURDIR)/$(HF_MODEL) FERRITE_TEST_GRANITE=$(CURDIR)/$(GRANITE) \
-		FERRITE_TEST_EMBED=$(CURDIR)/$(EMBED) FERRITE_TEST_EMBED_HF=$(CURDIR)/$(EMBED_HF) && \
+		FERRITE_TEST_EMBED=$(CURDIR)/$(EMBED) FERRITE_TEST_EMBED_HF=$(CURDIR)/$(EMBED_HF) \
+		FERRITE_TEST_SPLIT=$(CURDIR)/$(SPLIT_DIR) && \
 	FERRITE_TEST_RUNTIME=llama.cpp cargo test --release --workspace --locked && \
 	FERRITE_TEST_RUNTIME=mistral.rs cargo test --release --workspace --locked && \
 	$(VENV)/bin/python -m pytest -q tests/python
@@ -93,6 +97,11 @@ bench-embeddings: $(MODEL) build $(EMBED) venv
 bench-swap: $(MODEL) build $(MODEL_Q8)
 	scripts/bench-swap.sh $(BIN) $(MODEL) $(MODEL_Q8)
 
+## bench-downloads: ferrite get against curl on the same body from a local
+## server that speaks the Hugging Face Hub's API
+bench-downloads: $(MODEL) build venv
+	scripts/bench-downloads.sh $(BIN)
+
 ## bench-soak: RSS over 1,000 requests with disconnects, prefix cache on and off
 bench-soak: $(MODEL) build
 	scripts/bench-soak.sh $(BIN) $(MODEL)
@@ -113,6 +122,11 @@ $(EMBED): $(EMBED_HF)/model.safetensors | build
 
 $(MODEL_Q8): $(MODEL) | build
 	$(BIN) quantize $(MODEL) $(MODEL_Q8) --type q8_0
+
+$(SPLIT): $(MODEL) venv scripts/gguf-split.py
+	rm -rf $(SPLIT_DIR) $(SPLIT_DIR).tmp && mkdir -p $(SPLIT_DIR).tmp
+	$(VENV)/bin/python scripts/gguf-split.py $(MODEL) $(SPLIT_DIR).tmp/SmolLM2-135M-Instruct-Q4_1 3
+	mv $(SPLIT_DIR).tmp $(SPLIT_DIR)
 
 $(GRANITE): $(MODEL) venv scripts/gguf-as-granite.py
 	$(VENV)/bin/python scripts/gguf-as-granite.py $(MODEL) $@.tmp && mv $@.tmp $@

@@ -32,6 +32,9 @@ pub enum Command {
     Ps(crate::client::models::ListArgs),
     /// Load a model into a running server, with a progress bar.
     Load(crate::client::models::LoadArgs),
+    /// Download a model from the Hugging Face Hub into a running server's
+    /// models directory (as `lms get`): a repo, a link, or search words.
+    Get(crate::client::get::GetArgs),
     /// Unload a model (or --all) from a running server.
     Unload(crate::client::models::UnloadArgs),
     /// Chat with a model of a running server in the terminal (streaming).

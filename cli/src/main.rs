@@ -19,12 +19,26 @@ use std::process::ExitCode;
 use clap::Parser;
 use cli::Command;
 use client::{
-    bench, bench_cache, bench_soak, chat, convert, daemon, eval, export, models, quantize,
+    bench, bench_cache, bench_soak, chat, convert, daemon, eval, export, get, models, quantize,
 };
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ferrite: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(cli::Cli::parse()));
+    // Work on the blocking pool (a tokenizer run for a client that left)
+    // must not hold the exit: `serve` has already drained for its bounded
+    // time.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
+async fn run(cli: cli::Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => ferrite_server::serve(*args).await,
         Command::Bench(args) => bench::run(args).await,
@@ -34,6 +48,7 @@ async fn main() -> ExitCode {
         Command::Ls(args) => models::ls(args).await,
         Command::Ps(args) => models::ps(args).await,
         Command::Load(args) => models::load(args).await,
+        Command::Get(args) => get::run(args).await,
         Command::Unload(args) => models::unload(args).await,
         Command::Chat(args) => chat::run(args).await,
         Command::Export(args) => export::run(args).await,

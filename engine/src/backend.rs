@@ -34,7 +34,9 @@ pub trait Engine: Send + Sync + 'static {
     /// Runs a validated text completion request.
     async fn complete(&self, request: CompletionRequest) -> ApiResult<CompletionStream>;
 
-    /// How many tokens `text` is for this model (no special tokens).
+    /// How many tokens `text` is for this model (no special tokens). A
+    /// runtime may answer a lower bound for a text longer than any context
+    /// of the model could hold (it is over every budget either way).
     async fn count_tokens(&self, text: &str) -> ApiResult<usize>;
 
     /// The model's token ids for `text`; `special` adds the start token

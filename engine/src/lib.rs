@@ -46,7 +46,7 @@ pub use llamacpp::LlamaCppEngine;
 pub use locate::default_id;
 pub use mistralrs::MistralEngine;
 pub use options::{
-    AdapterOptions, Delimiters, EngineOptions, IsqChoice, KvType, ModelFormat, Runtime,
+    AdapterOptions, Delimiters, EngineOptions, IsqChoice, KvType, ModelFormat, RopeScaling, Runtime,
 };
 pub use quantize::{requantize, QuantType};
 pub use runtime::load;

@@ -94,6 +94,14 @@ pub fn default_id(path: &Path) -> String {
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
     let stem = name.strip_suffix(".gguf").unwrap_or(&name);
+    // A split model is named after its parts' common name.
+    let stem = match stem.rsplit_once("-of-") {
+        Some((rest, of)) if of.len() == 5 && of.bytes().all(|b| b.is_ascii_digit()) => rest
+            .rsplit_once('-')
+            .filter(|(_, part)| part.len() == 5 && part.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(stem, |(prefix, _)| prefix),
+        _ => stem,
+    };
     let stem = match stem.rsplit_once('.') {
         // Drop a trailing quantization tag such as `.Q4_1` or `.q8_0`.
         Some((base, tag)) if is_quant_tag(tag) => base,
@@ -140,5 +148,10 @@ mod tests {
         );
         assert_eq!(default_id(Path::new("/m/Qwen2.5-0.5B")), "qwen2.5-0.5b");
         assert_eq!(default_id(Path::new("llama.gguf")), "llama");
+        assert_eq!(
+            default_id(Path::new("m/Qwen3-235B-Q4_K_M-00001-of-00003.gguf")),
+            "qwen3-235b-q4_k_m"
+        );
+        assert_eq!(default_id(Path::new("m.Q8_0-00002-of-00003.gguf")), "m");
     }
 }

@@ -126,6 +126,15 @@ impl std::str::FromStr for KvType {
     }
 }
 
+/// How llama.cpp stretches a model's rotary positions past the context it
+/// was trained for (llama-server's `--rope-scaling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RopeScaling {
+    Linear,
+    Yarn,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineOptions {
@@ -156,6 +165,9 @@ pub struct EngineOptions {
     pub max_tokens: Option<usize>,
     /// Caps the context below what the model supports (prompt + completion).
     pub context_length: Option<u32>,
+    /// llama.cpp: allows contexts past the trained one, stretching the
+    /// rotary positions this way (unset: a longer context is refused).
+    pub rope_scaling: Option<RopeScaling>,
     /// How this model's thinking block is delimited.
     pub thinking: Delimiters,
     /// llama.cpp: compute threads; unset = the machine's physical cores.
@@ -228,6 +240,7 @@ impl Default for EngineOptions {
             paged_attn_block_size: 32,
             max_tokens: None,
             context_length: None,
+            rope_scaling: None,
             thinking: Delimiters::default(),
             threads: None,
             batch_size: 512,

@@ -2,7 +2,9 @@
 //! against the context, thinking plans, sampling fields, structured output.
 
 use async_trait::async_trait;
-use ferrite_openapi::chat::{ChatRequest, ResponseFormat, ToolChoice, ToolChoiceMode};
+use ferrite_openapi::chat::{
+    ChatRequest, ContentPart, MessageContent, ResponseFormat, ToolChoice, ToolChoiceMode,
+};
 use ferrite_openapi::completions::CompletionRequest;
 use ferrite_openapi::thinking::ThinkingOptions;
 use ferrite_openapi::{ApiError, ApiResult};
@@ -21,6 +23,46 @@ pub fn new_id(prefix: &str) -> String {
 pub trait Tokenize: Sync {
     /// Tokens of `text` without special tokens (no BOS).
     async fn piece(&self, text: &str) -> ApiResult<Vec<u32>>;
+}
+
+/// 400 before tokenizing when `text` is too long for any tokenization of
+/// it to fit in `ctx` tokens: no token stands for more than `longest` bytes
+/// (twice that, for tokenizers that normalize). A 16 MiB prompt is refused
+/// at once instead of being tokenized first.
+pub fn surely_too_long(text: &str, ctx: usize, longest: usize) -> ApiResult<()> {
+    too_many_bytes(text.len(), ctx, longest)
+}
+
+/// The same for a chat not rendered yet, from its messages' text (trimmed,
+/// as templates often do): a template adds to it, it does not drop it.
+pub fn chat_surely_too_long(req: &ChatRequest, ctx: usize, longest: usize) -> ApiResult<()> {
+    let bytes = req
+        .messages
+        .iter()
+        .filter_map(|m| m.content.as_ref())
+        .map(|c| match c {
+            MessageContent::Text(t) => t.trim().len(),
+            MessageContent::Parts(parts) => parts
+                .iter()
+                .map(|p| match p {
+                    ContentPart::Text { text } => text.trim().len(),
+                    _ => 0,
+                })
+                .sum(),
+        })
+        .fold(0usize, usize::saturating_add);
+    too_many_bytes(bytes, ctx, longest)
+}
+
+fn too_many_bytes(bytes: usize, ctx: usize, longest: usize) -> ApiResult<()> {
+    let most = ctx.saturating_mul(longest).saturating_mul(2);
+    if bytes <= most {
+        return Ok(());
+    }
+    Err(ApiError::context_length_exceeded(format!(
+        "This model's maximum context length is {ctx} tokens, but the prompt is {bytes} bytes, more than {ctx} tokens can hold. Please shorten the prompt."
+    ))
+    .with_param("messages"))
 }
 
 /// Completion tokens left after the prompt, checked against the request's

@@ -91,6 +91,11 @@ impl Vocab {
         Self { bytes, special }
     }
 
+    /// The most bytes any one token stands for.
+    pub fn longest(&self) -> usize {
+        self.bytes.iter().map(Vec::len).max().unwrap_or(1).max(1)
+    }
+
     pub fn bytes(&self, id: u32) -> &[u8] {
         self.bytes.get(id as usize).map_or(&[], Vec::as_slice)
     }

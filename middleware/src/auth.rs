@@ -33,17 +33,17 @@ impl Identity {
         }
     }
 
-    /// 403 unless the caller holds `scope` (or `*`).
+    /// Whether the caller holds `scope` (or `*`).
+    pub fn holds(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope || s == "*")
+    }
+
+    /// 403 unless the caller holds `scope`.
     pub fn require(&self, scope: &str) -> Result<(), ApiError> {
-        if self.scopes.iter().any(|s| s == scope || s == "*") {
-            return Ok(());
+        match self.holds(scope) {
+            true => Ok(()),
+            false => Err(ApiError::missing_scope(scope, None)),
         }
-        Err(ApiError::new(
-            403,
-            "invalid_request_error",
-            format!("This credential lacks the `{scope}` scope."),
-        )
-        .with_code(ErrorCode::InsufficientScope))
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use crate::validate::{Shape, ShapeNames};
 
 /// What a messages request and a token count share: the prompt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -23,6 +24,36 @@ pub struct Prompt {
     pub tool_choice: Option<ToolChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking: Option<Thinking>,
+}
+
+impl Prompt {
+    /// Anthropic's names for what a request's size is counted in.
+    pub const NAMES: ShapeNames = ShapeNames {
+        messages: "messages",
+        content_parts: "messages[].content",
+        tools: "tools",
+        tool_calls: "messages[].content",
+    };
+
+    /// How many messages, blocks, tools and tool uses it holds.
+    pub fn shape(&self) -> Shape {
+        let mut shape = Shape {
+            messages: self.messages.len(),
+            tools: self.tools.as_ref().map_or(0, Vec::len),
+            ..Shape::default()
+        };
+        for m in &self.messages {
+            if let Content::Blocks(blocks) = &m.content {
+                shape.content_parts = shape.content_parts.saturating_add(blocks.len());
+                let uses = blocks
+                    .iter()
+                    .filter(|b| matches!(b, Block::ToolUse { .. }))
+                    .count();
+                shape.tool_calls = shape.tool_calls.saturating_add(uses);
+            }
+        }
+        shape
+    }
 }
 
 /// `POST /v1/messages`.

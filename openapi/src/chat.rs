@@ -177,6 +177,9 @@ pub struct CallContext {
     /// (Anthropic's `max_tokens`, the Responses API's `max_output_tokens`:
     /// their clients send the largest value a model might take).
     pub max_tokens_is_cap: bool,
+    /// The caller holds `models:manage`: its `context_length` may reload
+    /// a model, its adapter scales build a merged model.
+    pub manage_models: bool,
 }
 
 impl Default for CallContext {
@@ -191,6 +194,7 @@ impl Default for CallContext {
             precompute: false,
             shared_cache: false,
             max_tokens_is_cap: false,
+            manage_models: false,
         }
     }
 }

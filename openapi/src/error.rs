@@ -36,6 +36,8 @@ fn default_status() -> u16 {
 pub enum ErrorCode {
     Cancelled,
     ContextLengthExceeded,
+    /// The Hub's repo is gated: its terms must be accepted and a token given.
+    GatedRepo,
     InsufficientScope,
     InternalError,
     InvalidApiKey,
@@ -59,6 +61,8 @@ pub enum ErrorCode {
     TooManyPrompts,
     UnsupportedMediaType,
     UnsupportedParameter,
+    /// A service ferrite relies on (the Hugging Face Hub) failed.
+    UpstreamUnavailable,
 }
 
 /// The body every error response carries.
@@ -188,6 +192,15 @@ impl ApiError {
             "Expected a request with `Content-Type: application/json`.",
         )
         .with_code(ErrorCode::UnsupportedMediaType)
+    }
+
+    /// 403: the credential lacks `scope`; `what` says what needed it.
+    pub fn missing_scope(scope: &str, what: Option<&str>) -> Self {
+        let message = match what {
+            Some(what) => format!("{what} needs the `{scope}` scope, which this credential lacks."),
+            None => format!("This credential lacks the `{scope}` scope."),
+        };
+        Self::new(403, "invalid_request_error", message).with_code(ErrorCode::InsufficientScope)
     }
 
     /// 429: a tenant's request or token budget is spent for now.

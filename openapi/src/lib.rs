@@ -9,6 +9,7 @@ pub mod chat;
 pub mod common;
 pub mod completions;
 pub mod doc;
+pub mod downloads;
 pub mod embeddings;
 pub mod error;
 pub mod health;

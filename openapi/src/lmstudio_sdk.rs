@@ -4,7 +4,10 @@
 //! shapes follow the SDKs' own schemas (camelCase on the wire).
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
+
+use crate::validate::{Shape, ShapeNames};
 
 /// The first frame a client sends on every socket.
 #[derive(Debug, Clone, Deserialize)]
@@ -74,7 +77,7 @@ pub enum ServerFrame {
     RpcResult {
         call_id: i64,
         #[serde(skip_serializing_if = "Option::is_none")]
-        result: Option<Value>,
+        result: Option<Box<RawValue>>,
     },
     RpcError {
         call_id: i64,
@@ -274,6 +277,37 @@ pub struct ChatHistory {
     pub messages: Vec<ChatMessageData>,
 }
 
+impl ChatHistory {
+    /// The SDK's names for what a history's size is counted in.
+    pub const NAMES: ShapeNames = ShapeNames {
+        messages: "history.messages",
+        content_parts: "history.messages[].content",
+        tools: "predictionConfigStack",
+        tool_calls: "history.messages[].content",
+    };
+
+    /// How many messages, parts and tool call requests it holds.
+    pub fn shape(&self) -> Shape {
+        let mut shape = Shape {
+            messages: self.messages.len(),
+            ..Shape::default()
+        };
+        for m in &self.messages {
+            let (ChatMessageData::System { content }
+            | ChatMessageData::User { content }
+            | ChatMessageData::Assistant { content }
+            | ChatMessageData::Tool { content }) = m;
+            shape.content_parts = shape.content_parts.saturating_add(content.len());
+            let calls = content
+                .iter()
+                .filter(|p| matches!(p, MessagePart::ToolCallRequest { .. }))
+                .count();
+            shape.tool_calls = shape.tool_calls.saturating_add(calls);
+        }
+        shape
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "role", rename_all = "camelCase")]
 pub enum ChatMessageData {
@@ -427,7 +461,7 @@ mod tests {
         assert!(matches!(other, ClientFrame::Ignored));
         let out = serde_json::to_value(ServerFrame::RpcResult {
             call_id: 3,
-            result: Some(json!([])),
+            result: serde_json::value::to_raw_value(&json!([])).ok(),
         })
         .unwrap();
         assert_eq!(out, json!({"type": "rpcResult", "callId": 3, "result": []}));

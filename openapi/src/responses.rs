@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::chat::{ToolChoiceMode, ToolKind};
 use crate::thinking::ReasoningEffort;
+use crate::validate::{Shape, ShapeNames};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ResponseRequest {
@@ -65,6 +66,45 @@ pub struct ResponseRequest {
     /// unloads.
     #[serde(default)]
     pub ttl: Option<u64>,
+}
+
+impl ResponseRequest {
+    /// The Responses API's names for what a request's size is counted in.
+    pub const NAMES: ShapeNames = ShapeNames {
+        messages: "input",
+        content_parts: "input[].content",
+        tools: "tools",
+        tool_calls: "input",
+    };
+
+    /// How many input items, content parts, tools and function calls it
+    /// holds (before `previous_response_id` adds the earlier ones).
+    pub fn shape(&self) -> Shape {
+        let mut shape = Shape {
+            tools: self.tools.len(),
+            ..Shape::default()
+        };
+        match &self.input {
+            Some(ResponseInput::Items(items)) => {
+                shape.messages = items.len();
+                for item in items {
+                    match item {
+                        InputItem::Message(m) => {
+                            if let ItemContent::Parts(parts) = &m.content {
+                                shape.content_parts =
+                                    shape.content_parts.saturating_add(parts.len());
+                            }
+                        }
+                        InputItem::FunctionCall(_) => shape.tool_calls += 1,
+                        _ => {}
+                    }
+                }
+            }
+            Some(ResponseInput::Text(_)) => shape.messages = 1,
+            None => {}
+        }
+        shape
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -15,6 +15,9 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 /// The most completions one request may ask for (`n`, `best_of`).
 pub const MAX_CHOICES: u32 = 16;
 const MAX_STOP_SEQUENCES: usize = 16;
+/// A stop sequence is matched against every token's text as it streams:
+/// its cost per token grows with the square of its length.
+const MAX_STOP_BYTES: usize = 1024;
 const MAX_TOP_LOGPROBS: u32 = 20;
 
 /// Bounds on the shape of one request, so that no single request, however
@@ -26,6 +29,20 @@ pub struct RequestLimits {
     pub max_prompts: usize,
     /// Sequences one request may start: prompts × `n` (or `best_of`).
     pub max_sequences: usize,
+    /// Messages in one chat (`messages`, Responses' `input`, an SDK
+    /// history): each costs template and tokenizer work.
+    pub max_messages: usize,
+    /// Content parts (or blocks) over all of a chat's messages.
+    pub max_content_parts: usize,
+    /// Tool definitions in one request.
+    pub max_tools: usize,
+    /// Tool calls over all of a chat's messages.
+    pub max_tool_calls: usize,
+    /// Bytes of text one call tokenizes whole: `/tokenize`, token counts,
+    /// and a conversation read past the context (truncation, MemAgent).
+    /// llama.cpp's tokenizer takes about a second a MiB, more for one
+    /// endless word; 2 MiB is half a million tokens of prose.
+    pub max_tokenize_bytes: usize,
 }
 
 impl Default for RequestLimits {
@@ -33,7 +50,60 @@ impl Default for RequestLimits {
         Self {
             max_prompts: 64,
             max_sequences: 64,
+            max_messages: 4096,
+            max_content_parts: 4096,
+            max_tools: 256,
+            max_tool_calls: 1024,
+            max_tokenize_bytes: 2 << 20,
         }
+    }
+}
+
+/// How many of each countable thing one request holds, whatever API it
+/// came through, and the names that API gives them (for the 400).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Shape {
+    pub messages: usize,
+    pub content_parts: usize,
+    pub tools: usize,
+    pub tool_calls: usize,
+}
+
+/// An API's field names for the parts of [`Shape`].
+#[derive(Debug, Clone, Copy)]
+pub struct ShapeNames {
+    pub messages: &'static str,
+    pub content_parts: &'static str,
+    pub tools: &'static str,
+    pub tool_calls: &'static str,
+}
+
+impl ShapeNames {
+    /// OpenAI's chat completions (and everything converted into one).
+    pub const CHAT: ShapeNames = ShapeNames {
+        messages: "messages",
+        content_parts: "messages[].content",
+        tools: "tools",
+        tool_calls: "messages[].tool_calls",
+    };
+}
+
+impl Shape {
+    /// Counts as it goes, saturating: a count only has to pass the limit.
+    pub fn of_chat(messages: &[crate::chat::ChatMessage], tools: usize) -> Shape {
+        let mut shape = Shape {
+            messages: messages.len(),
+            tools,
+            ..Shape::default()
+        };
+        for m in messages {
+            if let Some(MessageContent::Parts(parts)) = &m.content {
+                shape.content_parts = shape.content_parts.saturating_add(parts.len());
+            }
+            let calls = m.tool_calls.as_ref().map_or(0, Vec::len);
+            shape.tool_calls = shape.tool_calls.saturating_add(calls);
+        }
+        shape
     }
 }
 
@@ -110,6 +180,12 @@ fn check_sampling(s: &Sampling) -> ApiResult<()> {
             return Err(ApiError::invalid(
                 "stop",
                 "Stop sequences must not be empty.",
+            ));
+        }
+        if stops.iter().any(|s| s.len() > MAX_STOP_BYTES) {
+            return Err(ApiError::invalid(
+                "stop",
+                format!("Stop sequences must be at most {MAX_STOP_BYTES} bytes long."),
             ));
         }
     }
@@ -387,9 +463,70 @@ impl RequestLimits {
     }
 }
 
+impl RequestLimits {
+    /// 400 naming the field (in the API's own words) of which a request
+    /// holds more than this server takes: checked before any work.
+    pub fn check_shape(&self, shape: &Shape, names: &ShapeNames) -> ApiResult<()> {
+        let checks = [
+            (
+                shape.messages,
+                self.max_messages,
+                names.messages,
+                "messages",
+            ),
+            (
+                shape.content_parts,
+                self.max_content_parts,
+                names.content_parts,
+                "content parts",
+            ),
+            (shape.tools, self.max_tools, names.tools, "tool definitions"),
+            (
+                shape.tool_calls,
+                self.max_tool_calls,
+                names.tool_calls,
+                "tool calls",
+            ),
+        ];
+        for (count, max, param, what) in checks {
+            if count > max {
+                return Err(ApiError::invalid(
+                    param,
+                    format!(
+                        "The request holds {count} {what} (`{param}`); this server takes at most {max} per request."
+                    ),
+                )
+                .with_code(ErrorCode::RequestTooLarge));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RequestLimits {
+    /// 400 naming `param` when `text` is longer than one call tokenizes.
+    pub fn check_tokenize(&self, param: &str, bytes: usize) -> ApiResult<()> {
+        if bytes <= self.max_tokenize_bytes {
+            return Ok(());
+        }
+        Err(ApiError::invalid(
+            param,
+            format!(
+                "The text is {bytes} bytes; this server tokenizes at most {} bytes in one call.",
+                self.max_tokenize_bytes
+            ),
+        )
+        .with_code(ErrorCode::RequestTooLarge))
+    }
+}
+
 impl ChatRequest {
-    /// 400 naming `n` when it asks for more completions than the server runs.
+    /// 400 naming the field when the request is past the server's limits:
+    /// its shape, and `n` when it asks for more completions than the
+    /// server runs.
     pub fn check_limits(&self, limits: &RequestLimits) -> ApiResult<()> {
+        let tools = self.tools.as_ref().map_or(0, Vec::len);
+        limits.check_shape(&Shape::of_chat(&self.messages, tools), &ShapeNames::CHAT)?;
         limits.check_sequences("n", self.n.unwrap_or(1) as usize, "`n`")
     }
 }
@@ -496,6 +633,11 @@ mod tests {
         let limits = RequestLimits {
             max_prompts: 3,
             max_sequences: 4,
+            max_messages: 3,
+            max_content_parts: 2,
+            max_tools: 1,
+            max_tool_calls: 1,
+            max_tokenize_bytes: 8,
         };
         let completion = |body: &str| {
             parse_json::<CompletionRequest>(body.as_bytes())
@@ -514,6 +656,31 @@ mod tests {
         );
         let e = chat.unwrap().check_limits(&limits).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("n"));
+        let chat = |body: &str| {
+            parse_json::<ChatRequest>(body.as_bytes())
+                .unwrap()
+                .check_limits(&limits)
+        };
+        let user = r#"{"role": "user", "content": "x"}"#;
+        assert!(chat(&format!(r#"{{"messages": [{user}, {user}, {user}]}}"#)).is_ok());
+        let e = chat(&format!(
+            r#"{{"messages": [{user}, {user}, {user}, {user}]}}"#
+        ));
+        let e = e.unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("messages")));
+        let parts = r#"{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}"#;
+        let e = chat(&format!(r#"{{"messages": [{parts}, {parts}]}}"#)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[].content"));
+        let tool = r#"{"type": "function", "function": {"name": "f"}}"#;
+        let e = chat(&format!(
+            r#"{{"messages": [{user}], "tools": [{tool}, {tool}]}}"#
+        ));
+        assert_eq!(e.unwrap_err().param.as_deref(), Some("tools"));
+        let call =
+            r#"{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}"#;
+        let calls = format!(r#"{{"role": "assistant", "tool_calls": [{call}, {call}]}}"#);
+        let e = chat(&format!(r#"{{"messages": [{user}, {calls}]}}"#)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[].tool_calls"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::downloads::DownloadConfig;
 use crate::http::routes::orchestrator::OrchestratorConfig;
 use crate::registry::catalog::RegistryConfig;
 use crate::versions::AliasConfig;
@@ -51,6 +52,8 @@ pub struct Config {
     pub orchestrator: OrchestratorConfig,
     /// Versioned aliases, promoted by evaluation.
     pub aliases: Vec<AliasConfig>,
+    /// Getting models from the Hugging Face Hub.
+    pub downloads: DownloadConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +67,19 @@ pub struct HttpOptions {
     pub drain_timeout_secs: u64,
     /// Requests generating or queued at once; more get 503.
     pub max_in_flight: usize,
+    /// Open connections, SDK sockets included; more wait to be accepted
+    /// (and an SDK socket past it gets 503).
+    pub max_connections: usize,
+    /// Calls and channels one SDK socket may have running; more are
+    /// refused with the protocol's error.
+    pub socket_in_flight: usize,
+    /// Per SDK socket, twice: bytes of the calls running (more are refused
+    /// with the protocol's error), and bytes waiting to be sent to its
+    /// client (calls writing more wait for it to read).
+    pub socket_bytes: usize,
+    /// Seconds a client may leave what is sent to it unread before its
+    /// socket is closed.
+    pub slow_client_secs: u64,
     /// Origins allowed by CORS; empty turns CORS off, `["*"]` allows any.
     pub cors_origins: Vec<String>,
 }
@@ -99,6 +115,7 @@ impl Default for Config {
             long_context: LongContextConfig::default(),
             orchestrator: OrchestratorConfig::default(),
             aliases: Vec::new(),
+            downloads: DownloadConfig::default(),
         }
     }
 }
@@ -110,6 +127,10 @@ impl Default for HttpOptions {
             request_timeout_secs: 600,
             drain_timeout_secs: 30,
             max_in_flight: 256,
+            max_connections: 1024,
+            socket_in_flight: 16,
+            socket_bytes: 8 << 20,
+            slow_client_secs: 30,
             cors_origins: Vec::new(),
         }
     }
@@ -137,7 +158,7 @@ fn default_data_dir() -> PathBuf {
     }
 }
 
-const SECTIONS: [&str; 17] = [
+const SECTIONS: [&str; 18] = [
     "host",
     "port",
     "model",
@@ -155,6 +176,7 @@ const SECTIONS: [&str; 17] = [
     "long_context",
     "orchestrator",
     "aliases",
+    "downloads",
 ];
 
 impl Config {

@@ -13,6 +13,9 @@
 //!   orchestrator API (`http/routes/orchestrator.rs`) puts in its prompts.
 //! - `registry/`: which models exist, loading just in time, leases, TTLs
 //!   and eviction.
+//! - `downloads/`: models from the Hugging Face Hub into the models
+//!   directory: the Hub's API, quantization picks, resumable verified
+//!   fetches, the jobs.
 //! - `sdk/`: LM Studio's SDK protocol (WebSockets per namespace) for
 //!   `import lmstudio`, `@lmstudio/sdk` and `lms`.
 //! - `versions/`: versioned aliases, evaluation, promotion and rollback.
@@ -21,6 +24,7 @@
 mod args;
 mod chat;
 mod config;
+mod downloads;
 mod http;
 mod logging;
 mod registry;

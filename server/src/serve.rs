@@ -22,10 +22,11 @@ use crate::args::ServeArgs;
 use crate::chat::experts::Experts;
 use crate::chat::{generate, pipeline};
 use crate::config::Config;
+use crate::downloads::Downloads;
 use crate::http::routes::orchestrator;
 use crate::http::{app, listen};
 use crate::logging;
-use crate::registry::{Builder, Origin, Registry};
+use crate::registry::{Builder, Manage, Origin, Registry};
 use crate::state::{AppState, Stores};
 use ferrite_openapi::models::ModelKind;
 
@@ -76,12 +77,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let registry = Registry::new(config.clone(), build)?;
     shared.bind(&registry);
     let experts = Arc::new(Experts::new(&config.routers)?);
+    let downloads = Downloads::new(&config.downloads, config.registry.dir())?;
     let state = AppState::new(
         config.clone(),
         registry.clone(),
         experts,
         stores,
         auth.clone(),
+        Arc::new(downloads),
     );
     registry.spawn_reaper();
     for alias in config.aliases.iter() {
@@ -105,8 +108,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let drain = Duration::from_secs(config.http.drain_timeout_secs);
     let auth =
         AuthLayer::shared(auth).protecting(orchestrator::protected_paths(&config.orchestrator));
+    let connections = state.connections.clone();
     let app = app::router(state, auth, metrics);
-    let server = listen::serve(listener, app, async move {
+    let server = listen::serve(listener, app, connections, async move {
         shutdown_signal().await;
         info!("shutting down: no new connections, draining in-flight requests");
         let _ = stop_tx.send(true);
@@ -201,7 +205,7 @@ async fn load(state: AppState, shared: Arc<pipeline::SharedLayers>) -> anyhow::R
     let startup = state.registry.startup()?;
     let lease = state
         .registry
-        .acquire_spec(startup, Origin::Explicit { ttl: None })
+        .acquire_spec(startup, Origin::Explicit { ttl: None }, Manage::Granted)
         .await
         .map_err(|e| anyhow::anyhow!(e.message))?;
     let id = lease.id().to_string();
@@ -219,7 +223,7 @@ async fn load(state: AppState, shared: Arc<pipeline::SharedLayers>) -> anyhow::R
         {
             Ok(spec) => state
                 .registry
-                .acquire_spec(spec, Origin::Explicit { ttl: None })
+                .acquire_spec(spec, Origin::Explicit { ttl: None }, Manage::Granted)
                 .await
                 .map(|lease| lease.id().to_string()),
             Err(e) => Err(e),

@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::chat::experts::Experts;
 use crate::config::Config;
+use crate::downloads::{Downloads, KeyOf};
 use crate::registry::Registry;
 use crate::versions::Versions;
 
@@ -28,6 +29,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub experts: Arc<Experts>,
     places: Arc<Semaphore>,
+    /// Open connections (HTTP and SDK sockets), up to `http.max_connections`.
+    pub connections: Arc<Semaphore>,
     /// The conversation memory store, when memory is on and it opened.
     pub memory: Option<Arc<dyn MemoryStore>>,
     /// Stored Responses API responses, in the same database (whether or not
@@ -41,6 +44,8 @@ pub struct AppState {
     /// API keys and JWTs, when authentication is on: the SDK sockets
     /// check their auth packet against it.
     pub auth: Option<Arc<Authenticator>>,
+    /// Models being fetched from the Hub.
+    pub downloads: Arc<Downloads>,
 }
 
 /// The databases the server keeps: one file or server, two uses.
@@ -59,8 +64,10 @@ impl AppState {
         experts: Arc<Experts>,
         stores: Stores,
         auth: Option<Arc<Authenticator>>,
+        downloads: Arc<Downloads>,
     ) -> Self {
         let places = Arc::new(Semaphore::new(config.http.max_in_flight.max(1)));
+        let connections = Arc::new(Semaphore::new(config.http.max_connections.max(1)));
         let versions = Versions::new(config.aliases.clone(), stores.aliases, registry.clone());
         Self {
             versions,
@@ -68,11 +75,22 @@ impl AppState {
             registry,
             experts,
             places,
+            connections,
             memory: stores.memory,
             exchanges: stores.exchanges,
             responses: stores.responses,
             auth,
+            downloads,
         }
+    }
+
+    /// The key the registry lists a downloaded model file under.
+    pub fn key_of(&self) -> KeyOf {
+        let registry = self.registry.clone();
+        Arc::new(move |path| {
+            let registry = registry.clone();
+            Box::pin(async move { registry.key_for(&path).await })
+        })
     }
 
     /// Whether no client request is running (background work may).
@@ -89,6 +107,11 @@ impl AppState {
                 "The model is still loading; retry shortly.",
             ))
         }
+    }
+
+    /// A place for one more open connection, if the server has one.
+    pub fn connection(&self) -> Option<OwnedSemaphorePermit> {
+        self.connections.clone().try_acquire_owned().ok()
     }
 
     /// A slot for one generating request, or 503 when the server is full.

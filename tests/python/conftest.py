@@ -15,6 +15,11 @@ EMBED = os.environ.get("FERRITE_TEST_EMBED", str(ROOT / "models/all-MiniLM-L6-v2
 EMBED_HF = os.environ.get("FERRITE_TEST_EMBED_HF", str(ROOT / "models/all-MiniLM-L6-v2"))
 
 
+# Each server `_serve` started, by the URL it yields (for tests that watch
+# the process: its memory, its exit).
+PROCESSES = {}
+
+
 def _free_port() -> int:
     """A free port below the kernel's ephemeral range (32768 and up), which
     a client's outgoing connection could take before the server binds it."""
@@ -66,6 +71,7 @@ def _serve(extra_env=None, args=()):
     else:
         proc.kill()
         raise RuntimeError("ferrite did not become ready")
+    PROCESSES[f"{url}/v1"] = proc
     yield f"{url}/v1"
     proc.terminate()
     proc.wait(timeout=30)

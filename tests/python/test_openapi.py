@@ -16,6 +16,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from conftest import ROOT, _serve
+from hub_server import Hub
 
 METHODS = ["get", "post", "put", "patch", "delete"]
 # Paths an OpenAI or LM Studio client might try; those not documented must
@@ -29,11 +30,17 @@ PROBES = [
 
 
 @pytest.fixture(scope="module")
-def base():
-    """Memory on (so /v1/memory answers) and completions capped at 16 tokens,
-    so that fuzzed requests finish quickly."""
-    for url in _serve({"FERRITE_MEMORY__ENABLED": "true", "FERRITE_MODEL__MAX_TOKENS": "16"}):
+def base(tmp_path_factory):
+    """Memory on (so /v1/memory answers), completions capped at 16 tokens,
+    so that fuzzed requests finish quickly, and downloads from an empty local
+    Hub into a folder of the test's own (the real one is out of reach)."""
+    hub = Hub({}).start()
+    models = tmp_path_factory.mktemp("openapi-models")
+    for url in _serve({"FERRITE_MEMORY__ENABLED": "true", "FERRITE_MODEL__MAX_TOKENS": "16",
+                       "FERRITE_DOWNLOADS__ENDPOINT": hub.url,
+                       "FERRITE_REGISTRY__DIR": str(models)}):
         yield url.removesuffix("/v1")
+    hub.stop()
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +49,8 @@ def doc(base):
 
 
 def concrete(template, model="smollm2-135m-instruct"):
-    values = {"model": model, "id": "1", "file": "swagger-ui.css", "name": "assistant"}
+    values = {"model": model, "id": "1", "file": "swagger-ui.css", "name": "assistant",
+              "job_id": "job_none"}
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
 
 

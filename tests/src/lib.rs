@@ -415,6 +415,16 @@ pub fn client() -> reqwest::Client {
     reqwest_client(Duration::from_secs(300))
 }
 
+/// A client for streams: it waits on progress (each read within five
+/// minutes), not on the whole answer's time, which depends on how fast the
+/// machine is that day.
+pub fn streaming_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .read_timeout(Duration::from_secs(300))
+        .build()
+        .expect("http client")
+}
+
 /// A client whose requests give up after `timeout`.
 pub fn reqwest_client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
@@ -510,7 +520,12 @@ pub struct Sse {
 }
 
 pub async fn post_sse(url: &str, body: &Value) -> Sse {
-    let r = client().post(url).json(body).send().await.expect("request");
+    let r = streaming_client()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("request");
     let status = r.status().as_u16();
     let mut raw = String::new();
     let mut stream = r.bytes_stream();

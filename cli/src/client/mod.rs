@@ -8,6 +8,7 @@ pub mod convert;
 pub mod daemon;
 pub mod eval;
 pub mod export;
+pub mod get;
 pub mod models;
 pub mod quantize;
 pub mod remote;

@@ -85,6 +85,23 @@ impl Client {
             .await
     }
 
+    /// GETs `path` with `query` and reads the JSON answer.
+    pub async fn get_query<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<T> {
+        let resp = self.get_raw(path, query).await?;
+        resp.json().await.context("reading the server's answer")
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .send(self.request(reqwest::Method::DELETE, path))
+            .await?;
+        resp.json().await.context("reading the server's answer")
+    }
+
     pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
         let resp = self
             .send(self.request(reqwest::Method::POST, path).json(body))

@@ -22,10 +22,12 @@ use tokio::sync::oneshot;
 use tracing::info;
 
 use super::load::{default_threads, open, Opened};
+use super::tokenize::{self, Splitter};
 use crate::backend::ModelInfo;
 use crate::backend::{check_ids, ChatStream, CompletionStream, EmbedInput, Embedded, Engine};
 use crate::locate::default_id;
 use crate::options::EngineOptions;
+use crate::prep;
 
 /// Sequences in one batch: attention cost grows with the batch's square.
 const MAX_SEQS: usize = 64;
@@ -45,6 +47,9 @@ pub struct LlamaEmbedder {
     /// The most tokens one input may have.
     context: usize,
     n_vocab: u32,
+    splitter: Arc<Splitter>,
+    /// The most bytes one token stands for.
+    longest: usize,
 }
 
 impl LlamaEmbedder {
@@ -135,6 +140,17 @@ impl LlamaEmbedder {
         );
         Ok(Self {
             n_vocab: u32::try_from(model.n_vocab()).unwrap_or(0),
+            splitter: Arc::new(Splitter::of(&model)),
+            longest: (0..model.n_vocab())
+                .map(|t| {
+                    model
+                        .vocab()
+                        .token_to_piece(LlamaToken(t), true, None)
+                        .len()
+                })
+                .max()
+                .unwrap_or(1)
+                .max(1),
             model,
             jobs,
             info: ModelInfo {
@@ -158,23 +174,31 @@ impl LlamaEmbedder {
 
     /// Each input's tokens; text gets the model's own framing ([CLS] … [SEP]).
     async fn tokens(&self, inputs: Vec<EmbedInput>) -> ApiResult<Vec<Vec<LlamaToken>>> {
-        let model = self.model.clone();
-        let ids = tokio::task::spawn_blocking(move || {
+        for (i, input) in inputs.iter().enumerate() {
+            if let EmbedInput::Text(text) = input {
+                prep::surely_too_long(text, self.context, self.longest)
+                    .map_err(|e| e.with_param(format!("input[{i}]")))?;
+            }
+        }
+        let (model, splitter) = (self.model.clone(), self.splitter.clone());
+        let bytes = inputs
+            .iter()
+            .map(|i| match i {
+                EmbedInput::Text(t) => t.len(),
+                EmbedInput::Tokens(_) => 0,
+            })
+            .sum();
+        let ids = tokenize::off_workers(bytes, move || {
             inputs
                 .into_iter()
                 .map(|input| match input {
-                    EmbedInput::Text(text) => model
-                        .vocab()
-                        .tokenize(text.as_bytes(), true, false)
-                        .into_iter()
-                        .map(|t| t.0 as u32)
-                        .collect(),
+                    EmbedInput::Text(text) => splitter.tokenize(&model, &text, true, false),
                     EmbedInput::Tokens(ids) => ids,
                 })
                 .collect::<Vec<Vec<u32>>>()
         })
         .await
-        .map_err(|_| ApiError::internal("Tokenizing failed."))?;
+        .ok_or_else(|| ApiError::internal("Tokenizing failed."))?;
         ids.into_iter()
             .enumerate()
             .map(|(i, ids)| {
@@ -215,18 +239,13 @@ impl Engine for LlamaEmbedder {
     }
 
     async fn encode(&self, text: &str, special: bool) -> ApiResult<Vec<u32>> {
-        let model = self.model.clone();
+        let (model, splitter) = (self.model.clone(), self.splitter.clone());
         let text = text.to_owned();
-        tokio::task::spawn_blocking(move || {
-            model
-                .vocab()
-                .tokenize(text.as_bytes(), special, false)
-                .into_iter()
-                .map(|t| t.0 as u32)
-                .collect()
+        tokenize::off_workers(text.len(), move || {
+            splitter.tokenize(&model, &text, special, false)
         })
         .await
-        .map_err(|_| ApiError::internal("Tokenizing failed."))
+        .ok_or_else(|| ApiError::internal("Tokenizing failed."))
     }
 
     async fn decode(&self, tokens: &[u32]) -> ApiResult<String> {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context};
 use ferrite_openapi::models::ModelMeta;
-use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams, RopeScalingType};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
@@ -15,10 +15,11 @@ use llama_cpp_2::{send_logs_to_tracing, LogOptions};
 use tracing::info;
 
 use super::scheduler::{Job, Limits, Scheduler};
+use super::tokenize::Splitter;
 use crate::backend::ModelInfo;
 use crate::gguf_meta;
 use crate::locate::{default_id, locate};
-use crate::options::{AdapterOptions, EngineOptions, KvType};
+use crate::options::{AdapterOptions, EngineOptions, KvType, RopeScaling};
 use crate::vocab::Vocab;
 
 /// llama.cpp's process-wide state, set up once; its log goes to `tracing`.
@@ -38,6 +39,7 @@ pub struct Loaded {
     pub eos: Option<String>,
     pub add_bos: bool,
     pub n_vocab: u32,
+    pub splitter: Arc<Splitter>,
 }
 
 /// Physical cores: llama.cpp's threads spin, so hyperthreads only contend.
@@ -144,6 +146,7 @@ pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
     let architecture = header.as_ref().and_then(|m| m.architecture.clone());
     let vocab = token_table(&model);
     let specials = Specials::of(&model, &vocab);
+    let splitter = Arc::new(Splitter::of(&model));
     let template = model
         .chat_template(None)
         .ok()
@@ -200,6 +203,7 @@ pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
         eos: specials.eos,
         add_bos: specials.add_bos,
         n_vocab: specials.n_vocab,
+        splitter,
     })
 }
 
@@ -253,7 +257,13 @@ struct Plan {
 impl Plan {
     fn new(opts: &EngineOptions, model: &LlamaModel) -> Self {
         let trained = model.n_ctx_train();
-        let context_length = trained.min(opts.context_length.unwrap_or(u32::MAX)).max(1);
+        // Past the trained context only where the operator allows RoPE
+        // scaling; the registry refuses longer contexts otherwise.
+        let context_length = match (opts.rope_scaling, opts.context_length) {
+            (Some(_), Some(asked)) => asked,
+            (_, asked) => trained.min(asked.unwrap_or(u32::MAX)),
+        }
+        .max(1);
         let pool = opts.kv_cache_tokens.unwrap_or(context_length).max(1);
         let threads = opts.threads.unwrap_or_else(default_threads);
         let max_seqs = opts.max_seqs.max(1);
@@ -272,6 +282,19 @@ impl Plan {
             .with_type_v(kv_type)
             .with_n_threads(threads as i32)
             .with_n_threads_batch(threads as i32);
+        let params = match opts.rope_scaling {
+            Some(scaling) if context_length > trained && trained > 0 => {
+                let kind = match scaling {
+                    RopeScaling::Linear => RopeScalingType::Linear,
+                    RopeScaling::Yarn => RopeScalingType::Yarn,
+                };
+                params
+                    .with_rope_scaling_type(kind)
+                    .with_rope_freq_scale(trained as f32 / context_length as f32)
+                    .with_yarn_orig_ctx(trained)
+            }
+            _ => params,
+        };
         // K and V of every layer; q8_0 packs 32 values in 34 bytes.
         let kv_width =
             (model.n_embd() as usize / model.n_head().max(1) as usize) * model.n_head_kv() as usize;

@@ -6,6 +6,7 @@ mod embed;
 mod load;
 mod sampler;
 mod scheduler;
+mod tokenize;
 
 pub use embed::LlamaEmbedder;
 pub use scheduler::{PARKED_BYTES, PARKED_ENTRIES};
@@ -43,6 +44,7 @@ use crate::thinking::{Control, Plan};
 use crate::vocab::Vocab;
 use sampler::Sampler;
 use scheduler::Job;
+use tokenize::Splitter;
 
 pub struct LlamaCppEngine {
     model: Arc<LlamaModel>,
@@ -61,6 +63,9 @@ pub struct LlamaCppEngine {
     delimiters: Delimiters,
     /// Loaded with the model, in the step loop's order.
     adapters: Vec<AdapterOptions>,
+    splitter: Arc<Splitter>,
+    /// The most bytes one token stands for.
+    longest: usize,
 }
 
 /// What every sequence of one request shares.
@@ -79,6 +84,7 @@ impl LlamaCppEngine {
         let loaded = tokio::task::spawn_blocking(move || load::load(&o))
             .await
             .map_err(|e| anyhow::anyhow!("the llama.cpp loading task failed: {e}"))??;
+        let longest = loaded.vocab.longest();
         Ok(Self {
             model: loaded.model,
             jobs: loaded.jobs,
@@ -93,28 +99,27 @@ impl LlamaCppEngine {
             max_tokens: opts.max_tokens,
             delimiters: opts.thinking.clone(),
             adapters: opts.adapters.clone(),
+            splitter: loaded.splitter,
+            longest,
         })
     }
 
     /// Tokens of `text`, with BOS when the model wants one and `special`.
     async fn tokenize(&self, text: String, special: bool) -> ApiResult<Vec<u32>> {
-        let model = self.model.clone();
+        let (model, splitter) = (self.model.clone(), self.splitter.clone());
         let add_bos = special && self.add_bos;
-        tokio::task::spawn_blocking(move || {
-            model
-                .vocab()
-                .tokenize(text.as_bytes(), add_bos, true)
-                .into_iter()
-                .map(|t| t.0 as u32)
-                .collect()
+        tokenize::off_workers(text.len(), move || {
+            splitter.tokenize(&model, &text, add_bos, true)
         })
         .await
-        .map_err(|_| ApiError::internal("Tokenizing failed."))
+        .ok_or_else(|| ApiError::internal("Tokenizing failed."))
     }
 
     /// A completion prompt's tokens; an empty one starts from BOS (nothing
     /// can be generated from no token at all).
     async fn text_prompt(&self, text: String) -> ApiResult<Vec<u32>> {
+        let ctx = self.info.meta.context_length as usize;
+        prep::surely_too_long(&text, ctx, self.longest).map_err(|e| e.with_param("prompt"))?;
         let ids = self.tokenize(text, true).await?;
         if !ids.is_empty() {
             return Ok(ids);
@@ -280,12 +285,13 @@ impl Engine for LlamaCppEngine {
             None => None,
         };
         let text = self.render(&req).await?;
+        let ctx = self.info.meta.context_length as usize;
+        prep::surely_too_long(&text, ctx, self.longest)?;
         let mut prompt = self.tokenize(text, true).await?;
         if thinking.is_some() {
             prep::open_thinking(&mut prompt, &self.delimiters.open, Some(&self.vocab), self)
                 .await?;
         }
-        let ctx = self.info.meta.context_length as usize;
         let max_len = self.budget(
             prompt.len(),
             prep::chat_limit(&req, ctx, prompt.len())?,
@@ -384,6 +390,12 @@ impl Engine for LlamaCppEngine {
     }
 
     async fn count_tokens(&self, text: &str) -> ApiResult<usize> {
+        // Past what the trained context could hold, the bytes say enough:
+        // llama.cpp's tokenizer takes about a second a MiB.
+        let trained = self.info.meta.max_context_length.max(1) as usize;
+        if prep::surely_too_long(text, trained, self.longest).is_err() {
+            return Ok(text.len() / self.longest);
+        }
         Ok(self.tokenize(text.to_string(), true).await?.len())
     }
 

@@ -51,6 +51,9 @@ pub struct MistralEngine {
     delimiters: Delimiters,
 }
 
+/// Bytes one token stands for at most, when the vocabulary is unknown.
+const LONGEST_TOKEN: usize = 256;
+
 /// Everything one engine sequence needs besides its prompt.
 struct SeqParams {
     sampling: SamplingParams,
@@ -293,6 +296,11 @@ impl Engine for MistralEngine {
             }
             None => None,
         };
+        // mistral.rs tokenizes on its step loop: a prompt no tokenization
+        // could fit is refused before it holds every other stream up.
+        let ctx = self.info.meta.context_length as usize;
+        let longest = self.vocab.as_deref().map_or(LONGEST_TOKEN, Vocab::longest);
+        prep::chat_surely_too_long(&req, ctx, longest)?;
         let mut prompt = self
             .tokenize(Either::Left(messages.clone()), tools.clone())
             .await?;
@@ -305,7 +313,6 @@ impl Engine for MistralEngine {
             )
             .await?;
         }
-        let ctx = self.info.meta.context_length as usize;
         let max_len = self.budget(
             prompt.len(),
             prep::chat_limit(&req, ctx, prompt.len())?,

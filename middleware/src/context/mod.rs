@@ -17,7 +17,7 @@ use ferrite_openapi::chat::{
     MessageContent, ResponseExtension, Role,
 };
 use ferrite_openapi::common::Usage;
-use ferrite_openapi::ApiError;
+use ferrite_openapi::{ApiError, ErrorCode};
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -74,13 +74,17 @@ impl Default for LongContextConfig {
 pub struct ContextLayer {
     engine: Arc<dyn Engine>,
     config: Arc<LongContextConfig>,
+    max_bytes: usize,
 }
 
 impl ContextLayer {
-    pub fn new(engine: Arc<dyn Engine>, config: LongContextConfig) -> Self {
+    /// `max_bytes`: the most text a policy other than `error` reads
+    /// (`limits.max_tokenize_bytes`).
+    pub fn new(engine: Arc<dyn Engine>, config: LongContextConfig, max_bytes: usize) -> Self {
         Self {
             engine,
             config: Arc::new(config),
+            max_bytes,
         }
     }
 }
@@ -93,6 +97,7 @@ impl<S> Layer<S> for ContextLayer {
             inner,
             engine: self.engine.clone(),
             config: self.config.clone(),
+            max_bytes: self.max_bytes,
         }
     }
 }
@@ -102,6 +107,7 @@ pub struct ContextService<S> {
     inner: S,
     engine: Arc<dyn Engine>,
     config: Arc<LongContextConfig>,
+    max_bytes: usize,
 }
 
 impl<S> Service<ChatRequest> for ContextService<S>
@@ -123,10 +129,24 @@ where
             engine: self.engine.clone(),
             config: self.config.clone(),
         };
+        let max_bytes = self.max_bytes;
         Box::pin(async move {
             let policy = req.context_overflow.unwrap_or(fit.config.policy);
             if policy == ContextOverflow::Error {
                 return inner.oneshot(req).await;
+            }
+            // A policy reads the whole conversation: its size is bounded
+            // before the tokenizer sees it.
+            let bytes = req.messages.iter().map(|m| text(m).len()).sum::<usize>();
+            if bytes > max_bytes {
+                return Err(ApiError::invalid(
+                    "messages",
+                    format!(
+                        "The conversation is {bytes} bytes; `context_overflow: \"{}\"` reads at most {max_bytes}.",
+                        policy.as_str()
+                    ),
+                )
+                .with_code(ErrorCode::RequestTooLarge));
             }
             let budget = fit.budget(&req);
             let Some(total) = fit.tokens(&req).await else {
@@ -295,23 +315,26 @@ impl Fit {
                 total = total.saturating_sub(sizes[dropped]);
                 dropped += 1;
             }
-            let gone: Vec<usize> = all
+            let mut gone = vec![false; req.messages.len()];
+            for i in all
                 .iter()
                 .skip(keep_first)
                 .take(dropped)
                 .flat_map(|t| t.clone())
-                .collect();
+            {
+                gone[i] = true;
+            }
             let mut kept = req.clone();
             kept.messages = req
                 .messages
                 .iter()
-                .enumerate()
-                .filter(|(i, _)| !gone.contains(i))
-                .map(|(_, m)| m.clone())
+                .zip(&gone)
+                .filter(|(_, &gone)| !gone)
+                .map(|(m, _)| m.clone())
                 .collect();
             let real = self.tokens(&kept).await.unwrap_or(total);
             if real <= budget || dropped == droppable {
-                report.dropped_messages = gone.len();
+                report.dropped_messages = gone.iter().filter(|&&g| g).count();
                 // Never below zero, so that what is left stays the real size.
                 report.prompt_tokens = report.prompt_tokens.max(real);
                 report.dropped_tokens = report.prompt_tokens - real;
@@ -578,7 +601,7 @@ mod tests {
     #[tokio::test]
     async fn memagent_reads_every_chunk_in_order_then_answers_from_memory() {
         let engine = Arc::new(ScriptedEngine::new("remembered").with_context_length(400));
-        let svc = ContextLayer::new(engine.clone(), LongContextConfig::default())
+        let svc = ContextLayer::new(engine.clone(), LongContextConfig::default(), 1 << 20)
             .layer(EngineService::new(engine.clone()));
         let mut req = conversation(12);
         req.context_overflow = Some(ContextOverflow::Memagent);

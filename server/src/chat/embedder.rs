@@ -10,7 +10,7 @@ use ferrite_middleware::embedder::Embedder;
 use ferrite_openapi::models::ModelKind;
 use ferrite_openapi::{ApiError, ApiResult};
 
-use crate::registry::{Origin, Registry};
+use crate::registry::{Manage, Origin, Registry};
 
 /// Embeds `texts` with the registry's embedding model `model`.
 pub async fn embed_with(
@@ -22,7 +22,7 @@ pub async fn embed_with(
         .resolve_for(Some(model), ModelKind::Embeddings)
         .await?;
     let lease = registry
-        .acquire_spec(spec, Origin::Request { ttl: None })
+        .acquire_spec(spec, Origin::Request { ttl: None }, Manage::Denied)
         .await?;
     let inputs = texts.into_iter().map(EmbedInput::Text).collect();
     Ok(lease.engine.embed(inputs).await?.vectors)

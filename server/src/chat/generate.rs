@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrite_engine::{CompletionStream, EmbedInput};
+use ferrite_middleware::auth::Identity;
 use ferrite_middleware::{hold, ChatResponse};
 use ferrite_openapi::adapters::AdapterChoice;
 use ferrite_openapi::chat::{ChatCompletionChunk, ChatRequest};
@@ -24,7 +25,7 @@ use futures::StreamExt;
 use tower::ServiceExt;
 
 use crate::registry::catalog::Spec;
-use crate::registry::{Lease, Origin, Registry};
+use crate::registry::{Lease, Manage, Origin, Registry, MANAGE_MODELS};
 use crate::state::AppState;
 
 /// A request checked against the API's rules and the server's limits: the
@@ -38,8 +39,9 @@ pub trait Check {
 
 impl Check for ChatRequest {
     fn check(&self, limits: &RequestLimits) -> ApiResult<()> {
-        self.validate()?;
-        self.check_limits(limits)
+        // The shape first: it bounds the work the rest does.
+        self.check_limits(limits)?;
+        self.validate()
     }
 }
 
@@ -122,16 +124,18 @@ pub async fn model(
     ttl: Option<u64>,
     kind: Option<ModelKind>,
 ) -> ApiResult<Lease> {
-    model_with(state, name, ttl, kind, &mut None).await
+    model_with(state, name, ttl, kind, &mut None, Manage::Denied).await
 }
 
-/// The same, for a request that chose `adapters` (see [`Spec::serving`]).
+/// The same, for a request that chose `adapters` (see [`Spec::serving`]),
+/// by a caller who may or may not build a merged model of its own.
 pub async fn model_with(
     state: &AppState,
     name: Option<&str>,
     ttl: Option<u64>,
     kind: Option<ModelKind>,
     adapters: &mut Option<Vec<AdapterChoice>>,
+    manage: Manage,
 ) -> ApiResult<Lease> {
     state.ready()?;
     if let Some(router) = state.experts.get(name) {
@@ -150,7 +154,7 @@ pub async fn model_with(
     .serving(adapters)?;
     state
         .registry
-        .acquire_spec(spec, Origin::Request { ttl })
+        .acquire_spec(spec, Origin::Request { ttl }, manage)
         .await
 }
 
@@ -175,17 +179,22 @@ pub async fn on_model(
     // One name per model, so that the cache sees one request.
     request.model = Some(spec.id.clone());
     let origin = Origin::Request { ttl: request.ttl };
+    let manage = Manage::from_grant(request.context.manage_models);
     let lease = match load {
         Load::Resident => registry.loaded(&spec.id).ok_or_else(|| {
             ApiError::unavailable("The model is not loaded.").with_code(ErrorCode::ModelNotLoaded)
         })?,
         Load::Report if !registry.is_loaded_with(&spec.id, request.context_length) => {
-            let chunks = while_loading(registry.clone(), spec, origin, request);
+            // Refusals as the HTTP status, before the stream starts.
+            registry
+                .admissible(&spec, request.context_length, manage, "context_length")
+                .await?;
+            let chunks = while_loading(registry.clone(), spec, origin, request, manage);
             return Ok(ChatResponse::new(chunks));
         }
         Load::Report | Load::Wait => {
             registry
-                .acquire_with(spec, origin, request.context_length)
+                .acquire_with(spec, origin, request.context_length, manage)
                 .await?
         }
     };
@@ -203,10 +212,11 @@ fn while_loading(
     spec: Arc<Spec>,
     origin: Origin,
     request: ChatRequest,
+    manage: Manage,
 ) -> ferrite_engine::ChatStream {
     let id = spec.id.clone();
     async_stream::stream! {
-        let acquire = registry.acquire_with(spec, origin, request.context_length);
+        let acquire = registry.acquire_with(spec, origin, request.context_length, manage);
         tokio::pin!(acquire);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let lease = loop {
@@ -243,9 +253,10 @@ fn while_loading(
 /// budgets charged as in the chat pipeline. Routers route chat only.
 pub async fn complete(
     state: &AppState,
-    tenant: &str,
+    caller: &Identity,
     request: Valid<CompletionRequest>,
 ) -> ApiResult<(Vec<(String, String)>, CompletionStream)> {
+    let tenant = caller.tenant.as_str();
     let mut request = request.0;
     request.adapters = state
         .registry
@@ -256,6 +267,7 @@ pub async fn complete(
         request.ttl,
         Some(ModelKind::Llm),
         &mut request.adapters,
+        Manage::from_grant(caller.holds(MANAGE_MODELS)),
     )
     .await?;
     tracing::Span::current().record("model", lease.id());

@@ -94,6 +94,7 @@ pub fn build(engine: Arc<dyn Engine>, shared: &SharedLayers) -> Pipeline {
             .layer(ContextLayer::new(
                 engine.clone(),
                 config.long_context.clone(),
+                config.limits.max_tokenize_bytes,
             ))
             .layer(ThinkingLayer::new(config.thinking.clone()))
             .service(EngineService::new(engine.clone())),

@@ -1,10 +1,13 @@
 //! The connection loop under the axum app: `axum::serve`, plus a request-head
-//! buffer of 1 MiB. hyper's default (about 400 KiB) answers a longer
-//! `Authorization` header itself, with a bare 431 that no client can read as
-//! an API error; within the buffer, the auth layer answers such a credential
-//! with the API's own 401.
+//! buffer of 1 MiB and a bound on open connections. hyper's default buffer
+//! (about 400 KiB) answers a longer `Authorization` header itself, with a
+//! bare 431 that no client can read as an API error; within the buffer, the
+//! auth layer answers such a credential with the API's own 401. Past
+//! `max_connections` the loop stops accepting until one closes (clients
+//! wait in the kernel's backlog).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -15,6 +18,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
@@ -22,13 +26,26 @@ use tracing::{debug, warn};
 const MAX_HEAD_BYTES: usize = 1 << 20;
 
 /// Serves `app` until `shutdown` resolves, then waits for open connections
-/// to finish their requests (the caller bounds how long).
-pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()>) {
+/// to finish their requests (the caller bounds how long). Each connection
+/// holds one of `connections`' permits while it is open.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    connections: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().max_buf_size(MAX_HEAD_BYTES);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -52,6 +69,7 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
             if let Err(e) = conn.await {
                 debug!("connection ended: {e}");
             }
+            drop(permit);
         });
     }
     drop(listener);

@@ -13,8 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::routes::{
-    aliases, anthropic, chat, completions, docs, embeddings, fallback, health, lmstudio, manage,
-    memory, metrics, models, orchestrator, responses, tokens,
+    aliases, anthropic, chat, completions, docs, downloads, embeddings, fallback, health, lmstudio,
+    manage, memory, metrics, models, orchestrator, responses, tokens,
 };
 use crate::state::AppState;
 
@@ -44,6 +44,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(manage::list))
         .routes(routes!(manage::load))
         .routes(routes!(manage::unload))
+        .routes(routes!(downloads::download))
+        .routes(routes!(downloads::status))
+        .routes(routes!(downloads::cancel))
+        .routes(routes!(downloads::search))
+        .routes(routes!(downloads::options))
         .routes(routes!(responses::create))
         .routes(routes!(responses::get, responses::delete))
         .routes(routes!(responses::input_items))
@@ -148,6 +153,11 @@ mod tests {
             "/api/v0/chat/completions",
             "/api/v0/completions",
             "/api/v1/models",
+            "/api/v1/models/download",
+            "/api/v1/models/download/status/{job_id}",
+            "/api/v1/models/download/{job_id}",
+            "/api/v1/models/download/search",
+            "/api/v1/models/download/options",
             "/api/v1/models/load",
             "/api/v1/models/unload",
             "/tokenize",
@@ -158,7 +168,7 @@ mod tests {
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
-        assert_eq!(paths.len(), 36, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 41, "{:?}", paths.keys());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }
 }

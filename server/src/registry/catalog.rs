@@ -8,7 +8,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ferrite_engine::{
-    default_id, AdapterOptions, Delimiters, EngineOptions, IsqChoice, ModelFormat, Runtime,
+    default_id, AdapterOptions, Delimiters, EngineOptions, IsqChoice, ModelFormat, RopeScaling,
+    Runtime,
 };
 use ferrite_openapi::adapters::AdapterChoice;
 use ferrite_openapi::models::{ModelKind, ModelMeta};
@@ -64,6 +65,10 @@ pub struct ModelEntry {
     pub runtime: Option<Runtime>,
     #[serde(default)]
     pub context_length: Option<u32>,
+    /// Allows a `context_length` past the trained one (llama.cpp:
+    /// `linear` or `yarn`); without it a longer context is a 400.
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
     #[serde(default)]
     pub aliases: Vec<String>,
     #[serde(default)]
@@ -89,6 +94,9 @@ pub struct Spec {
     pub ttl: Option<Option<Duration>>,
     /// Header facts, read once, or why they cannot be read.
     header: OnceLock<Result<ModelMeta, String>>,
+    /// Adapters merged at scales of a request's own (`base@a*0.5`): a model
+    /// no configuration names, which only `models:manage` may build.
+    pub custom_scales: bool,
 }
 
 impl Spec {
@@ -99,6 +107,7 @@ impl Spec {
             options,
             ttl: None,
             header: OnceLock::new(),
+            custom_scales: false,
         }
     }
 
@@ -154,6 +163,7 @@ impl Spec {
             options,
             ttl: self.ttl,
             header: self.header.clone(),
+            custom_scales: self.custom_scales,
         }
     }
 
@@ -197,6 +207,7 @@ impl Spec {
         let id = format!("{}@{}", self.id, names.join(","));
         options.id = Some(id.clone());
         Ok(Arc::new(Spec {
+            custom_scales: names.iter().any(|n| n.contains('*')),
             id,
             aliases: Vec::new(),
             options,
@@ -236,12 +247,22 @@ impl RegistryConfig {
         let mut out: Vec<Arc<Spec>> = Vec::new();
         // Config may offer one file under two ids; a scanned file already
         // offered is not offered again.
-        let mut push = |spec: Spec, scanned: bool| {
-            let clash = out.iter().any(|s| {
-                s.answers_to(&spec.id)
-                    || (scanned && same_file(&s.options.path, &spec.options.path))
-            });
-            if clash {
+        let mut push = |mut spec: Spec, scanned: bool| {
+            if scanned
+                && out
+                    .iter()
+                    .any(|s| same_file(&s.options.path, &spec.options.path))
+            {
+                return;
+            }
+            // Two repos' files named alike (`model-Q4_K_M.gguf`): the later
+            // one is keyed by its path in the models directory.
+            if scanned && out.iter().any(|s| s.answers_to(&spec.id)) {
+                if let Some((folder, _)) = spec.aliases[0].rsplit_once('/') {
+                    spec.id = format!("{}/{}", folder.to_ascii_lowercase(), spec.id);
+                }
+            }
+            if out.iter().any(|s| s.answers_to(&spec.id)) {
                 return;
             }
             let kept = previous
@@ -255,6 +276,7 @@ impl RegistryConfig {
             options.path = path.clone();
             options.id = None;
             options.adapters.clear();
+            options.rope_scaling = None;
             push(startup_spec(&options), false);
         }
         for entry in &self.models {
@@ -267,6 +289,7 @@ impl RegistryConfig {
                     options.path = path;
                     options.id = None;
                     options.adapters.clear();
+                    options.rope_scaling = None;
                     let id = default_id(&options.path);
                     let mut aliases = vec![rel.clone()];
                     if let Some((repo, _)) = rel.rsplit_once('/') {
@@ -282,15 +305,16 @@ impl RegistryConfig {
     /// Config mistakes that should stop the server at startup.
     pub fn check(&self, startup: &EngineOptions) -> anyhow::Result<()> {
         check_adapters("model", startup)?;
+        check_rope("model", startup)?;
         for e in &self.models {
             anyhow::ensure!(
                 !e.id.trim().is_empty(),
                 "registry.models: an entry has no id"
             );
-            check_adapters(
-                &format!("registry.models `{}`", e.id),
-                &entry_spec(e, startup).options,
-            )?;
+            let owner = format!("registry.models `{}`", e.id);
+            let options = entry_spec(e, startup).options;
+            check_adapters(&owner, &options)?;
+            check_rope(&owner, &options)?;
             if let Some(format) = e.format {
                 let gguf = is_gguf(&e.path);
                 anyhow::ensure!(
@@ -346,6 +370,16 @@ fn check_adapters(owner: &str, options: &EngineOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// RoPE scaling is llama.cpp's (mistral.rs reads it from `config.json`).
+fn check_rope(owner: &str, options: &EngineOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        options.rope_scaling.is_none()
+            || (is_gguf(&options.path) && options.runtime != Runtime::MistralRs),
+        "{owner}: `rope_scaling` applies to GGUF models on the llama.cpp runtime (mistral.rs takes a model's RoPE scaling from its config.json)"
+    );
+    Ok(())
+}
+
 fn is_gguf(path: &Path) -> bool {
     path.extension().is_some_and(|x| x == "gguf")
 }
@@ -367,6 +401,7 @@ fn entry_spec(e: &ModelEntry, defaults: &EngineOptions) -> Spec {
     options.isq = e.isq.unwrap_or(defaults.isq);
     options.runtime = e.runtime.unwrap_or(defaults.runtime);
     options.context_length = e.context_length.or(defaults.context_length);
+    options.rope_scaling = e.rope_scaling;
     options.max_tokens = e.max_tokens.or(defaults.max_tokens);
     options.adapters = e.adapters.clone();
     if let Some(t) = &e.thinking {
@@ -377,11 +412,17 @@ fn entry_spec(e: &ModelEntry, defaults: &EngineOptions) -> Spec {
     spec
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
+pub fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
+}
+
+/// A split model's second part or later (`-00002-of-00003.gguf`): the
+/// model is its first part, which llama.cpp loads the others from.
+fn later_part(name: &str) -> bool {
+    crate::downloads::pick::split_part(name).is_some_and(|(_, part, _)| part > 1)
 }
 
 /// Models under `dir` (three levels deep, as in `publisher/repo/file.gguf`),
@@ -417,7 +458,7 @@ fn walk(root: &Path, dir: &Path, depth: usize, found: &mut Vec<(PathBuf, String)
             } else if depth < 2 {
                 walk(root, &path, depth + 1, found);
             }
-        } else if name.ends_with(".gguf") && !name.starts_with("mmproj") {
+        } else if name.ends_with(".gguf") && !name.starts_with("mmproj") && !later_part(&name) {
             found.push((path.clone(), rel(&path)));
         }
     }
@@ -435,6 +476,17 @@ mod tests {
         std::fs::write(repo.join("SmolLM2.Q8_0.gguf"), b"x").unwrap();
         std::fs::write(repo.join("mmproj-f16.gguf"), b"x").unwrap();
         std::fs::write(dir.join("other.Q4_K_M.gguf"), b"x").unwrap();
+        // A split model is one model, its first part; a file named like
+        // another repo's is keyed by its folder.
+        let split = dir.join("big/Big-GGUF");
+        std::fs::create_dir_all(&split).unwrap();
+        for part in 1..=2 {
+            let name = format!("Big-Q4_K_M-0000{part}-of-00002.gguf");
+            std::fs::write(split.join(name), b"x").unwrap();
+        }
+        let twin = dir.join("zz/SmolLM2-GGUF");
+        std::fs::create_dir_all(&twin).unwrap();
+        std::fs::write(twin.join("SmolLM2.Q8_0.gguf"), b"y").unwrap();
         let config = RegistryConfig {
             dir: Some(dir.clone()),
             models: vec![ModelEntry {
@@ -444,6 +496,7 @@ mod tests {
                 isq: None,
                 runtime: None,
                 context_length: Some(512),
+                rope_scaling: None,
                 aliases: vec![],
                 thinking: None,
                 max_tokens: None,
@@ -459,11 +512,24 @@ mod tests {
         let specs = config.specs(&startup, &[]);
         let ids: Vec<&str> = specs.iter().map(|s| s.id.as_str()).collect();
         // `other` is already offered as `again`.
-        assert_eq!(ids, ["missing", "again", "smollm2"]);
+        assert_eq!(
+            ids,
+            [
+                "missing",
+                "again",
+                "big-q4_k_m",
+                "smollm2",
+                "zz/smollm2-gguf/smollm2"
+            ]
+        );
         assert_eq!(specs[1].options.context_length, Some(512));
         assert_eq!(specs[1].ttl, Some(None));
-        assert!(specs[2].answers_to("lmstudio-community/SmolLM2-GGUF"));
-        assert!(specs[2].answers_to("lmstudio-community/SmolLM2-GGUF/SmolLM2.Q8_0.gguf"));
+        assert!(specs[2]
+            .options
+            .path
+            .ends_with("Big-Q4_K_M-00001-of-00002.gguf"));
+        assert!(specs[3].answers_to("lmstudio-community/SmolLM2-GGUF"));
+        assert!(specs[3].answers_to("lmstudio-community/SmolLM2-GGUF/SmolLM2.Q8_0.gguf"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

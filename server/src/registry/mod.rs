@@ -1,10 +1,15 @@
 //! The models this server can run and the ones resident: just-in-time
 //! loading, idle TTLs, least-recently-used eviction under
 //! `max_loaded_models`, and leases that keep a model resident while a
-//! request uses it.
+//! request uses it. `catalog.rs` says which models exist; `admit.rs`
+//! whether a load may go ahead (the context asked for, the caller's
+//! `models:manage`).
 
+mod admit;
 pub mod catalog;
 mod warm;
+
+pub use admit::{Manage, MANAGE_MODELS};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,21 +70,6 @@ impl Resident {
         tokens.is_none_or(|n| {
             self.meta().context_length == n || self.spec.options.context_length == Some(n)
         })
-    }
-}
-
-/// The fewest context tokens a load may ask for: a chat template and a short
-/// answer need about this much.
-const MIN_CONTEXT: u32 = 64;
-
-/// 400 for a `context_length` too small to hold a chat.
-pub fn check_context(tokens: Option<u32>, param: &str) -> ApiResult<()> {
-    match tokens {
-        Some(n) if n < MIN_CONTEXT => Err(ApiError::invalid(
-            param,
-            format!("`{param}` must be at least {MIN_CONTEXT} tokens; {n} was given."),
-        )),
-        _ => Ok(()),
     }
 }
 
@@ -313,21 +303,8 @@ impl Registry {
         };
         // The header, read once per file: a file that is not a model fails
         // here, before a stream starts or anything is evicted for it.
-        let header = match spec.read_header() {
-            Some(read) => read.map(|m| m.kind).map_err(String::from),
-            None => {
-                let s = spec.clone();
-                tokio::task::spawn_blocking(move || {
-                    s.inspected().map(|m| m.kind).map_err(String::from)
-                })
-                .await
-                .map_err(|e| {
-                    ApiError::internal(format!("Reading the model's header failed: {e}"))
-                })?
-            }
-        };
-        match header {
-            Err(e) => Err(load_failed(&spec.id, &anyhow::anyhow!(e))),
+        match self.header(&spec).await.map(|m| m.kind) {
+            Err(e) => Err(e),
             Ok(actual) if actual != kind => Err(ApiError::invalid(
                 "model",
                 match actual {
@@ -379,6 +356,17 @@ impl Registry {
             )
             .with_code(ErrorCode::ModelNotFound),
         })
+    }
+
+    /// The key a model file is listed under (the directory rescanned), once
+    /// it is in place.
+    pub async fn key_for(self: &Arc<Self>, path: &std::path::Path) -> Option<String> {
+        let path = path.to_path_buf();
+        self.specs()
+            .await
+            .into_iter()
+            .find(|s| catalog::same_file(&s.options.path, &path))
+            .map(|s| s.id.clone())
     }
 
     /// Requests naming `alias` go to `model` from now on.
@@ -442,29 +430,84 @@ impl Registry {
         self: &Arc<Self>,
         spec: Arc<Spec>,
         origin: Origin,
+        manage: Manage,
     ) -> ApiResult<Lease> {
-        self.acquire_with(spec, origin, None).await
+        self.acquire_with(spec, origin, None, manage).await
+    }
+
+    /// The header's facts, read once per file off the async workers.
+    async fn header(&self, spec: &Arc<Spec>) -> ApiResult<ModelMeta> {
+        let read = match spec.read_header() {
+            Some(read) => read.cloned().map_err(String::from),
+            None => {
+                let s = spec.clone();
+                tokio::task::spawn_blocking(move || s.inspected().cloned().map_err(String::from))
+                    .await
+                    .map_err(|e| {
+                        ApiError::internal(format!("Reading the model's header failed: {e}"))
+                    })?
+            }
+        };
+        read.map_err(|e| load_failed(&spec.id, &anyhow::anyhow!(e)))
+    }
+
+    fn resident(&self, id: &str) -> Option<Arc<Resident>> {
+        match self.models.lock().get(id) {
+            Some(Residency::Loaded(r)) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether loading `spec` with `context_length` may go ahead for a
+    /// caller (see `admit.rs`); `param` names the field in the caller's API.
+    /// A file that is not a model fails here, before anything is evicted
+    /// for it.
+    pub async fn admissible(
+        self: &Arc<Self>,
+        spec: &Arc<Spec>,
+        context_length: Option<u32>,
+        manage: Manage,
+        param: &str,
+    ) -> ApiResult<()> {
+        let resident = self.resident(&spec.id);
+        let meta = match &resident {
+            Some(r) => r.meta().clone(),
+            None => self.header(spec).await?,
+        };
+        admit::check_context(context_length, Some(&meta), spec, param)?;
+        match (&resident, context_length) {
+            (Some(r), Some(_)) if !r.has_context(context_length) => manage.require(&format!(
+                "Reloading `{}` with another `{param}` (every client of it would be cut off)",
+                spec.id
+            ))?,
+            (None, Some(n)) if Some(n) != admit::default_context(spec, Some(&meta)) => manage
+                .require(&format!(
+                    "Loading `{}` with a `{param}` of its own",
+                    spec.id
+                ))?,
+            _ => {}
+        }
+        if spec.custom_scales && resident.is_none() {
+            manage.require(&format!(
+                "Building `{}` (adapters merged at scales no configuration names)",
+                spec.id
+            ))?;
+        }
+        Ok(())
     }
 
     /// The same, loaded with a context of `context_length` tokens: a model
     /// resident with another context is loaded again once its requests end
-    /// (ferrite keeps one instance per model).
+    /// (ferrite keeps one instance per model), if the caller may.
     pub async fn acquire_with(
         self: &Arc<Self>,
         spec: Arc<Spec>,
         origin: Origin,
         context_length: Option<u32>,
+        manage: Manage,
     ) -> ApiResult<Lease> {
-        check_context(context_length, "context_length")?;
-        if !self.is_loaded(&spec.id) {
-            // A file that is not a model fails here, before anything is
-            // evicted for it; its header is read once, off the async workers.
-            let s = spec.clone();
-            let header = tokio::task::spawn_blocking(move || s.inspected().err().map(String::from));
-            if let Ok(Some(e)) = header.await {
-                return Err(load_failed(&spec.id, &anyhow::anyhow!(e)));
-            }
-        }
+        self.admissible(&spec, context_length, manage, "context_length")
+            .await?;
         let asked = match origin {
             Origin::Request { ttl } | Origin::Explicit { ttl } => ttl,
         };
@@ -477,6 +520,11 @@ impl Registry {
                         return Ok(self.lease(r, asked))
                     }
                     Some(Residency::Loaded(r)) => {
+                        // Loaded at its own context while this waited.
+                        manage.require(&format!(
+                            "Reloading `{}` with another `context_length`",
+                            spec.id
+                        ))?;
                         if r.use_.lock().in_flight == 0 {
                             models.remove(&spec.id);
                             self.unloaded(&spec.id, "reload", models.len());

@@ -50,7 +50,7 @@ pub fn unsupported(namespace: &str, endpoint: &str) -> SdkError {
     SdkError {
         title: format!("ferrite does not support `{namespace}.{endpoint}`."),
         suggestion: Some(
-            "ferrite serves models (llm, embedding, system); it has no downloads, files, plugins or runtimes API."
+            "ferrite serves models and downloads them (llm, embedding, system, repository); it has no files, plugins or runtimes API."
                 .into(),
         ),
         ..Default::default()

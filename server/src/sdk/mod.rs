@@ -5,16 +5,20 @@
 //! - `mod.rs`: the routes: `GET /lmstudio-greeting` and one WebSocket per
 //!   namespace (`/llm`, `/embedding`, `/system`, ...).
 //! - `session.rs`: one socket: the auth handshake, RPC calls and channels
-//!   (each its own task), cancellation, keep-alives.
+//!   (each its own task, a bounded number at once), cancellation,
+//!   keep-alives; `outbox.rs`: what waits for the client, bounded in bytes.
 //! - `models.rs`: listing, describing, loading and unloading models;
 //!   tokens; embeddings.
 //! - `predict.rs`: `llm.predict` on the one chat road, so memory, cache,
 //!   budgets, thinking and routers apply as on HTTP.
+//! - `repository.rs`: searching the Hub and downloading models.
 //! - `error.rs`: ferrite's errors as LM Studio's serialized errors.
 
 mod error;
 mod models;
+mod outbox;
 mod predict;
+mod repository;
 mod session;
 
 use axum::extract::ws::WebSocketUpgrade;
@@ -72,10 +76,19 @@ async fn socket(
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let namespace = uri.path().trim_start_matches('/').to_string();
+    // A socket counts against the server's open connections for as long as
+    // it lives (its HTTP connection stops counting once it is upgraded).
+    let Some(connection) = state.connection() else {
+        return ferrite_openapi::ApiError::unavailable(
+            "The server has as many open connections as it takes; retry shortly.",
+        )
+        .with_code(ferrite_openapi::ErrorCode::ServerOverloaded)
+        .into_response();
+    };
     match upgrade {
         Ok(upgrade) => upgrade
             .max_message_size(state.config.http.max_body_bytes.max(1 << 20))
-            .on_upgrade(move |ws| session::run(ws, state, namespace, headers)),
+            .on_upgrade(move |ws| session::run(ws, state, namespace, headers, connection)),
         Err(e) => ferrite_openapi::ApiError::new(
             400,
             "invalid_request_error",

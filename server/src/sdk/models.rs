@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::chat::generate::{self, Valid};
 use crate::registry::catalog::Spec;
-use crate::registry::{check_context, Origin};
+use crate::registry::{Manage, Origin, MANAGE_MODELS};
 use crate::sdk::error;
 use crate::sdk::session::{Channel, Session};
 
@@ -225,6 +225,10 @@ pub async fn load_config(
 
 pub async fn unload(session: &Session, p: UnloadParameter) -> Result<Value, SdkError> {
     session
+        .caller
+        .require(MANAGE_MODELS)
+        .map_err(error::from_api)?;
+    session
         .state
         .registry
         .unload(&p.identifier)
@@ -233,25 +237,21 @@ pub async fn unload(session: &Session, p: UnloadParameter) -> Result<Value, SdkE
     Ok(Value::Null)
 }
 
-/// `tokenize` (the ids) or `countTokens` (how many).
+/// The ids of `tokenize` (and `countTokens`, which counts them).
 pub async fn tokenize(
     session: &Session,
     kind: ModelKind,
     p: TextParameter,
-    count: bool,
-) -> Result<Value, SdkError> {
+) -> Result<Vec<u32>, SdkError> {
+    let limits = &session.state.config.limits;
     let spec = resolve(session, kind, &p.specifier).await?;
-    let tokens = async {
+    async {
+        limits.check_tokenize("inputString", p.input_string.len())?;
         let lease = generate::model(&session.state, Some(&spec.id), None, Some(kind)).await?;
         lease.engine.encode(&p.input_string, false).await
     }
     .await
-    .map_err(error::from_api)?;
-    Ok(if count {
-        json!({ "tokenCount": tokens.len() })
-    } else {
-        json!({ "tokens": tokens })
-    })
+    .map_err(error::from_api)
 }
 
 /// `embedString`: the embeddings road, budgets included.
@@ -287,6 +287,12 @@ pub async fn load(
     channel: &Channel,
     get_or_load: bool,
 ) -> Result<(), SdkError> {
+    // An explicit load needs `models:manage`; `getOrLoad` is a
+    // just-in-time load, which needs it only to change a resident model.
+    let manage = Manage::from_grant(session.caller.holds(MANAGE_MODELS));
+    if !get_or_load {
+        manage.require("Loading a model").map_err(error::from_api)?;
+    }
     let name = if get_or_load {
         p.identifier.clone()
     } else {
@@ -321,7 +327,10 @@ pub async fn load(
                 })?,
         ),
     };
-    check_context(context, "contextLength").map_err(error::from_api)?;
+    registry
+        .admissible(&spec, context, manage, "contextLength")
+        .await
+        .map_err(error::from_api)?;
     let already = registry.is_loaded_with(&spec.id, context);
     let origin = if get_or_load {
         Origin::Request { ttl }
@@ -330,22 +339,28 @@ pub async fn load(
     };
     let info = to_value(describe(session, &spec, false));
     if get_or_load && already {
-        let lease = registry.acquire_with(spec.clone(), origin, context).await;
+        let lease = registry
+            .acquire_with(spec.clone(), origin, context, manage)
+            .await;
         let lease = lease.map_err(error::from_api)?;
         drop(lease);
-        channel.send(
-            json!({"type": "alreadyLoaded", "info": to_value(describe(session, &spec, true))}),
-        );
+        let info = to_value(describe(session, &spec, true));
+        channel
+            .send(json!({"type": "alreadyLoaded", "info": info}))
+            .await;
         return Ok(());
     }
     let (progress, success) = if get_or_load {
-        channel.send(json!({"type": "startLoading", "identifier": spec.id, "info": info}));
+        let start = json!({"type": "startLoading", "identifier": spec.id, "info": info});
+        channel.send(start).await;
         ("loadProgress", "loadSuccess")
     } else {
-        channel.send(json!({"type": "resolved", "info": info}));
+        channel
+            .send(json!({"type": "resolved", "info": info}))
+            .await;
         ("progress", "success")
     };
-    let acquire = registry.acquire_with(spec.clone(), origin, context);
+    let acquire = registry.acquire_with(spec.clone(), origin, context, manage);
     tokio::pin!(acquire);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let lease = loop {
@@ -353,12 +368,13 @@ pub async fn load(
             lease = &mut acquire => break lease.map_err(error::from_api)?,
             _ = tick.tick() => {
                 let fraction = registry.progress(&spec.id).fraction;
-                channel.send(json!({"type": progress, "progress": fraction}));
+                channel.send(json!({"type": progress, "progress": fraction})).await;
             }
             () = channel.cancelled.cancelled() => return Ok(()),
         }
     };
     drop(lease);
-    channel.send(json!({"type": success, "info": to_value(describe(session, &spec, true))}));
+    let info = to_value(describe(session, &spec, true));
+    channel.send(json!({"type": success, "info": info})).await;
     Ok(())
 }

@@ -17,6 +17,7 @@ use ferrite_openapi::lmstudio_sdk::{
     SpecifierParameter, TemplateParameter,
 };
 use ferrite_openapi::models::ModelKind;
+use ferrite_openapi::validate::RequestLimits;
 use ferrite_openapi::{ApiError, ApiResult};
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -32,8 +33,10 @@ use crate::sdk::{error, models};
 /// template.
 const COMPLETION_LAYER: &str = "completeModeFormatting";
 
-/// LM Studio's history as OpenAI messages.
-fn messages(history: &ChatHistory) -> ApiResult<Vec<Value>> {
+/// LM Studio's history as OpenAI messages, once its size is within the
+/// server's limits.
+fn messages(history: &ChatHistory, limits: &RequestLimits) -> ApiResult<Vec<Value>> {
+    limits.check_shape(&history.shape(), &ChatHistory::NAMES)?;
     let mut out = Vec::new();
     let text = |parts: &[MessagePart]| -> ApiResult<String> {
         let mut text = Vec::new();
@@ -229,7 +232,7 @@ async fn start(
         body.insert("stream_options".into(), json!({"include_usage": true}));
         sampling(&p.prediction_config_stack, &mut body)?;
         if completion {
-            let prompt: String = messages(&p.history)?
+            let prompt: String = messages(&p.history, &state.config.limits)?
                 .iter()
                 .filter_map(|m| m["content"].as_str().map(String::from))
                 .collect();
@@ -239,10 +242,13 @@ async fn start(
             let request: CompletionRequest = serde_json::from_value(Value::Object(body))
                 .map_err(|e| ApiError::invalid("predictionConfigStack", e.to_string()))?;
             let request = Valid::new(request, &state.config.limits)?;
-            let (_, chunks) = generate::complete(state, &session.caller.tenant, request).await?;
+            let (_, chunks) = generate::complete(state, &session.caller, request).await?;
             return ApiResult::Ok(chunks.map(|c| c.map(completion_step)).boxed());
         }
-        body.insert("messages".into(), Value::Array(messages(&p.history)?));
+        body.insert(
+            "messages".into(),
+            Value::Array(messages(&p.history, &state.config.limits)?),
+        );
         let request: ChatRequest = serde_json::from_value(Value::Object(body))
             .map_err(|e| ApiError::invalid("predictionConfigStack", e.to_string()))?;
         let caller = Caller(session.caller.clone());
@@ -280,7 +286,7 @@ pub async fn run(
             processed_prompt_token_count: 0, unprocessed_prompt_token_count: 0,
         }})
     };
-    channel.send(progress(0.0));
+    channel.send(progress(0.0)).await;
     let (mut first, mut finish, mut usage, mut model) = (None, None, None, None);
     let mut calls: BTreeMap<u32, Call> = BTreeMap::new();
     let mut cancelled = false;
@@ -300,7 +306,7 @@ pub async fn run(
             }
             if first.is_none() {
                 first = Some(Instant::now());
-                channel.send(progress(1.0));
+                channel.send(progress(1.0)).await;
             }
             let fragment = Fragment {
                 content: text,
@@ -309,41 +315,47 @@ pub async fn run(
                 reasoning_type: reasoning,
                 is_structural: false,
             };
-            channel.send(json!({"type": "fragment", "fragment": fragment}));
+            channel
+                .send(json!({"type": "fragment", "fragment": fragment}))
+                .await;
         }
         for delta in step.calls {
             let (index, id) = (delta.index, delta.id);
             let f = delta.function.unwrap_or_default();
             let (name, arguments) = (f.name, f.arguments);
-            let call = calls.entry(index).or_insert_with(|| {
-                channel.send(json!({"type": "toolCallGenerationStart", "toolCallId": id}));
-                Call::default()
-            });
+            if !calls.contains_key(&index) {
+                let start = json!({"type": "toolCallGenerationStart", "toolCallId": id});
+                channel.send(start).await;
+            }
+            let call = calls.entry(index).or_default();
             call.id = call.id.take().or(id);
             if let Some(name) = name.filter(|n| !n.is_empty()) {
-                channel.send(json!({"type": "toolCallGenerationNameReceived", "name": name}));
+                let named = json!({"type": "toolCallGenerationNameReceived", "name": name});
+                channel.send(named).await;
                 call.name += &name;
             }
             if let Some(arguments) = arguments.filter(|a| !a.is_empty()) {
-                channel.send(json!({"type": "toolCallGenerationArgumentFragmentGenerated", "content": arguments}));
+                let fragment = json!({"type": "toolCallGenerationArgumentFragmentGenerated", "content": arguments});
+                channel.send(fragment).await;
                 call.arguments += &arguments;
             }
         }
     }
     drop(chunks);
     for call in calls.into_values() {
-        match serde_json::from_str::<Value>(&call.arguments) {
-            Ok(arguments) if arguments.is_object() => channel.send(json!({
+        let end = match serde_json::from_str::<Value>(&call.arguments) {
+            Ok(arguments) if arguments.is_object() => json!({
                 "type": "toolCallGenerationEnd",
                 "toolCallRequest": {"type": "function", "id": call.id, "name": call.name, "arguments": arguments},
                 "rawContent": call.arguments,
-            })),
-            _ => channel.send(json!({
+            }),
+            _ => json!({
                 "type": "toolCallGenerationFailed",
                 "error": {"title": format!("The model's call of `{}` has arguments that are not a JSON object.", call.name)},
                 "rawContent": call.arguments,
-            })),
-        }
+            }),
+        };
+        channel.send(end).await;
     }
     let now = Instant::now();
     let usage = usage.unwrap_or_default();
@@ -377,13 +389,15 @@ pub async fn run(
     };
     let load_config = json!({"fields": [{"key": "llm.load.contextLength",
         "value": model_info["contextLength"]}]});
-    channel.send(json!({
-        "type": "success",
-        "stats": stats,
-        "modelInfo": model_info,
-        "loadModelConfig": load_config,
-        "predictionConfig": p.prediction_config_stack.flatten(),
-    }));
+    channel
+        .send(json!({
+            "type": "success",
+            "stats": stats,
+            "modelInfo": model_info,
+            "loadModelConfig": load_config,
+            "predictionConfig": p.prediction_config_stack.flatten(),
+        }))
+        .await;
     Ok(())
 }
 
@@ -393,7 +407,11 @@ pub async fn apply_template(session: &Session, p: TemplateParameter) -> Result<V
     let prompt = async {
         let mut body = Map::new();
         body.insert("model".into(), json!(spec.id));
-        body.insert("messages".into(), Value::Array(messages(&p.history)?));
+        let limits = &session.state.config.limits;
+        body.insert(
+            "messages".into(),
+            Value::Array(messages(&p.history, limits)?),
+        );
         sampling(&p.prediction_config_stack, &mut body)?;
         let request: ChatRequest = serde_json::from_value(Value::Object(body))
             .map_err(|e| ApiError::invalid("history", e.to_string()))?;

@@ -1,7 +1,9 @@
 //! One SDK socket: authenticate, then answer RPC calls and run channels,
 //! each in its own task, until the client goes. A channel's task stops at
 //! the client's `cancel` or when the socket closes (a prediction then
-//! stops generating at the engine's next step).
+//! stops generating at the engine's next step). Calls and channels in
+//! flight are bounded per socket (more are refused with the protocol's
+//! error), and what waits for the client is bounded in bytes (`outbox.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,11 +15,13 @@ use ferrite_middleware::auth::Identity;
 use ferrite_openapi::lmstudio_sdk::{AuthPacket, AuthResult, ClientFrame, SdkError, ServerFrame};
 use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
+use serde_json::value::RawValue;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::sdk::{error, models, predict};
+use crate::sdk::outbox::Outbox;
+use crate::sdk::{error, models, predict, repository};
 use crate::state::AppState;
 
 /// How long a client has to send its auth packet.
@@ -31,28 +35,43 @@ pub struct Session {
     /// The upgrade request's headers (`x-ferrite-conversation`, ...), read
     /// as the chat route reads them.
     pub headers: HeaderMap,
-    out: mpsc::UnboundedSender<ServerFrame>,
+    out: Outbox,
     channels: Mutex<HashMap<i64, CancellationToken>>,
+    /// Calls and channels running now, and the bytes they came in.
+    in_flight: Arc<Semaphore>,
+    in_flight_bytes: Arc<Semaphore>,
     closed: CancellationToken,
 }
 
 /// One open channel: what its endpoint sends back.
 pub struct Channel {
     id: i64,
-    out: mpsc::UnboundedSender<ServerFrame>,
+    out: Outbox,
     pub cancelled: CancellationToken,
 }
 
 impl Channel {
-    pub fn send(&self, message: Value) {
-        let _ = self.out.send(ServerFrame::ChannelSend {
+    /// Sends `message` once the client's queue has room (a client that
+    /// reads slowly slows its channel down).
+    pub async fn send(&self, message: Value) {
+        let frame = ServerFrame::ChannelSend {
             channel_id: self.id,
             message,
-        });
+        };
+        self.out.send(&frame).await;
     }
 }
 
-pub async fn run(ws: WebSocket, state: AppState, namespace: String, headers: HeaderMap) {
+/// Messages larger than this are parsed off the async workers.
+const PARSE_IN_PLACE: usize = 256 * 1024;
+
+pub async fn run(
+    ws: WebSocket,
+    state: AppState,
+    namespace: String,
+    headers: HeaderMap,
+    _connection: OwnedSemaphorePermit,
+) {
     let (mut sink, mut stream) = ws.split();
     let caller = match authenticate(&state, &headers, &mut stream).await {
         Ok(caller) => caller,
@@ -81,39 +100,57 @@ pub async fn run(ws: WebSocket, state: AppState, namespace: String, headers: Hea
         return;
     }
     tracing::debug!(%namespace, tenant = %caller.tenant, "SDK client connected");
-    let (out, mut outbox) = mpsc::unbounded_channel::<ServerFrame>();
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = outbox.recv().await {
-            let Ok(text) = serde_json::to_string(&frame) else {
-                continue;
-            };
-            if sink.send(Message::Text(text.into())).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
+    let http = &state.config.http;
+    let closed = CancellationToken::new();
+    let (out, writer) = Outbox::start(
+        sink,
+        http.socket_bytes,
+        Duration::from_secs(http.slow_client_secs.max(1)),
+        closed.clone(),
+    );
     let session = Arc::new(Session {
+        in_flight: Arc::new(Semaphore::new(http.socket_in_flight.max(1))),
+        in_flight_bytes: Arc::new(Semaphore::new(bytes_budget(http.socket_bytes))),
         state,
         namespace,
         caller,
         headers,
         out,
         channels: Mutex::new(HashMap::new()),
-        closed: CancellationToken::new(),
+        closed,
     });
-    while let Some(Ok(message)) = stream.next().await {
+    loop {
+        let message = tokio::select! {
+            message = stream.next() => message,
+            // Closed by the writer: the client reads nothing.
+            () = session.closed.cancelled() => break,
+        };
         match message {
-            Message::Text(text) => session.clone().receive(text.as_str()),
-            Message::Close(_) => break,
+            Some(Ok(Message::Text(text))) => {
+                let frame = read_frame(text.as_str()).await;
+                session.clone().receive(frame, text.len());
+            }
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
             // Pings are answered by the socket itself.
-            _ => {}
+            Some(Ok(_)) => {}
         }
     }
-    // The client left: every channel of this socket stops.
+    // The client left: every call and channel of this socket stops.
     session.closed.cancel();
     drop(session);
     let _ = writer.await;
+}
+
+/// One client frame, parsed off the async workers when it is large.
+async fn read_frame(text: &str) -> Result<ClientFrame, String> {
+    let parse = |text: &str| serde_json::from_str::<ClientFrame>(text).map_err(|e| e.to_string());
+    if text.len() <= PARSE_IN_PLACE {
+        return parse(text);
+    }
+    let text = text.to_owned();
+    tokio::task::spawn_blocking(move || parse(&text))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
 }
 
 /// The caller the auth packet (or the upgrade request's `Authorization`)
@@ -161,13 +198,55 @@ async fn authenticate(
     Err("Authentication failed: this server requires an API key. Pass it as the client passkey, or as LM Studio's apiToken / LM_API_TOKEN in the form sk-lm-<id>:<key>.".into())
 }
 
+/// A byte budget as semaphore permits (which count in `u32`).
+fn bytes_budget(bytes: usize) -> usize {
+    bytes.clamp(1, u32::MAX as usize)
+}
+
+/// What a client past the socket's bounds on calls and channels is told.
+fn too_many(count: usize, bytes: usize) -> SdkError {
+    SdkError {
+        title: format!(
+            "Too much in flight on this socket (at most {count} calls and channels, {bytes} bytes of them); wait for some to finish."
+        ),
+        ..Default::default()
+    }
+}
+
+/// A running call's or channel's share of its socket's bounds.
+struct Place {
+    _count: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+}
+
 impl Session {
+    /// Replies from the socket's reader, which must not wait.
     fn send(&self, frame: ServerFrame) {
-        let _ = self.out.send(frame);
+        self.out.send_now(&frame);
     }
 
-    fn receive(self: Arc<Self>, text: &str) {
-        let frame = match serde_json::from_str::<ClientFrame>(text) {
+    /// A place for one more call or channel of `size` bytes, if the
+    /// socket has one (one larger than the whole budget runs alone).
+    fn place(&self, size: usize) -> Option<Place> {
+        let budget = bytes_budget(self.state.config.http.socket_bytes);
+        let cost = u32::try_from(size.clamp(1, budget)).unwrap_or(u32::MAX);
+        Some(Place {
+            _count: self.in_flight.clone().try_acquire_owned().ok()?,
+            _bytes: self
+                .in_flight_bytes
+                .clone()
+                .try_acquire_many_owned(cost)
+                .ok()?,
+        })
+    }
+
+    fn refusal(&self) -> SdkError {
+        let http = &self.state.config.http;
+        too_many(http.socket_in_flight.max(1), http.socket_bytes)
+    }
+
+    fn receive(self: Arc<Self>, frame: Result<ClientFrame, String>, size: usize) {
+        let frame = match frame {
             Ok(frame) => frame,
             Err(e) => {
                 self.send(ServerFrame::CommunicationWarning {
@@ -182,19 +261,34 @@ impl Session {
                 call_id,
                 parameter,
             } => {
+                let Some(place) = self.place(size) else {
+                    let error = self.refusal();
+                    return self.send(ServerFrame::RpcError { call_id, error });
+                };
                 tokio::spawn(async move {
-                    let frame = match self.rpc(&endpoint, parameter).await {
+                    let result = tokio::select! {
+                        result = self.rpc(&endpoint, parameter) => result,
+                        () = self.closed.cancelled() => return,
+                    };
+                    let frame = match result {
                         Ok(result) => ServerFrame::RpcResult { call_id, result },
                         Err(error) => ServerFrame::RpcError { call_id, error },
                     };
-                    self.send(frame);
+                    self.out.send(&frame).await;
+                    drop(place);
                 });
             }
             ClientFrame::ChannelCreate {
                 endpoint,
                 channel_id,
                 creation_parameter,
-            } => self.open(endpoint, channel_id, creation_parameter),
+            } => match self.place(size) {
+                Some(place) => self.open(endpoint, channel_id, creation_parameter, place),
+                None => {
+                    let error = self.refusal();
+                    self.send(ServerFrame::ChannelError { channel_id, error });
+                }
+            },
             ClientFrame::ChannelSend {
                 channel_id,
                 message,
@@ -226,7 +320,7 @@ impl Session {
         }
     }
 
-    fn open(self: Arc<Self>, endpoint: String, channel_id: i64, parameter: Value) {
+    fn open(self: Arc<Self>, endpoint: String, channel_id: i64, parameter: Value, place: Place) {
         let cancelled = self.closed.child_token();
         self.channels.lock().insert(channel_id, cancelled.clone());
         let channel = Channel {
@@ -235,16 +329,25 @@ impl Session {
             cancelled,
         };
         tokio::spawn(async move {
-            let frame = match self.channel(&endpoint, parameter, &channel).await {
+            let result = tokio::select! {
+                result = self.channel(&endpoint, parameter, &channel) => result,
+                () = self.closed.cancelled() => return,
+            };
+            let frame = match result {
                 Ok(()) => ServerFrame::ChannelClose { channel_id },
                 Err(error) => ServerFrame::ChannelError { channel_id, error },
             };
             self.channels.lock().remove(&channel_id);
-            self.send(frame);
+            self.out.send(&frame).await;
+            drop(place);
         });
     }
 
-    async fn rpc(&self, endpoint: &str, parameter: Value) -> Result<Option<Value>, SdkError> {
+    async fn rpc(
+        &self,
+        endpoint: &str,
+        parameter: Value,
+    ) -> Result<Option<Box<RawValue>>, SdkError> {
         let ns = self.namespace.as_str();
         let kind = models::kind_of(ns);
         let value = match (ns, endpoint, kind) {
@@ -259,10 +362,17 @@ impl Session {
                 models::unload(self, parse(endpoint, parameter)?).await?
             }
             (_, "tokenize", Some(kind)) => {
-                models::tokenize(self, kind, parse(endpoint, parameter)?, false).await?
+                let tokens = models::tokenize(self, kind, parse(endpoint, parameter)?).await?;
+                // Straight to text: as a `Value` each id would take 32 bytes.
+                #[derive(serde::Serialize)]
+                struct Tokens<'a> {
+                    tokens: &'a [u32],
+                }
+                return raw(&Tokens { tokens: &tokens }).map(Some);
             }
             (_, "countTokens", Some(kind)) => {
-                models::tokenize(self, kind, parse(endpoint, parameter)?, true).await?
+                let tokens = models::tokenize(self, kind, parse(endpoint, parameter)?).await?;
+                serde_json::json!({ "tokenCount": tokens.len() })
             }
             ("llm", "applyPromptTemplate", _) => {
                 predict::apply_template(self, parse(endpoint, parameter)?).await?
@@ -271,6 +381,12 @@ impl Session {
                 models::embed(self, parse(endpoint, parameter)?).await?
             }
             ("system", "listDownloadedModels", _) => models::downloaded(self).await,
+            ("repository", "searchModels", _) => {
+                repository::search(self, parse(endpoint, parameter)?).await?
+            }
+            ("repository", "getModelDownloadOptions", _) => {
+                repository::options(self, parse(endpoint, parameter)?).await?
+            }
             ("system", "version", _) => serde_json::json!({
                 "version": super::LMSTUDIO_VERSION,
                 "build": super::LMSTUDIO_BUILD,
@@ -285,7 +401,10 @@ impl Session {
             _ => return Err(error::unsupported(ns, endpoint)),
         };
         // Nothing (`void`, or no model) is an absent result, never `null`.
-        Ok(Some(value).filter(|v| !v.is_null()))
+        match value {
+            Value::Null => Ok(None),
+            value => raw(&value).map(Some),
+        }
     }
 
     async fn channel(
@@ -303,6 +422,9 @@ impl Session {
                 models::load(self, kind, parse(endpoint, parameter)?, channel, true).await
             }
             ("llm", "predict", _) => predict::run(self, parse(endpoint, parameter)?, channel).await,
+            ("repository", "downloadModel", _) => {
+                repository::download(self, parse(endpoint, parameter)?, channel).await
+            }
             // LM Studio's liveness channel: open until the client goes.
             ("system", "alive", _) => {
                 channel.cancelled.cancelled().await;
@@ -311,6 +433,15 @@ impl Session {
             _ => Err(error::unsupported(ns, endpoint)),
         }
     }
+}
+
+/// An answer serialized once (a token list stays a list of numbers, not
+/// a tree of values).
+fn raw(value: &impl serde::Serialize) -> Result<Box<RawValue>, SdkError> {
+    serde_json::value::to_raw_value(value).map_err(|e| SdkError {
+        title: format!("ferrite could not write its answer: {e}"),
+        ..Default::default()
+    })
 }
 
 fn parse<T: serde::de::DeserializeOwned>(endpoint: &str, parameter: Value) -> Result<T, SdkError> {

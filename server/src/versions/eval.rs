@@ -66,6 +66,9 @@ async fn ask(state: &AppState, model: &str, prompt: String, max_tokens: u32) -> 
         context: CallContext {
             tenant: "evaluation".into(),
             no_memory: true,
+            // Evaluation runs for an `admin`: a candidate may be a merged
+            // model at scales of its own.
+            manage_models: true,
             ..CallContext::default()
         },
         ..ChatRequest::default()

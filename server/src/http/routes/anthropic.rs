@@ -10,7 +10,7 @@ use axum::Json;
 use ferrite_openapi::aggregate::ChatAccumulator;
 use ferrite_openapi::anthropic::{
     AnthropicError, AnthropicErrors, CountTokensRequest, CountTokensResponse, MessageObject,
-    MessagesRequest, StreamEvent,
+    MessagesRequest, Prompt, StreamEvent,
 };
 use ferrite_openapi::ApiError;
 
@@ -40,6 +40,8 @@ pub async fn messages(
 ) -> Result<Response, AnthropicError> {
     let started = Instant::now();
     let JsonBody(request) = body?;
+    let limits = &state.config.limits;
+    limits.check_shape(&request.prompt.shape(), &Prompt::NAMES)?;
     let streaming = request.stream == Some(true);
     let request = chat::accept(&state, caller, &headers, chat_request(request)?)?;
     let (headers, chunks) = generate(&state, request).await?.into_parts();
@@ -66,7 +68,9 @@ pub async fn count_tokens(
     body: Result<JsonBody<CountTokensRequest>, ApiError>,
 ) -> Result<Json<CountTokensResponse>, AnthropicError> {
     let JsonBody(request) = body?;
-    let request = Valid::new(prompt_request(request.prompt)?, &state.config.limits)?;
+    let limits = &state.config.limits;
+    limits.check_shape(&request.prompt.shape(), &Prompt::NAMES)?;
+    let request = Valid::new(prompt_request(request.prompt)?, limits)?;
     let lease = model(
         &state,
         request.get().model.as_deref(),
@@ -75,6 +79,7 @@ pub async fn count_tokens(
     )
     .await?;
     let prompt = lease.engine.render_prompt(request.get()).await?;
+    limits.check_tokenize("messages", prompt.len())?;
     let tokens = lease.engine.encode(&prompt, true).await?;
     Ok(Json(CountTokensResponse {
         input_tokens: u32::try_from(tokens.len()).unwrap_or(u32::MAX),

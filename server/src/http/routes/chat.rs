@@ -7,6 +7,7 @@ use axum::http::header::CACHE_CONTROL;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ferrite_middleware::auth::Identity;
 use ferrite_middleware::ChatResponse;
 use ferrite_openapi::aggregate::ChatAccumulator;
 use ferrite_openapi::chat::{CallContext, ChatCompletion, ChatCompletionChunk, ChatRequest};
@@ -17,6 +18,7 @@ use crate::chat::generate::{generate, Valid};
 use crate::http::extract::{Caller, JsonBody};
 use crate::http::routes::append_headers;
 use crate::http::{sse, telemetry};
+use crate::registry::MANAGE_MODELS;
 use crate::state::AppState;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -32,7 +34,7 @@ fn flag_on(value: Option<&str>) -> bool {
 }
 
 /// What the request's headers and credentials say about it.
-fn context(tenant: String, request: &ChatRequest, headers: &HeaderMap) -> CallContext {
+fn context(caller: Identity, request: &ChatRequest, headers: &HeaderMap) -> CallContext {
     let cache_control = header(headers, CACHE_CONTROL.as_str()).unwrap_or_default();
     let directive = |d: &str| {
         cache_control
@@ -45,7 +47,8 @@ fn context(tenant: String, request: &ChatRequest, headers: &HeaderMap) -> CallCo
         .or_else(|| request.user.clone().filter(|u| !u.is_empty()));
     let memory = header(headers, "x-ferrite-memory").map(str::to_ascii_lowercase);
     CallContext {
-        tenant,
+        manage_models: caller.holds(MANAGE_MODELS),
+        tenant: caller.tenant,
         conversation,
         no_cache: directive("no-cache"),
         no_store: directive("no-store"),
@@ -111,7 +114,7 @@ pub fn accept(
     headers: &HeaderMap,
     mut request: ChatRequest,
 ) -> ApiResult<Valid<ChatRequest>> {
-    request.context = context(caller.tenant, &request, headers);
+    request.context = context(caller, &request, headers);
     tracing::Span::current().record("tenant", request.context.tenant.as_str());
     let request = Valid::new(request, &state.config.limits)?;
     if state.config.log.content {

@@ -41,7 +41,7 @@ pub async fn completions(
     let request = Valid::new(request, &state.config.limits)?;
     let streaming = request.get().is_stream();
     let include_usage = request.get().include_usage();
-    let (headers, stream) = complete(&state, &caller.tenant, request).await?;
+    let (headers, stream) = complete(&state, &caller, request).await?;
     let stream = telemetry::meter("completions", started, state.config.log.content, stream);
     let chunks = match sse::peek(stream).await {
         Ok(c) => c,

@@ -276,7 +276,7 @@ pub async fn completions(
     }
     let started = Instant::now();
     let request = Valid::new(request, &state.config.limits)?;
-    let (headers, chunks) = complete(&state, &caller.tenant, request).await?;
+    let (headers, chunks) = complete(&state, &caller, request).await?;
     let chunks = telemetry::meter("completions", started, state.config.log.content, chunks);
     whole::<CompletionAccumulator>(&state, started, headers, chunks, |completion, extras| {
         Json(V0Completion { completion, extras }).into_response()

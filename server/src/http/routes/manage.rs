@@ -1,6 +1,7 @@
 //! LM Studio's REST API v1 for model management: `GET /api/v1/models`,
 //! `POST /api/v1/models/load` (with `stream: true`, server-sent
-//! `model_load.*` progress events) and `POST /api/v1/models/unload`.
+//! `model_load.*` progress events) and `POST /api/v1/models/unload`. Under
+//! auth, loading and unloading need the `models:manage` scope.
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
@@ -17,9 +18,9 @@ use ferrite_openapi::manage::{
 use ferrite_openapi::models::ModelKind;
 use ferrite_openapi::{ApiError, ApiResult};
 
-use crate::http::extract::JsonBody;
+use crate::http::extract::{Caller, JsonBody};
 use crate::registry::catalog::Spec;
-use crate::registry::{check_context, Lease, Origin};
+use crate::registry::{Lease, Manage, Origin, MANAGE_MODELS};
 use crate::state::AppState;
 
 /// The v1 API's word for a model's type (v0 says `embeddings`).
@@ -139,20 +140,27 @@ fn event(kind: &str, value: &impl serde::Serialize) -> Event {
     ))]
 pub async fn load(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     JsonBody(request): JsonBody<LoadRequest>,
 ) -> ApiResult<Response> {
+    caller.require(MANAGE_MODELS)?;
     state.ready()?;
     if request.model.trim().is_empty() {
         return Err(ApiError::invalid("model", "Name the model to load."));
     }
-    check_context(request.context_length, "context_length")?;
     let spec = state.registry.resolve_loadable(&request.model).await?;
+    let (context, manage) = (request.context_length, Manage::Granted);
+    // Refusals (a context past the trained one) before any stream starts.
+    state
+        .registry
+        .admissible(&spec, context, manage, "context_length")
+        .await?;
     let started = Instant::now();
     let origin = Origin::Explicit { ttl: request.ttl };
     if !request.stream {
         let lease = state
             .registry
-            .acquire_with(spec, origin, request.context_length)
+            .acquire_with(spec, origin, context, manage)
             .await?;
         return Ok(Json(loaded(&lease, started, request.echo_load_config)).into_response());
     }
@@ -166,7 +174,7 @@ pub async fn load(
             phase: p.phase.into(),
         };
         yield Ok::<_, Infallible>(event("model_load.start", &progress("model_load.start", registry.progress(&id))));
-        let acquire = registry.acquire_with(spec, origin, request.context_length);
+        let acquire = registry.acquire_with(spec, origin, context, manage);
         tokio::pin!(acquire);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let result = loop {
@@ -194,8 +202,10 @@ pub async fn load(
     responses((status = 200, body = UnloadResponse), ApiErrors))]
 pub async fn unload(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     JsonBody(request): JsonBody<UnloadRequest>,
 ) -> ApiResult<Json<UnloadResponse>> {
+    caller.require(MANAGE_MODELS)?;
     let unloaded = match (&request.instance_id, request.all) {
         (Some(_), true) => {
             return Err(ApiError::invalid(

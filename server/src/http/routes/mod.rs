@@ -5,6 +5,7 @@ pub mod anthropic;
 pub mod chat;
 pub mod completions;
 pub mod docs;
+pub mod downloads;
 pub mod embeddings;
 pub mod fallback;
 pub mod health;

@@ -395,7 +395,7 @@ async fn generate_text(
         ..CompletionRequest::default()
     };
     let request = Valid::new(request, &state.config.limits)?;
-    let (_, chunks) = complete(&state, &caller.tenant, request).await?;
+    let (_, chunks) = complete(&state, &caller, request).await?;
     let done = sse::collect(
         chunks,
         CompletionAccumulator::default(),

@@ -43,6 +43,8 @@ pub async fn create(
     JsonBody(request): JsonBody<ResponseRequest>,
 ) -> ApiResult<Response> {
     let started = Instant::now();
+    let limits = &state.config.limits;
+    limits.check_shape(&request.shape(), &ResponseRequest::NAMES)?;
     let tenant = caller.0.tenant.clone();
     let previous = match &request.previous_response_id {
         Some(id) => conversation(&state, &tenant, id).await?,

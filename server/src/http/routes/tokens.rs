@@ -23,6 +23,8 @@ pub async fn tokenize(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<TokenizeRequest>,
 ) -> ApiResult<Json<TokenizeResponse>> {
+    let limits = &state.config.limits;
+    limits.check_tokenize("content", request.content.len())?;
     let lease = model(&state, request.model.as_deref(), None, None).await?;
     let ids = lease
         .engine
