@@ -10,9 +10,16 @@ MODEL_Q8 := models/SmolLM2-135M-Instruct.Q8_0.gguf
 HF_MODEL := models/smollm2-135m-hf
 # The default model relabelled as IBM Granite: an architecture only llama.cpp loads.
 GRANITE := models/smollm2-135m-granite.Q4_1.gguf
+# The default model without its chat template (templates tests).
+NOTEMPLATE := models/SmolLM2-135M-Instruct-notemplate.Q4_1.gguf
 # The default model split in three parts, as large models are published (downloads tests).
 SPLIT_DIR := models/split
 SPLIT := $(SPLIT_DIR)/SmolLM2-135M-Instruct-Q4_1-00001-of-00003.gguf
+# The default model with a random-weight vision projector beside it, as a
+# vision model sits in LM Studio's folder (images tests).
+VLM_DIR := models/vlm
+VLM := $(VLM_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
+MMPROJ := $(VLM_DIR)/mmproj-SmolLM2-135M-test-F16.gguf
 # The embedding model: all-MiniLM-L6-v2 from PyPI, made a GGUF by `ferrite convert`.
 EMBED_HF := models/all-MiniLM-L6-v2
 EMBED := models/all-MiniLM-L6-v2.F16.gguf
@@ -22,10 +29,17 @@ CLAUDE := .tools/node_modules/.bin/claude
 CODEX := .tools/node_modules/.bin/codex
 # LM Studio's JS SDK, for tests/node (versions in tests/node/package.json).
 LMS_JS := tests/node/node_modules/.package-lock.json
+# The test binaries whose outcome depends on the runtime (generation, tokens,
+# templates, loading). The rest (auth, budgets, stores, routing, the CLI,
+# lifecycle, metrics, embeddings, long-context policies and MemAgent, which
+# live in the middleware; safetensors, always mistral.rs; images, llama.cpp
+# only) test the server around the engine and run once, on llama.cpp.
+RUNTIME_TESTS := anthropic cache chat completions concurrency errors hostile lmstudio \
+	registry runtimes templates thinking tokens
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
-.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-export bench-context-shift bench-adapters bench-long-context bench-swap bench-soak bench-downloads lint fmt clippy clean
+.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-export bench-context-shift bench-adapters bench-long-context bench-swap bench-soak bench-downloads bench-images lint fmt clippy clean
 
 ## serve: fetch the default models if missing (chat and embeddings), build,
 ## serve on $(HOST):$(PORT)
@@ -35,16 +49,19 @@ serve: $(MODEL) build $(EMBED)
 ## test: fetch what tests need, then run every test (Rust and the openai SDK)
 ## (memory tests also run against PostgreSQL and /docs in headless Chromium:
 ## scripts/postgres.sh and scripts/chromium.sh provide them)
-## (the Rust suite runs twice: on the llama.cpp runtime, then on mistral.rs)
-test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) $(GRANITE) $(EMBED) $(SPLIT) venv $(CLAUDE) $(CODEX) $(LMS_JS)
+## (the Rust suite runs on the llama.cpp runtime, then the tests whose
+## outcome depends on the runtime run again on mistral.rs)
+test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) $(GRANITE) $(EMBED) $(SPLIT) $(NOTEMPLATE) $(VLM) $(MMPROJ) venv $(CLAUDE) $(CODEX) $(LMS_JS)
 	PG_URL=$$(scripts/postgres.sh) && CHROMIUM=$$(scripts/chromium.sh) && \
 	export FERRITE_TEST_POSTGRES_URL=$$PG_URL FERRITE_TEST_CHROMIUM=$$CHROMIUM \
 		FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) FERRITE_TEST_MODEL_Q8=$(CURDIR)/$(MODEL_Q8) \
 		FERRITE_TEST_SAFETENSORS=$(CURDIR)/$(HF_MODEL) FERRITE_TEST_GRANITE=$(CURDIR)/$(GRANITE) \
 		FERRITE_TEST_EMBED=$(CURDIR)/$(EMBED) FERRITE_TEST_EMBED_HF=$(CURDIR)/$(EMBED_HF) \
-		FERRITE_TEST_SPLIT=$(CURDIR)/$(SPLIT_DIR) && \
+		FERRITE_TEST_SPLIT=$(CURDIR)/$(SPLIT_DIR) FERRITE_TEST_NOTEMPLATE=$(CURDIR)/$(NOTEMPLATE) \
+		FERRITE_TEST_VLM=$(CURDIR)/$(VLM) && \
 	FERRITE_TEST_RUNTIME=llama.cpp cargo test --release --workspace --locked && \
-	FERRITE_TEST_RUNTIME=mistral.rs cargo test --release --workspace --locked && \
+	FERRITE_TEST_RUNTIME=mistral.rs cargo test --release --workspace --locked \
+		$(addprefix --test ,$(RUNTIME_TESTS)) && \
 	$(VENV)/bin/python -m pytest -q tests/python
 
 ## bench: both runtimes and llama.cpp's llama-server on the default model
@@ -102,6 +119,12 @@ bench-swap: $(MODEL) build $(MODEL_Q8)
 bench-downloads: $(MODEL) build venv
 	scripts/bench-downloads.sh $(BIN)
 
+## bench-images: time to first token with and without an image, ferrite
+## and llama-server on the same files (a ViT-B/16-shaped random projector)
+bench-images: $(MODEL) build venv
+	mkdir -p models/bench && $(VENV)/bin/python scripts/make-mmproj.py $(MODEL) models/bench/mmproj-vit-b.gguf --shape vit-b
+	$(VENV)/bin/python scripts/bench-images.py $(BIN) $(MODEL) models/bench/mmproj-vit-b.gguf "$$(scripts/build-llama-server.sh)"
+
 ## bench-soak: RSS over 1,000 requests with disconnects, prefix cache on and off
 bench-soak: $(MODEL) build
 	scripts/bench-soak.sh $(BIN) $(MODEL)
@@ -123,12 +146,22 @@ $(EMBED): $(EMBED_HF)/model.safetensors | build
 $(MODEL_Q8): $(MODEL) | build
 	$(BIN) quantize $(MODEL) $(MODEL_Q8) --type q8_0
 
-$(SPLIT): $(MODEL) venv scripts/gguf-split.py
+$(SPLIT): $(MODEL) venv scripts/gguf-split.py scripts/gguf_copy.py
 	rm -rf $(SPLIT_DIR) $(SPLIT_DIR).tmp && mkdir -p $(SPLIT_DIR).tmp
 	$(VENV)/bin/python scripts/gguf-split.py $(MODEL) $(SPLIT_DIR).tmp/SmolLM2-135M-Instruct-Q4_1 3
 	mv $(SPLIT_DIR).tmp $(SPLIT_DIR)
 
-$(GRANITE): $(MODEL) venv scripts/gguf-as-granite.py
+$(NOTEMPLATE): $(MODEL) venv scripts/gguf-strip-template.py scripts/gguf_copy.py
+	$(VENV)/bin/python scripts/gguf-strip-template.py $(MODEL) $@.tmp && mv $@.tmp $@
+
+# A hard link where the file system allows it: the same 100 MB file twice.
+$(VLM): $(MODEL)
+	mkdir -p $(VLM_DIR) && (ln -f $(MODEL) $@ 2>/dev/null || cp $(MODEL) $@)
+
+$(MMPROJ): $(MODEL) venv scripts/make-mmproj.py
+	mkdir -p $(VLM_DIR) && $(VENV)/bin/python scripts/make-mmproj.py $(MODEL) $@.tmp && mv $@.tmp $@
+
+$(GRANITE): $(MODEL) venv scripts/gguf-as-granite.py scripts/gguf_copy.py
 	$(VENV)/bin/python scripts/gguf-as-granite.py $(MODEL) $@.tmp && mv $@.tmp $@
 
 $(HF_MODEL)/config.json: $(MODEL) venv scripts/gguf-to-hf.py

@@ -19,6 +19,8 @@ pub struct GgufMeta {
     pub vocab: Option<Vocab>,
     /// An embedding model: an encoder, or a file that names its pooling.
     pub embeddings: bool,
+    /// Whether it carries a chat template (`tokenizer.chat_template`).
+    pub chat_template: bool,
 }
 
 /// llama.cpp's encoder-only architectures: they embed, they cannot chat.
@@ -96,6 +98,7 @@ pub fn read(path: &Path) -> anyhow::Result<GgufMeta> {
         context_length,
         vocab: Vocab::from_gguf(&content).ok(),
         embeddings,
+        chat_template: md.contains_key("tokenizer.chat_template"),
     })
 }
 

@@ -14,6 +14,17 @@ const UNKNOWN_CONTEXT: u32 = 4096;
 pub fn inspect(opts: &EngineOptions) -> anyhow::Result<ModelMeta> {
     let located = locate(&opts.path)?;
     let mut kind = ModelKind::Llm;
+    // A projector only counts on the runtime that runs it.
+    let projector = match (located.format, opts.runtime.resolve(located.format).name()) {
+        (ModelFormat::Gguf, "llama.cpp") => opts.mmproj.clone().or_else(|| {
+            crate::locate::projector_beside(
+                &located
+                    .dir
+                    .join(located.file.as_deref().unwrap_or_default()),
+            )
+        }),
+        _ => None,
+    };
     let (format, architecture, quantization, context_length, isq) = match located.format {
         ModelFormat::Gguf => {
             let file = located
@@ -68,5 +79,8 @@ pub fn inspect(opts: &EngineOptions) -> anyhow::Result<ModelMeta> {
         continuous_batching: opts.max_seqs > 1,
         max_seqs: u32::try_from(opts.max_seqs).unwrap_or(u32::MAX),
         state: "not-loaded".into(),
+        chat_template: None,
+        vision: projector.is_some(),
+        mmproj: projector.map(|p| p.display().to_string()),
     })
 }

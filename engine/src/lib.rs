@@ -4,7 +4,8 @@
 //! Layout:
 //! - `backend.rs`: the [`Engine`] trait, the seam to the server.
 //! - `llamacpp/`: GGUF files on llama.cpp (one context per model, its own
-//!   continuous batching scheduler; embedding models batched on their own).
+//!   continuous batching scheduler; embedding models batched on their own;
+//!   `vision.rs`: a vision projector turning images into embeddings).
 //! - `mistralrs/`: safetensors folders (with ISQ) and GGUF on mistral.rs.
 //! - `runtime.rs`: which runtime serves a model, and loading it.
 //! - `adapters.rs`: a request's LoRA adapters as the model's loaded ones.
@@ -14,6 +15,9 @@
 //!   `pick.rs` (sampling), `vocab.rs`.
 //! - Model files: `locate.rs`, `gguf_meta.rs`, `inspect.rs`, `quantize.rs`,
 //!   `bert_gguf.rs` (BERT folders to GGUF embedding models).
+//! - `images.rs`: a chat's images decoded and checked before any engine.
+//! - `templates.rs`: which chat template a model renders with (overrides,
+//!   the model's own, a default by its turn tokens).
 //! - `scripted.rs`: a scripted engine for unit tests of middleware.
 
 pub mod adapters;
@@ -21,6 +25,7 @@ mod backend;
 mod bert_gguf;
 mod gauge;
 mod gguf_meta;
+mod images;
 mod inspect;
 mod json_end;
 mod llamacpp;
@@ -35,6 +40,7 @@ mod runtime;
 pub mod scripted;
 mod stop;
 mod stream;
+pub mod templates;
 mod thinking;
 mod vocab;
 
@@ -43,7 +49,7 @@ pub use bert_gguf::{bert_to_gguf, is_bert_folder};
 pub use gauge::GaugeGuard;
 pub use inspect::inspect;
 pub use llamacpp::LlamaCppEngine;
-pub use locate::default_id;
+pub use locate::{default_id, is_projector, projector_beside, split_part};
 pub use mistralrs::MistralEngine;
 pub use options::{
     AdapterOptions, Delimiters, EngineOptions, IsqChoice, KvType, ModelFormat, RopeScaling, Runtime,

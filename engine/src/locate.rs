@@ -16,11 +16,16 @@ pub struct Located {
 }
 
 impl Located {
-    /// Bytes of weights: the GGUF file, or the folder's safetensors.
+    /// Bytes of weights: the GGUF file (every part of a split one), or the
+    /// folder's safetensors.
     pub fn size_bytes(&self) -> u64 {
         let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
         match &self.file {
-            Some(file) => size(&self.dir.join(file)),
+            Some(_) => self
+                .gguf_files()
+                .iter()
+                .map(|f| size(&self.dir.join(f)))
+                .sum(),
             None => std::fs::read_dir(&self.dir)
                 .map(|entries| {
                     entries
@@ -33,6 +38,57 @@ impl Located {
                 .unwrap_or(0),
         }
     }
+}
+
+impl Located {
+    /// The GGUF's files: itself, or every part of a split model
+    /// (`name-00001-of-00003.gguf`...), in order.
+    pub fn gguf_files(&self) -> Vec<String> {
+        let Some(file) = &self.file else {
+            return Vec::new();
+        };
+        match split_part(file) {
+            Some((prefix, _, of)) => (1..=of)
+                .map(|part| format!("{prefix}-{part:05}-of-{of:05}.gguf"))
+                .collect(),
+            None => vec![file.clone()],
+        }
+    }
+}
+
+/// A split model's part: `name-00002-of-00003.gguf` → (`name`, 2, 3),
+/// from a file name or a path.
+pub fn split_part(path: &str) -> Option<(&str, u32, u32)> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let (rest, of) = name.strip_suffix(".gguf")?.rsplit_once("-of-")?;
+    let (prefix, part) = rest.rsplit_once('-')?;
+    let digits = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(part) || !digits(of) {
+        return None;
+    }
+    Some((prefix, part.parse().ok()?, of.parse().ok()?))
+}
+
+/// `mmproj*.gguf` beside a model's file, LM Studio's layout (the first by
+/// name when there are several).
+pub fn projector_beside(file: &Path) -> Option<PathBuf> {
+    let dir = file.parent()?;
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p != file && is_projector(p))
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
+/// Whether a file is a vision projector by its name (`mmproj*.gguf`), as
+/// LM Studio and llama-server's `-hf` tell them apart.
+pub fn is_projector(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(|n| n.to_ascii_lowercase())
+        .is_some_and(|n| n.starts_with("mmproj") && n.ends_with(".gguf"))
 }
 
 pub fn locate(path: &Path) -> anyhow::Result<Located> {
@@ -93,14 +149,10 @@ pub fn default_id(path: &Path) -> String {
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
-    let stem = name.strip_suffix(".gguf").unwrap_or(&name);
     // A split model is named after its parts' common name.
-    let stem = match stem.rsplit_once("-of-") {
-        Some((rest, of)) if of.len() == 5 && of.bytes().all(|b| b.is_ascii_digit()) => rest
-            .rsplit_once('-')
-            .filter(|(_, part)| part.len() == 5 && part.bytes().all(|b| b.is_ascii_digit()))
-            .map_or(stem, |(prefix, _)| prefix),
-        _ => stem,
+    let stem = match split_part(&name) {
+        Some((prefix, _, _)) => prefix,
+        None => name.strip_suffix(".gguf").unwrap_or(&name),
     };
     let stem = match stem.rsplit_once('.') {
         // Drop a trailing quantization tag such as `.Q4_1` or `.q8_0`.

@@ -168,6 +168,17 @@ pub struct EngineOptions {
     /// llama.cpp: allows contexts past the trained one, stretching the
     /// rotary positions this way (unset: a longer context is refused).
     pub rope_scaling: Option<RopeScaling>,
+    /// The chat template instead of the model's own: a built-in name
+    /// (`chatml`, `llama3`, `gemma`, `phi3`, `mistral`) or Jinja.
+    pub chat_template: Option<String>,
+    /// The same, from a file (`chat_template` wins).
+    pub chat_template_file: Option<PathBuf>,
+    /// llama.cpp: the vision projector (`mmproj*.gguf`); unset = one beside
+    /// the model's file, if any.
+    pub mmproj: Option<PathBuf>,
+    /// What an image may be (the server's `[limits]`).
+    #[serde(skip)]
+    pub images: ferrite_openapi::validate::ImageLimits,
     /// How this model's thinking block is delimited.
     pub thinking: Delimiters,
     /// llama.cpp: compute threads; unset = the machine's physical cores.
@@ -241,6 +252,10 @@ impl Default for EngineOptions {
             max_tokens: None,
             context_length: None,
             rope_scaling: None,
+            chat_template: None,
+            chat_template_file: None,
+            mmproj: None,
+            images: Default::default(),
             thinking: Delimiters::default(),
             threads: None,
             batch_size: 512,

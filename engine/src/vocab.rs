@@ -91,6 +91,11 @@ impl Vocab {
         Self { bytes, special }
     }
 
+    /// Whether `text` is one of the vocabulary's tokens, spelled whole.
+    pub fn has_token(&self, text: &str) -> bool {
+        self.bytes.iter().any(|b| b == text.as_bytes())
+    }
+
     /// The most bytes any one token stands for.
     pub fn longest(&self) -> usize {
         self.bytes.iter().map(Vec::len).max().unwrap_or(1).max(1)

@@ -33,6 +33,7 @@ impl Prompt {
         content_parts: "messages[].content",
         tools: "tools",
         tool_calls: "messages[].content",
+        images: "messages[].content",
     };
 
     /// How many messages, blocks, tools and tool uses it holds.

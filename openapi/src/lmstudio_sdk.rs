@@ -284,6 +284,7 @@ impl ChatHistory {
         content_parts: "history.messages[].content",
         tools: "predictionConfigStack",
         tool_calls: "history.messages[].content",
+        images: "history.messages[].content",
     };
 
     /// How many messages, parts and tool call requests it holds.
@@ -327,9 +328,12 @@ pub enum MessagePart {
     Text {
         text: String,
     },
+    /// A file prepared with `files.uploadFileBase64` (an image).
     File {
         #[serde(default)]
         name: String,
+        #[serde(default)]
+        identifier: String,
     },
     ToolCallRequest {
         tool_call_request: ToolCallRequest,

@@ -36,6 +36,15 @@ pub struct V1Model {
     /// ferrite extension: its LoRA adapters, each requested as `key@id`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adapters: Vec<V1Adapter>,
+    /// What it takes besides text (LLMs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<V1Capabilities>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct V1Capabilities {
+    /// Images, through a vision projector.
+    pub vision: bool,
 }
 
 /// A LoRA adapter served with a model.

@@ -59,6 +59,18 @@ pub struct ModelMeta {
     pub max_seqs: u32,
     /// `loaded`, `loading` or `not-loaded` (LM Studio's words).
     pub state: String,
+    /// The chat template in force, once loaded: `gguf` or `model` (the
+    /// model's own), `override`, `file:PATH`, `lmstudio` (its per-model
+    /// config), or `default:chatml` (the file has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
+    /// Whether it takes images (a vision projector is loaded, or found
+    /// beside a model not loaded yet).
+    #[serde(default)]
+    pub vision: bool,
+    /// The vision projector's file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mmproj: Option<String>,
 }
 
 /// What a model is for.

@@ -75,6 +75,7 @@ impl ResponseRequest {
         content_parts: "input[].content",
         tools: "tools",
         tool_calls: "input",
+        images: "input[].content",
     };
 
     /// How many input items, content parts, tools and function calls it

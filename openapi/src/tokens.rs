@@ -59,4 +59,8 @@ pub struct DetokenizeResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ApplyTemplateResponse {
     pub prompt: String,
+    /// ferrite extension: the template used (`gguf`, `model`, `override`,
+    /// `file:PATH`, `lmstudio`, `default:chatml`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }

@@ -43,6 +43,25 @@ pub struct RequestLimits {
     /// llama.cpp's tokenizer takes about a second a MiB, more for one
     /// endless word; 2 MiB is half a million tokens of prose.
     pub max_tokenize_bytes: usize,
+    /// Images in one chat.
+    pub max_images: usize,
+    /// Bytes of one image file (PNG, JPEG, WebP, GIF) as sent.
+    pub max_image_bytes: usize,
+    /// Pixels of one decoded image (each is held as RGB until encoded).
+    pub max_image_pixels: u64,
+}
+
+/// The limits an engine checks when it decodes an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageLimits {
+    pub max_image_bytes: usize,
+    pub max_image_pixels: u64,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        RequestLimits::default().images()
+    }
 }
 
 impl Default for RequestLimits {
@@ -55,6 +74,18 @@ impl Default for RequestLimits {
             max_tools: 256,
             max_tool_calls: 1024,
             max_tokenize_bytes: 2 << 20,
+            max_images: 16,
+            max_image_bytes: 10 << 20,
+            max_image_pixels: 4096 * 4096,
+        }
+    }
+}
+
+impl RequestLimits {
+    pub fn images(&self) -> ImageLimits {
+        ImageLimits {
+            max_image_bytes: self.max_image_bytes,
+            max_image_pixels: self.max_image_pixels,
         }
     }
 }
@@ -67,6 +98,7 @@ pub struct Shape {
     pub content_parts: usize,
     pub tools: usize,
     pub tool_calls: usize,
+    pub images: usize,
 }
 
 /// An API's field names for the parts of [`Shape`].
@@ -76,6 +108,7 @@ pub struct ShapeNames {
     pub content_parts: &'static str,
     pub tools: &'static str,
     pub tool_calls: &'static str,
+    pub images: &'static str,
 }
 
 impl ShapeNames {
@@ -85,6 +118,7 @@ impl ShapeNames {
         content_parts: "messages[].content",
         tools: "tools",
         tool_calls: "messages[].tool_calls",
+        images: "messages[].content[].image_url",
     };
 }
 
@@ -99,6 +133,11 @@ impl Shape {
         for m in messages {
             if let Some(MessageContent::Parts(parts)) = &m.content {
                 shape.content_parts = shape.content_parts.saturating_add(parts.len());
+                let images = parts
+                    .iter()
+                    .filter(|p| matches!(p, ContentPart::ImageUrl { .. }))
+                    .count();
+                shape.images = shape.images.saturating_add(images);
             }
             let calls = m.tool_calls.as_ref().map_or(0, Vec::len);
             shape.tool_calls = shape.tool_calls.saturating_add(calls);
@@ -420,10 +459,28 @@ fn validate_message(i: usize, m: &crate::chat::ChatMessage) -> ApiResult<()> {
                 match part {
                     ContentPart::Text { .. } => {}
                     ContentPart::Refusal { .. } if m.role == Role::Assistant => {}
+                    ContentPart::ImageUrl { image_url } if m.role == Role::User => {
+                        let url = image_url
+                            .get("url")
+                            .or(Some(image_url))
+                            .and_then(|u| u.as_str());
+                        if url.is_none() {
+                            return Err(ApiError::invalid(
+                                &format!("{param}[{j}].image_url"),
+                                "`image_url` must be an object with a string `url`.",
+                            ));
+                        }
+                    }
+                    ContentPart::ImageUrl { .. } => {
+                        return Err(ApiError::invalid(
+                            &format!("{param}[{j}]"),
+                            "Images go in `user` messages.",
+                        ))
+                    }
                     _ => {
                         return Err(ApiError::unsupported(
                             &format!("{param}[{j}]"),
-                            "Only text content parts are supported: the loaded model is text-only.",
+                            "Only text and image parts are supported.",
                         ))
                     }
                 }
@@ -473,27 +530,43 @@ impl RequestLimits {
                 self.max_messages,
                 names.messages,
                 "messages",
+                "max_messages",
             ),
             (
                 shape.content_parts,
                 self.max_content_parts,
                 names.content_parts,
                 "content parts",
+                "max_content_parts",
             ),
-            (shape.tools, self.max_tools, names.tools, "tool definitions"),
+            (
+                shape.tools,
+                self.max_tools,
+                names.tools,
+                "tool definitions",
+                "max_tools",
+            ),
             (
                 shape.tool_calls,
                 self.max_tool_calls,
                 names.tool_calls,
                 "tool calls",
+                "max_tool_calls",
+            ),
+            (
+                shape.images,
+                self.max_images,
+                names.images,
+                "images",
+                "max_images",
             ),
         ];
-        for (count, max, param, what) in checks {
+        for (count, max, param, what, key) in checks {
             if count > max {
                 return Err(ApiError::invalid(
                     param,
                     format!(
-                        "The request holds {count} {what} (`{param}`); this server takes at most {max} per request."
+                        "The request holds {count} {what} (`{param}`); this server takes at most {max} per request (`limits.{key}`)."
                     ),
                 )
                 .with_code(ErrorCode::RequestTooLarge));
@@ -638,6 +711,8 @@ mod tests {
             max_tools: 1,
             max_tool_calls: 1,
             max_tokenize_bytes: 8,
+            max_images: 1,
+            ..RequestLimits::default()
         };
         let completion = |body: &str| {
             parse_json::<CompletionRequest>(body.as_bytes())
@@ -681,6 +756,10 @@ mod tests {
         let calls = format!(r#"{{"role": "assistant", "tool_calls": [{call}, {call}]}}"#);
         let e = chat(&format!(r#"{{"messages": [{user}, {calls}]}}"#)).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[].tool_calls"));
+        let image = r#"{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}"#;
+        let e = chat(&format!(r#"{{"messages": [{image}, {image}]}}"#)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[].content[].image_url"));
+        assert!(e.message.contains("limits.max_images"), "{}", e.message);
     }
 
     #[test]
@@ -714,7 +793,11 @@ mod tests {
             ),
             (r#"{"messages":[{"role":"user"}]}"#, "messages[0].content"),
             (
-                r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#,
+                r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"uri":"x"}}]}]}"#,
+                "messages[0].content[0].image_url",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}"#,
                 "messages[0].content[0]",
             ),
             (

@@ -111,6 +111,18 @@ pub struct ServeArgs {
     /// its id is the file's name, as in `model@id`).
     #[arg(long = "lora", value_name = "PATH")]
     pub loras: Vec<PathBuf>,
+    /// The startup model's chat template instead of its own, as
+    /// llama-server's: a built-in name (`chatml`, `llama3`, `gemma`, `phi3`,
+    /// `mistral`) or Jinja.
+    #[arg(long, value_name = "NAME_OR_JINJA")]
+    pub chat_template: Option<String>,
+    /// The same, from a file.
+    #[arg(long, value_name = "PATH")]
+    pub chat_template_file: Option<PathBuf>,
+    /// The startup model's vision projector (`mmproj*.gguf`), as
+    /// llama-server's; unset: one beside the model's file, if any.
+    #[arg(long, value_name = "PATH")]
+    pub mmproj: Option<PathBuf>,
     /// Require this bearer token on /v1 routes (tenant `default`).
     #[arg(long, env = "FERRITE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -158,6 +170,17 @@ impl ServeArgs {
             ),
             ("model", "gpu_layers", self.gpu_layers.map(Value::from)),
             ("model", "adapters", loras),
+            (
+                "model",
+                "chat_template",
+                self.chat_template.clone().map(Value::from),
+            ),
+            (
+                "model",
+                "chat_template_file",
+                path(&self.chat_template_file),
+            ),
+            ("model", "mmproj", path(&self.mmproj)),
             ("model", "max_seqs", self.max_seqs.map(Value::from)),
             ("model", "prefix_cache", self.prefix_cache.map(Value::from)),
             (

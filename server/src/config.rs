@@ -17,6 +17,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::chat::images::ImagesConfig;
 use crate::downloads::DownloadConfig;
 use crate::http::routes::orchestrator::OrchestratorConfig;
 use crate::registry::catalog::RegistryConfig;
@@ -54,6 +55,8 @@ pub struct Config {
     pub aliases: Vec<AliasConfig>,
     /// Getting models from the Hugging Face Hub.
     pub downloads: DownloadConfig,
+    /// Image URLs: fetched for clients or not.
+    pub images: ImagesConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,6 +104,7 @@ impl Default for Config {
             host: "127.0.0.1".into(),
             port: 1234,
             model: EngineOptions::default(),
+            images: ImagesConfig::default(),
             registry: RegistryConfig::default(),
             routers: Vec::new(),
             http: HttpOptions::default(),
@@ -158,7 +162,7 @@ fn default_data_dir() -> PathBuf {
     }
 }
 
-const SECTIONS: [&str; 18] = [
+const SECTIONS: [&str; 19] = [
     "host",
     "port",
     "model",
@@ -177,6 +181,7 @@ const SECTIONS: [&str; 18] = [
     "orchestrator",
     "aliases",
     "downloads",
+    "images",
 ];
 
 impl Config {
@@ -207,10 +212,14 @@ impl Config {
             let section = key.as_str().split('.').next().unwrap_or_default();
             SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
         });
-        fig.merge(env)
+        let mut config: Config = fig
+            .merge(env)
             .merge(Serialized::globals(overrides))
             .extract()
-            .context("invalid configuration")
+            .context("invalid configuration")?;
+        // Every model decodes images within the request limits.
+        config.model.images = config.limits.images();
+        Ok(config)
     }
 }
 

@@ -9,15 +9,17 @@
 //!   extractors, SSE framing, request metrics and the OpenAPI document.
 //! - `chat/`: the one road every chat request takes to a model
 //!   (`generate.rs`), the per-model middleware pipeline (`pipeline.rs`) and
-//!   the expert routers (`experts.rs`), and the context documents the
-//!   orchestrator API (`http/routes/orchestrator.rs`) puts in its prompts.
+//!   the expert routers (`experts.rs`), the context documents the
+//!   orchestrator API (`http/routes/orchestrator.rs`) puts in its prompts,
+//!   and image URLs fetched for clients where allowed (`images.rs`).
 //! - `registry/`: which models exist, loading just in time, leases, TTLs
 //!   and eviction.
 //! - `downloads/`: models from the Hugging Face Hub into the models
 //!   directory: the Hub's API, quantization picks, resumable verified
 //!   fetches, the jobs.
 //! - `sdk/`: LM Studio's SDK protocol (WebSockets per namespace) for
-//!   `import lmstudio`, `@lmstudio/sdk` and `lms`.
+//!   `import lmstudio`, `@lmstudio/sdk` and `lms`; `files.rs` keeps the
+//!   images its clients prepare.
 //! - `versions/`: versioned aliases, evaluation, promotion and rollback.
 //! - `state.rs`: what handlers share; `logging.rs`: tracing set-up.
 

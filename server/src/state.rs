@@ -15,6 +15,7 @@ use crate::chat::experts::Experts;
 use crate::config::Config;
 use crate::downloads::{Downloads, KeyOf};
 use crate::registry::Registry;
+use crate::sdk::files::FileStore;
 use crate::versions::Versions;
 
 /// A request's place among those in flight, held until its answer is sent.
@@ -46,6 +47,8 @@ pub struct AppState {
     pub auth: Option<Arc<Authenticator>>,
     /// Models being fetched from the Hub.
     pub downloads: Arc<Downloads>,
+    /// Files LM Studio's SDK clients prepared (images for their chats).
+    pub sdk_files: Arc<FileStore>,
 }
 
 /// The databases the server keeps: one file or server, two uses.
@@ -81,6 +84,7 @@ impl AppState {
             responses: stores.responses,
             auth,
             downloads,
+            sdk_files: Arc::default(),
         }
     }
 

@@ -33,11 +33,11 @@ def _free_port() -> int:
     raise RuntimeError("no free port between 12000 and 32000")
 
 
-def _serve(extra_env=None, args=()):
-    """Starts ferrite (default config plus `extra_env` and flags `args`);
-    yields its /v1 URL."""
+def _serve(extra_env=None, args=(), model=None):
+    """Starts ferrite (default config plus `extra_env` and flags `args`, on
+    `model` or the default model); yields its /v1 URL."""
     binary = os.environ.get("FERRITE_BIN", str(ROOT / "target/release/ferrite"))
-    model = os.environ.get("FERRITE_TEST_MODEL", str(ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    model = model or os.environ.get("FERRITE_TEST_MODEL", str(ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FERRITE_")}
     env.update(extra_env or {})
@@ -72,9 +72,12 @@ def _serve(extra_env=None, args=()):
         proc.kill()
         raise RuntimeError("ferrite did not become ready")
     PROCESSES[f"{url}/v1"] = proc
-    yield f"{url}/v1"
-    proc.terminate()
-    proc.wait(timeout=30)
+    # Also when a test closes the generator itself (GeneratorExit at the yield).
+    try:
+        yield f"{url}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

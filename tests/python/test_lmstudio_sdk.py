@@ -230,8 +230,14 @@ def test_bad_frames_get_the_protocols_errors(base_url):
         ws.send_json({"authVersion": 1, "clientIdentifier": "raw", "clientPasskey": "x"})
         assert ws.receive_json() == {"success": True}
         ws.send_json({"type": "rpcCall", "endpoint": "uploadFileBase64", "callId": 1,
-                      "parameter": {"name": "a.txt", "contentBase64": ""}})
-        assert ws.receive_json()["type"] == "rpcError"
+                      "parameter": {"name": "a.txt", "contentBase64": "!!"}})
+        error = ws.receive_json()
+        assert error["type"] == "rpcError" and "base64" in error["error"]["title"], error
+        ws.send_json({"type": "rpcCall", "endpoint": "uploadFileBase64", "callId": 2,
+                      "parameter": {"name": "a.txt", "contentBase64": "aGk="}})
+        handle = ws.receive_json()
+        assert handle["type"] == "rpcResult", handle
+        assert handle["result"]["fileType"] == "unknown" and handle["result"]["sizeBytes"] == 2
 
 
 def test_the_js_sdk_and_the_calls_lms_makes(token_url):

@@ -187,8 +187,8 @@ def test_bad_requests_are_the_sdks_exceptions(client):
     assert missing.value.body["param"] == "previous_response_id"
     for kwargs, param in [
         ({"input": "Hi", "background": True}, "background"),
-        ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x/a.png"}]}]},
-         "input[0].content"),
+        ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}]},
+         "input[0].content[0]"),
         ({"input": "Hi", "truncation": "sometimes"}, "truncation"),
         ({"input": "Hi", "temperature": 5}, "temperature"),
         ({}, "input"),

@@ -141,6 +141,33 @@ async fn greedy_stream(server: &Server, prompt: &str) -> (String, String) {
     (text, finish)
 }
 
+/// The prompts' greedy streams alone, then again beside `attacks` (begun
+/// once the streams have started): the same answers, equal where the
+/// runtime is batch invariant and the same opening where not (what was
+/// attacked may share a step with them), each run to its length. Returns
+/// the answers alone.
+async fn untouched_beside(
+    server: &Server,
+    prompts: &[&str],
+    attacks: impl std::future::Future<Output = ()>,
+) -> Vec<(String, String)> {
+    let mut alone = Vec::new();
+    for p in prompts {
+        alone.push(greedy_stream(server, p).await);
+    }
+    let streams = futures::future::join_all(prompts.iter().map(|p| greedy_stream(server, p)));
+    let attacks = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        attacks.await
+    };
+    let (together, ()) = tokio::join!(streams, attacks);
+    for ((p, a), t) in prompts.iter().zip(&alone).zip(&together) {
+        ferrite_tests::assert_batched_answer(&t.0, &a.0, p);
+        assert_eq!(t.1, "length", "{p}");
+    }
+    alone
+}
+
 #[tokio::test]
 async fn a_client_leaving_mid_tokenization_leaves_the_others_untouched() {
     // Limits raised so that the 2,000-prompt request reaches the engine.
@@ -154,15 +181,7 @@ async fn a_client_leaving_mid_tokenization_leaves_the_others_untouched() {
         "Describe a busy harbour.",
         "Explain how bread is made.",
     ];
-    let mut alone = Vec::new();
-    for p in prompts {
-        alone.push(greedy_stream(&server, p).await);
-    }
-
-    let streams = futures::future::join_all(prompts.iter().map(|p| greedy_stream(&server, p)));
     let attacks = async {
-        // Let the three streams start first.
-        tokio::time::sleep(Duration::from_millis(300)).await;
         // Too long for any tokenization of it to fit: refused before the
         // tokenizer sees it, or given up on by the client, whichever first.
         let huge = chat(&"lorem ipsum dolor ".repeat((6 << 20) / 18), json!({}));
@@ -182,14 +201,7 @@ async fn a_client_leaving_mid_tokenization_leaves_the_others_untouched() {
             .await;
         assert!(gave_up.is_err(), "2,000 prompts were answered within 1 s");
     };
-    let (together, ()) = tokio::join!(streams, attacks);
-    // The prompts that were still tokenized when their client left may have
-    // shared a step with the streams: equal where the runtime is batch
-    // invariant, the same opening where not (see `assert_batched_answer`).
-    for ((p, a), t) in prompts.iter().zip(&alone).zip(&together) {
-        ferrite_tests::assert_batched_answer(&t.0, &a.0, p);
-        assert_eq!(t.1, "length", "{p}");
-    }
+    let alone = untouched_beside(&server, &prompts, attacks).await;
     // The engine still serves, and nothing panicked.
     let after = greedy_stream(&server, prompts[0]).await;
     assert_eq!(after, alone[0]);
@@ -248,13 +260,7 @@ async fn huge_requests_are_answered_promptly_and_leave_the_others_untouched() {
     let server = Server::start(&[]);
     let url = server.url("/v1/chat/completions");
     let prompts = ["Write a story about a fox.", "Describe a busy harbour."];
-    let mut alone = Vec::new();
-    for p in prompts {
-        alone.push(greedy_stream(&server, p).await);
-    }
-    let streams = futures::future::join_all(prompts.iter().map(|p| greedy_stream(&server, p)));
     let attacks = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
         // 200,000 one-letter messages (6.8 MB) once kept a core busy for
         // more than ten minutes; now they are past `limits.max_messages`.
         let many = vec![json!({"role": "user", "content": "a"}); 200_000];
@@ -278,10 +284,6 @@ async fn huge_requests_are_answered_promptly_and_leave_the_others_untouched() {
             assert!(took < Duration::from_secs(30), "{what} took {took:?}");
         }
     };
-    let (together, ()) = tokio::join!(streams, attacks);
-    for ((p, a), t) in prompts.iter().zip(&alone).zip(&together) {
-        ferrite_tests::assert_batched_answer(&t.0, &a.0, p);
-        assert_eq!(t.1, "length", "{p}");
-    }
+    untouched_beside(&server, &prompts, attacks).await;
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }

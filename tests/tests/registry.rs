@@ -486,3 +486,58 @@ async fn load_and_unload_through_lm_studios_rest_api() {
         (200, Some("smollm2-135m-instruct"))
     );
 }
+
+/// `FERRITE_TEST_SPLIT`: the default model split in three parts (`make
+/// test` makes it with scripts/gguf-split.py).
+fn split_dir() -> std::path::PathBuf {
+    std::env::var("FERRITE_TEST_SPLIT")
+        .map(Into::into)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/split")
+        })
+}
+
+#[tokio::test]
+async fn a_split_model_lists_once_and_answers() {
+    // A models folder in LM Studio's layout holding the three parts.
+    let models = config_file("split-scan", "").with_file_name("models");
+    let repo = models.join("test/SmolLM2-135M-Instruct-split-GGUF");
+    std::fs::create_dir_all(&repo).unwrap();
+    for part in std::fs::read_dir(split_dir()).unwrap() {
+        let part = part.unwrap().path();
+        let link = repo.join(part.file_name().unwrap());
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&part, &link).unwrap();
+    }
+    let server = Server::start_with_env(
+        &[],
+        &[
+            ("FERRITE_REGISTRY__SCAN", "true"),
+            ("FERRITE_REGISTRY__DIR", models.to_str().unwrap()),
+        ],
+    );
+    let ids: Vec<String> = get(&server.url("/v1/models")).await.1["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    let split: Vec<&String> = ids.iter().filter(|id| id.contains("q4_1")).collect();
+    assert_eq!(split, ["smollm2-135m-instruct-q4_1"], "{ids:?}");
+    let answer = ask(&server, "smollm2-135m-instruct-q4_1").await;
+    assert!(answer["choices"][0]["message"]["content"].is_string());
+    let models = get(&server.url("/api/v1/models")).await.1;
+    let entry = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == "smollm2-135m-instruct-q4_1")
+        .unwrap()
+        .clone();
+    // Its size is every part's.
+    let whole: u64 = std::fs::read_dir(split_dir())
+        .unwrap()
+        .map(|p| p.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(entry["size_bytes"], whole, "{entry}");
+}

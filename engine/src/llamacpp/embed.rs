@@ -126,6 +126,9 @@ impl LlamaEmbedder {
             continuous_batching: true,
             max_seqs: MAX_SEQS as u32,
             state: "loaded".into(),
+            chat_template: None,
+            vision: false,
+            mmproj: None,
         };
         info!(
             model = %id,

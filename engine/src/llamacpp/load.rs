@@ -12,14 +12,16 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::{send_logs_to_tracing, LogOptions};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::scheduler::{Job, Limits, Scheduler};
 use super::tokenize::Splitter;
+use super::vision::Vision;
 use crate::backend::ModelInfo;
 use crate::gguf_meta;
-use crate::locate::{default_id, locate};
+use crate::locate::{default_id, locate, projector_beside};
 use crate::options::{AdapterOptions, EngineOptions, KvType, RopeScaling};
+use crate::templates::{self, Template};
 use crate::vocab::Vocab;
 
 /// llama.cpp's process-wide state, set up once; its log goes to `tracing`.
@@ -34,12 +36,13 @@ pub struct Loaded {
     pub jobs: Sender<Job>,
     pub info: ModelInfo,
     pub vocab: Arc<Vocab>,
-    pub template: Option<String>,
+    pub template: Template,
     pub bos: Option<String>,
     pub eos: Option<String>,
     pub add_bos: bool,
     pub n_vocab: u32,
     pub splitter: Arc<Splitter>,
+    pub vision: Option<Arc<Vision>>,
 }
 
 /// Physical cores: llama.cpp's threads spin, so hyperthreads only contend.
@@ -58,6 +61,8 @@ fn gpu_layers(opts: &EngineOptions) -> u32 {
 /// A GGUF file opened by llama.cpp, before any context.
 pub struct Opened {
     pub model: Arc<LlamaModel>,
+    /// The (first) GGUF file.
+    pub file: std::path::PathBuf,
     pub backend: &'static LlamaBackend,
     pub header: Option<gguf_meta::GgufMeta>,
     pub size_bytes: u64,
@@ -98,6 +103,7 @@ pub fn open(opts: &EngineOptions) -> anyhow::Result<Opened> {
         .collect::<anyhow::Result<_>>()?;
     Ok(Opened {
         model: Arc::new(model),
+        file,
         backend,
         header,
         size_bytes: located.size_bytes(),
@@ -137,6 +143,7 @@ pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
     let started = Instant::now();
     let Opened {
         model,
+        file,
         backend,
         header,
         size_bytes,
@@ -147,11 +154,9 @@ pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
     let vocab = token_table(&model);
     let specials = Specials::of(&model, &vocab);
     let splitter = Arc::new(Splitter::of(&model));
-    let template = model
-        .chat_template(None)
-        .ok()
-        .and_then(|t| t.to_string().ok());
+    let template = chat_template(opts, &model)?;
     let plan = Plan::new(opts, &model);
+    let vision = vision(opts, &file, &model, plan.threads)?;
     let id = opts.id.clone().unwrap_or_else(|| default_id(&opts.path));
     let jobs = start(&id, backend, &model, &vocab, &specials, &plan, adapters)?;
 
@@ -173,6 +178,9 @@ pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
         continuous_batching: plan.limits.max_seqs > 1,
         max_seqs: u32::try_from(plan.limits.max_seqs).unwrap_or(u32::MAX),
         state: "loaded".into(),
+        chat_template: Some(template.source.clone()),
+        vision: vision.is_some(),
+        mmproj: vision.as_ref().map(|(path, _)| path.display().to_string()),
     };
     info!(
         model = %id,
@@ -204,7 +212,58 @@ pub fn load(opts: &EngineOptions) -> anyhow::Result<Loaded> {
         add_bos: specials.add_bos,
         n_vocab: specials.n_vocab,
         splitter,
+        vision: vision.map(|(_, v)| Arc::new(v)),
     })
+}
+
+/// The projector named for the model (it must load), else one beside its
+/// file (a warning when it does not fit this model: it may be another's).
+fn vision(
+    opts: &EngineOptions,
+    file: &std::path::Path,
+    model: &Arc<LlamaModel>,
+    threads: usize,
+) -> anyhow::Result<Option<(std::path::PathBuf, Vision)>> {
+    if let Some(path) = &opts.mmproj {
+        return Ok(Some((path.clone(), Vision::load(model, path, threads)?)));
+    }
+    let Some(path) = projector_beside(file) else {
+        return Ok(None);
+    };
+    match Vision::load(model, &path, threads) {
+        Ok(v) => Ok(Some((path, v))),
+        Err(e) => {
+            warn!(projector = %path.display(), "the projector beside the model does not fit it; images are off: {e:#}");
+            Ok(None)
+        }
+    }
+}
+
+/// The override, else the GGUF's template, else a default by the model's
+/// turn tokens (said once in the log).
+fn chat_template(opts: &EngineOptions, model: &LlamaModel) -> anyhow::Result<Template> {
+    if let Some(t) = templates::configured(opts)? {
+        return Ok(t);
+    }
+    if let Some(text) = model
+        .chat_template(None)
+        .ok()
+        .and_then(|t| t.to_string().ok())
+    {
+        return Ok(Template {
+            source: "gguf".into(),
+            text,
+        });
+    }
+    // A turn token is one token when its text is tokenized with specials.
+    let one_token = |text: &str| model.vocab().tokenize(text.as_bytes(), false, true).len() == 1;
+    let t = templates::fallback(one_token);
+    warn!(
+        path = %opts.path.display(),
+        template = %t.source,
+        "the GGUF has no chat template; using a default (set chat_template to choose another)"
+    );
+    Ok(t)
 }
 
 /// The model's special tokens: as text for the chat template, as ids for
@@ -311,6 +370,7 @@ impl Plan {
                 token_bytes,
                 pool: pool as usize,
                 batch,
+                n_embd: model.n_embd() as usize,
             },
             // One sequence may use the whole pool, never more.
             context_length: context_length.min(pool),

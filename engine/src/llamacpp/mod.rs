@@ -7,6 +7,7 @@ mod load;
 mod sampler;
 mod scheduler;
 mod tokenize;
+mod vision;
 
 pub use embed::LlamaEmbedder;
 pub use scheduler::{PARKED_BYTES, PARKED_ENTRIES};
@@ -36,15 +37,19 @@ use tokio_util::sync::CancellationToken;
 use crate::adapters::{self, AdapterSet};
 use crate::backend::{check_ids, ChatStream, CompletionStream, Engine, ModelInfo};
 use crate::gauge::SequencePermit;
+use crate::images;
 use crate::mistralrs::convert;
 use crate::options::{AdapterOptions, Delimiters, EngineOptions};
 use crate::prep::{self, Sampling, Tokenize};
 use crate::stream::{self, ResponseHead, Run, Structured};
+use crate::templates::Template;
 use crate::thinking::{Control, Plan};
 use crate::vocab::Vocab;
+use ferrite_openapi::validate::ImageLimits;
 use sampler::Sampler;
 use scheduler::Job;
 use tokenize::Splitter;
+use vision::{ImageSpan, Piece, Vision};
 
 pub struct LlamaCppEngine {
     model: Arc<LlamaModel>,
@@ -55,7 +60,7 @@ pub struct LlamaCppEngine {
     info: ModelInfo,
     vocab: Arc<Vocab>,
     n_vocab: u32,
-    template: Option<String>,
+    template: Arc<Template>,
     bos: Option<String>,
     eos: Option<String>,
     add_bos: bool,
@@ -66,6 +71,9 @@ pub struct LlamaCppEngine {
     splitter: Arc<Splitter>,
     /// The most bytes one token stands for.
     longest: usize,
+    /// The vision projector, when the model has one.
+    vision: Option<Arc<Vision>>,
+    image_limits: ImageLimits,
 }
 
 /// What every sequence of one request shares.
@@ -92,7 +100,7 @@ impl LlamaCppEngine {
             info: loaded.info,
             vocab: loaded.vocab,
             n_vocab: loaded.n_vocab,
-            template: loaded.template,
+            template: Arc::new(loaded.template),
             bos: loaded.bos,
             eos: loaded.eos,
             add_bos: loaded.add_bos,
@@ -101,6 +109,8 @@ impl LlamaCppEngine {
             adapters: opts.adapters.clone(),
             splitter: loaded.splitter,
             longest,
+            vision: loaded.vision,
+            image_limits: opts.images,
         })
     }
 
@@ -135,10 +145,8 @@ impl LlamaCppEngine {
 
     /// The chat rendered by the GGUF's Jinja template, as mistral.rs does.
     async fn render(&self, req: &ChatRequest) -> ApiResult<String> {
-        let template = self.template.clone().ok_or_else(|| {
-            ApiError::invalid("messages", "This model's GGUF has no chat template.")
-        })?;
-        let messages = convert::messages(&req.messages);
+        let template = self.template.clone();
+        let messages = convert::messages_with(&req.messages, Some(Vision::marker()));
         let tools = req.tools.as_deref().map(convert::tools).unwrap_or_default();
         let (bos, eos) = (self.bos.clone(), self.eos.clone());
         tokio::task::spawn_blocking(move || {
@@ -147,7 +155,7 @@ impl LlamaCppEngine {
                 true,
                 None,
                 None,
-                &::mistralrs::core::ChatTemplateValue(Either::Left(template)),
+                &::mistralrs::core::ChatTemplateValue(Either::Left(template.text.clone())),
                 bos,
                 eos,
                 None,
@@ -156,7 +164,13 @@ impl LlamaCppEngine {
         })
         .await
         .map_err(|_| ApiError::internal("Rendering the chat template failed."))?
-        .map_err(|e| ApiError::invalid("messages", format!("Could not build the prompt: {e}")))
+        .map_err(|e| {
+            let source = &self.template.source;
+            ApiError::invalid(
+                "messages",
+                format!("The chat template ({source}) could not render this chat: {e}"),
+            )
+        })
     }
 
     /// One grammar sampler per choice for a JSON schema, refused when the
@@ -192,6 +206,57 @@ impl LlamaCppEngine {
         .map_err(|_| ApiError::internal("Compiling the grammar failed."))?
     }
 
+    /// The rendered chat's tokens with its images: each marker in the text
+    /// becomes the image's wrapping tokens and embeddings (decoded and
+    /// encoded on the blocking pool).
+    async fn with_images(
+        &self,
+        req: &ChatRequest,
+        text: String,
+    ) -> ApiResult<(Vec<u32>, Vec<ImageSpan>)> {
+        let parts = images::parts(&req.messages);
+        let Some(vision) = self.vision.clone() else {
+            let param = parts.first().map_or("messages", |p| p.0.as_str());
+            return Err(ApiError::invalid(
+                param,
+                "This model takes no images: it has no vision projector (an `mmproj*.gguf` beside its file, `mmproj` in its registry entry, or `--mmproj`).",
+            ));
+        };
+        let urls: Vec<(String, String)> =
+            parts.into_iter().map(|(p, u)| (p, u.to_string())).collect();
+        let (model, splitter) = (self.model.clone(), self.splitter.clone());
+        let (limits, add_bos) = (self.image_limits, self.add_bos);
+        tokio::task::spawn_blocking(move || {
+            let segments: Vec<&str> = text.split(Vision::marker()).collect();
+            if segments.len() != urls.len() + 1 {
+                return Err(ApiError::invalid(
+                    "messages",
+                    "The chat template dropped or repeated an image: it must keep each message's content as it is.",
+                ));
+            }
+            let mut prompt = Vec::new();
+            let mut spans = Vec::new();
+            for (i, segment) in segments.iter().enumerate() {
+                prompt.extend(splitter.tokenize(&model, segment, add_bos && i == 0, true));
+                let Some((param, url)) = urls.get(i) else { break };
+                let image = images::decode(url, &limits).map_err(|m| ApiError::invalid(param, m))?;
+                let pieces = vision.encode(&image).map_err(|m| ApiError::invalid(param, m))?;
+                for piece in pieces.iter().cloned() {
+                    match piece {
+                        Piece::Tokens(ids) => prompt.extend(ids),
+                        Piece::Image { embd, len, non_causal, hash } => {
+                            spans.push(ImageSpan { start: prompt.len(), len, embd, non_causal });
+                            prompt.extend(vision::placeholders(&hash, len));
+                        }
+                    }
+                }
+            }
+            Ok((prompt, spans))
+        })
+        .await
+        .map_err(|_| ApiError::internal("Preparing the images failed."))?
+    }
+
     fn budget(&self, prompt: usize, limit: Option<u32>, param: &str) -> ApiResult<usize> {
         let ctx = self.info.meta.context_length as usize;
         prep::budget(ctx, self.max_tokens, prompt, limit, param)
@@ -204,6 +269,7 @@ impl LlamaCppEngine {
         spec: &SeqSpec,
         offset: u64,
         grammar: Option<LlamaSampler>,
+        images: Vec<ImageSpan>,
     ) -> ApiResult<Run> {
         let control = spec
             .thinking
@@ -236,6 +302,7 @@ impl LlamaCppEngine {
             slot: Some(slot),
             span: tracing::Span::current(),
             adapters: spec.adapters.clone(),
+            images,
         };
         self.jobs
             .send(job)
@@ -287,7 +354,11 @@ impl Engine for LlamaCppEngine {
         let text = self.render(&req).await?;
         let ctx = self.info.meta.context_length as usize;
         prep::surely_too_long(&text, ctx, self.longest)?;
-        let mut prompt = self.tokenize(text, true).await?;
+        let (mut prompt, spans) = if images::any(&req.messages) {
+            self.with_images(&req, text).await?
+        } else {
+            (self.tokenize(text, true).await?, Vec::new())
+        };
         if thinking.is_some() {
             prep::open_thinking(&mut prompt, &self.delimiters.open, Some(&self.vocab), self)
                 .await?;
@@ -323,7 +394,7 @@ impl Engine for LlamaCppEngine {
         for index in 0..n {
             let grammar = grammars.pop().flatten();
             let run = self
-                .submit(prompt.clone(), &spec, index.into(), grammar)
+                .submit(prompt.clone(), &spec, index.into(), grammar, spans.clone())
                 .await?;
             runs.push(Run {
                 index,
@@ -368,7 +439,9 @@ impl Engine for LlamaCppEngine {
             prompt_tokens += ids.len() as u32;
             for choice in 0..n {
                 let index = p_index as u32 * n + choice;
-                let run = self.submit(ids.clone(), &spec, index.into(), None).await?;
+                let run = self
+                    .submit(ids.clone(), &spec, index.into(), None, Vec::new())
+                    .await?;
                 runs.push(Run {
                     index,
                     echo: echo.then(|| text.clone()),

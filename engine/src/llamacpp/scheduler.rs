@@ -12,6 +12,11 @@
 //! and when running sequences outgrow the pool the newest is put back to
 //! wait (its KV dropped, to be computed again).
 //!
+//! Images (`vision.rs`) are spans of embeddings in a prompt: a sequence
+//! whose next position starts one decodes it in a step of its own (llama.cpp
+//! takes tokens or embeddings in one batch, not both), at most one image
+//! per step, so other streams wait one step for it.
+//!
 //! LoRA adapters apply to the whole context, so one step carries only
 //! sequences with the same adapter set (as llama-server batches): the set
 //! of the sequence that has waited longest for a step, every step, so that
@@ -34,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::sampler::Sampler;
+use super::vision::ImageSpan;
 use crate::adapters::AdapterSet;
 use crate::gauge::SequencePermit;
 use crate::stream::{Event, StepOutput};
@@ -59,6 +65,24 @@ pub struct Job {
     pub span: tracing::Span,
     /// The LoRA adapters it runs with (empty: the base model).
     pub adapters: AdapterSet,
+    /// Its prompt's images, in order.
+    pub images: Vec<ImageSpan>,
+}
+
+impl Job {
+    /// The image covering or starting after position `pos`, if any.
+    fn image_from(&self, pos: usize) -> Option<&ImageSpan> {
+        self.images.iter().find(|s| s.start + s.len > pos)
+    }
+
+    /// `n` positions of KV, cut back to the start of an image it would
+    /// split: an image's KV is whole or absent.
+    fn whole(&self, n: usize) -> usize {
+        match self.image_from(n) {
+            Some(s) if s.start < n => s.start,
+            _ => n,
+        }
+    }
 }
 
 /// The loop's fixed settings.
@@ -75,6 +99,8 @@ pub struct Limits {
     pub pool: usize,
     /// Most tokens per step.
     pub batch: usize,
+    /// The model's embedding width (an image's rows).
+    pub n_embd: usize,
 }
 
 struct Running {
@@ -179,6 +205,7 @@ impl<'m> Scheduler<'m> {
                 continue;
             }
             self.make_room_to_grow();
+            self.image_step();
             let Some(group) = self.fill(&mut batch) else {
                 continue;
             };
@@ -189,14 +216,7 @@ impl<'m> Scheduler<'m> {
             }
             match self.ctx.decode(&mut batch) {
                 Ok(()) => self.sample(),
-                Err(DecodeError::NoKvCacheSlot) => {
-                    // The pool is more fragmented than counted: shed load.
-                    warn!("llama.cpp found no KV slot; a sequence goes back to wait");
-                    self.clear_rows();
-                    if !self.preempt_newest() {
-                        self.fail_running("The KV cache is full.");
-                    }
-                }
+                Err(DecodeError::NoKvCacheSlot) => self.shed_load(),
                 Err(e) => {
                     self.clear_rows();
                     self.fail_running(&format!("llama.cpp failed to decode: {e}"));
@@ -324,7 +344,7 @@ impl<'m> Scheduler<'m> {
                 return;
             }
             let keep = best.map(|b| b.0);
-            let mut reuse = best.map_or(0, |b| b.1);
+            let mut reuse = next.job.whole(best.map_or(0, |b| b.1));
             // Its uncomputed prompt plus room to grow for every sequence;
             // alone, anything that fits.
             let need = |reuse: usize, running: usize| match running {
@@ -442,8 +462,14 @@ impl<'m> Scheduler<'m> {
                 {
                     continue;
                 }
+                // Tokens up to the next image; one that starts here waits
+                // for its own step.
+                let take = match r.job.image_from(r.n_past) {
+                    Some(s) if s.start <= r.n_past => continue,
+                    Some(s) => pending.min(budget).min(s.start - r.n_past),
+                    None => pending.min(budget),
+                };
                 r.stepped = self.steps;
-                let take = pending.min(budget);
                 for k in 0..take {
                     let pos = r.n_past + k;
                     let last = pos + 1 == r.tokens.len();
@@ -463,6 +489,90 @@ impl<'m> Scheduler<'m> {
             }
         }
         added.then_some(group)
+    }
+
+    /// Decodes one image: of the sequence that has waited longest among
+    /// those whose next position starts one.
+    fn image_step(&mut self) {
+        let Some(i) = (0..self.running.len())
+            .filter(|&i| {
+                let r = &self.running[i];
+                r.job
+                    .image_from(r.n_past)
+                    .is_some_and(|s| s.start == r.n_past)
+            })
+            .min_by_key(|&i| self.running[i].stepped)
+        else {
+            return;
+        };
+        if let Err(e) = self.apply(self.running[i].job.adapters.clone()) {
+            self.fail_one(
+                i,
+                &format!("llama.cpp could not apply the LoRA adapters: {e}"),
+            );
+            return;
+        }
+        self.steps += 1;
+        let r = &mut self.running[i];
+        r.stepped = self.steps;
+        let Some(span) = r.job.image_from(r.n_past) else {
+            return;
+        };
+        let (len, non_causal, embd) = (span.len, span.non_causal, span.embd.clone());
+        let last = r.n_past + len == r.tokens.len();
+        let (seq, pos) = (r.seq, r.n_past as i32);
+        let decoded = match LlamaBatch::embeddings(&embd, self.limits.n_embd, pos, seq, last) {
+            Ok(mut batch) => {
+                if non_causal {
+                    self.ctx.set_causal_attn(false);
+                }
+                let result = self.ctx.decode(&mut batch);
+                if non_causal {
+                    self.ctx.set_causal_attn(true);
+                }
+                result
+            }
+            Err(_) => {
+                self.fail_one(i, "The image's embeddings do not fit the model.");
+                return;
+            }
+        };
+        match decoded {
+            Ok(()) => {
+                let r = &mut self.running[i];
+                r.n_past += len;
+                if last {
+                    r.row = Some(len as i32 - 1);
+                    self.sample();
+                }
+            }
+            Err(DecodeError::NoKvCacheSlot) => self.shed_load(),
+            Err(e) => {
+                self.clear_rows();
+                self.fail_one(i, &format!("llama.cpp failed to decode an image: {e}"));
+            }
+        }
+    }
+
+    /// The pool is more fragmented than counted: a sequence goes back to
+    /// wait, or all fail when only one runs.
+    fn shed_load(&mut self) {
+        warn!("llama.cpp found no KV slot; a sequence goes back to wait");
+        self.clear_rows();
+        if !self.preempt_newest() {
+            self.fail_running("The KV cache is full.");
+        }
+    }
+
+    /// Ends one running sequence with an error.
+    fn fail_one(&mut self, i: usize, msg: &str) {
+        let r = self.running.remove(i);
+        let _ = r
+            .job
+            .events
+            .send(Event::Error(ApiError::internal(msg.to_string())));
+        self.forget(r.seq);
+        self.squeezed = false;
     }
 
     /// Gives the context `set`'s adapters (llama.cpp keeps an unchanged set).
@@ -486,7 +596,7 @@ impl<'m> Scheduler<'m> {
         for r in &mut self.running {
             if r.row.take().is_some() || r.n_past > 0 {
                 let pos_max = self.ctx.kv_cache_seq_pos_max(r.seq);
-                r.n_past = usize::try_from(pos_max + 1).unwrap_or(0);
+                r.n_past = r.job.whole(usize::try_from(pos_max + 1).unwrap_or(0));
                 let _ =
                     self.ctx
                         .clear_kv_cache_seq(Some(r.seq as u32), Some(r.n_past as u32), None);

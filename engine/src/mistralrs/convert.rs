@@ -15,10 +15,19 @@ use serde_json::{json, Value};
 
 /// Chat messages as mistral.rs hands them to the model's chat template.
 pub fn messages(msgs: &[ChatMessage]) -> Vec<IndexMap<String, MessageContent>> {
-    msgs.iter().map(message).collect()
+    messages_with(msgs, None)
 }
 
-fn message(m: &ChatMessage) -> IndexMap<String, MessageContent> {
+/// The same, with `marker` where each image goes (llama-server's way: the
+/// template sees text, the images are put in after).
+pub fn messages_with(
+    msgs: &[ChatMessage],
+    marker: Option<&str>,
+) -> Vec<IndexMap<String, MessageContent>> {
+    msgs.iter().map(|m| message(m, marker)).collect()
+}
+
+fn message(m: &ChatMessage, marker: Option<&str>) -> IndexMap<String, MessageContent> {
     let mut map = IndexMap::new();
     map.insert(
         "role".to_string(),
@@ -32,6 +41,7 @@ fn message(m: &ChatMessage) -> IndexMap<String, MessageContent> {
             .filter_map(|p| match p {
                 ContentPart::Text { text } => Some(text.as_str()),
                 ContentPart::Refusal { refusal } => Some(refusal.as_str()),
+                ContentPart::ImageUrl { .. } => marker,
                 _ => None,
             })
             .collect::<Vec<_>>()

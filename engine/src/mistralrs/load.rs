@@ -16,12 +16,13 @@ use mistralrs::{
     DeviceMapSetting, MistralRs, TokenSource,
 };
 use mistralrs_quant::{LoraAdapter, LoraConfig, ShardedSafeTensors};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::backend::ModelInfo;
 use crate::gguf_meta;
 use crate::locate::{default_id, locate, HfConfig, Located};
 use crate::options::{EngineOptions, IsqChoice, ModelFormat};
+use crate::templates;
 use crate::vocab::Vocab;
 
 /// A loaded runner plus what the adapter needs to know about it.
@@ -59,6 +60,41 @@ struct Source {
     quantization: Option<String>,
     vocab_size: Option<u32>,
     vocab: Option<Vocab>,
+    /// Where its chat template comes from (the model meta says it).
+    template: String,
+}
+
+/// The template mistral.rs renders with when it is not the model's own (an
+/// override, or a default for files with none), written where mistral.rs
+/// reads it (`jinja_explicit`), and where it came from.
+fn explicit_template(
+    opts: &EngineOptions,
+    has_own: bool,
+    vocab: Option<&Vocab>,
+) -> anyhow::Result<(Option<String>, String)> {
+    let template = match templates::configured(opts)? {
+        Some(t) => t,
+        None if has_own => return Ok((None, "model".into())),
+        None => {
+            let t = templates::fallback(|text| vocab.is_some_and(|v| v.has_token(text)));
+            warn!(
+                path = %opts.path.display(),
+                template = %t.source,
+                "the model has no chat template; using a default (set chat_template to choose another)"
+            );
+            t
+        }
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&template.text, &mut hasher);
+    let name = format!(
+        "ferrite-template-{:016x}.jinja",
+        std::hash::Hasher::finish(&hasher)
+    );
+    let path = std::env::temp_dir().join(name);
+    std::fs::write(&path, &template.text)
+        .with_context(|| format!("writing the chat template to {}", path.display()))?;
+    Ok((Some(path.to_string_lossy().into_owned()), template.source))
 }
 
 fn paged_config(opts: &EngineOptions, paged: bool) -> anyhow::Result<Option<PagedAttentionConfig>> {
@@ -93,14 +129,16 @@ fn gguf_source(located: &Located, opts: &EngineOptions) -> anyhow::Result<Source
             meta.quantization
         );
     }
+    let (jinja, template) = explicit_template(opts, meta.chat_template, meta.vocab.as_ref())?;
     let loader = GGUFLoaderBuilder::new(
         None,
         None,
         located.dir.to_string_lossy().into_owned(),
-        vec![file],
+        // A split model's every part (llama.cpp finds them from the first).
+        located.gguf_files(),
         GGUFSpecificConfig { topology: None },
         false,
-        None,
+        jinja,
     )
     .build();
     Ok(Source {
@@ -109,11 +147,27 @@ fn gguf_source(located: &Located, opts: &EngineOptions) -> anyhow::Result<Source
         quantization: meta.quantization,
         vocab_size: meta.vocab_size,
         vocab: meta.vocab,
+        template,
     })
+}
+
+/// Whether a model folder brings its own chat template.
+fn has_template(dir: &std::path::Path) -> bool {
+    let config = std::fs::read(dir.join("tokenizer_config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    config.is_some_and(|c| c.get("chat_template").is_some_and(|t| !t.is_null()))
+        || dir.join("chat_template.jinja").is_file()
+        || dir.join("chat_template.json").is_file()
 }
 
 fn safetensors_source(located: &Located, opts: &EngineOptions) -> anyhow::Result<Source> {
     let cfg = HfConfig::read(&located.dir);
+    let vocab = Vocab::from_tokenizer_json(&located.dir.join("tokenizer.json"))
+        .map_err(|e| info!("no token table, thinking budgets are off: {e:#}"))
+        .ok();
+    let has_own = has_template(&located.dir);
+    let (jinja, template) = explicit_template(opts, has_own, vocab.as_ref())?;
     let loader = NormalLoaderBuilder::new(
         NormalSpecificConfig {
             topology: None,
@@ -130,18 +184,16 @@ fn safetensors_source(located: &Located, opts: &EngineOptions) -> anyhow::Result
         None,
         Some(located.dir.to_string_lossy().into_owned()),
         false,
-        None,
+        jinja,
     )
     .build(None)?;
-    let vocab = Vocab::from_tokenizer_json(&located.dir.join("tokenizer.json"))
-        .map_err(|e| info!("no token table, thinking budgets are off: {e:#}"))
-        .ok();
     Ok(Source {
         loader,
         architecture: cfg.architectures.first().cloned(),
         quantization: opts.isq.label().map(String::from),
         vocab_size: cfg.vocab_size,
         vocab,
+        template,
     })
 }
 
@@ -343,5 +395,8 @@ fn model_meta(opts: &EngineOptions, built: &Built, context_length: u32, paged: b
         continuous_batching: opts.max_seqs > 1,
         max_seqs: u32::try_from(opts.max_seqs).unwrap_or(u32::MAX),
         state: "loaded".into(),
+        chat_template: Some(built.source.template.clone()),
+        vision: false,
+        mmproj: None,
     }
 }

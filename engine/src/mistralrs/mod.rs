@@ -173,7 +173,13 @@ impl MistralEngine {
             .await
             .ok_or_else(|| ApiError::unavailable("The engine has stopped."))?
             // A template that cannot render these messages is the request's fault.
-            .map_err(|e| ApiError::invalid("messages", format!("Could not build the prompt: {e}")))
+            .map_err(|e| {
+                let source = self.info.meta.chat_template.as_deref().unwrap_or("model");
+                ApiError::invalid(
+                    "messages",
+                    format!("The chat template ({source}) could not render this chat: {e}"),
+                )
+            })
     }
 
     async fn detokenize(&self, tokens: Vec<u32>) -> ApiResult<String> {
@@ -282,6 +288,12 @@ impl Engine for MistralEngine {
 
     async fn chat(&self, req: ChatRequest) -> ApiResult<ChatStream> {
         adapters::select(&[], req.adapters.as_deref())?;
+        if let Some((param, _)) = crate::images::parts(&req.messages).first() {
+            return Err(ApiError::invalid(
+                param,
+                "The mistral.rs runtime takes no images for this model: serve its GGUF with a vision projector on llama.cpp (`runtime = \"llama.cpp\"`).",
+            ));
+        }
         let wants_logprobs = req.logprobs == Some(true);
         let messages = convert::messages(&req.messages);
         let tools = convert::request_tools(&req);

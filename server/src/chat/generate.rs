@@ -93,7 +93,9 @@ pub enum Stages {
 /// Answers a client's chat request through its router or its model.
 pub async fn generate(state: &AppState, request: Valid<ChatRequest>) -> ApiResult<ChatResponse> {
     state.ready()?;
-    let request = request.0;
+    let mut request = request.0;
+    let max_bytes = state.config.limits.max_image_bytes;
+    super::images::fetch_urls(&state.config.images, max_bytes, &mut request).await?;
     let span = tracing::Span::current();
     if let Some(router) = state.experts.get(request.model.as_deref()) {
         span.record("model", router.config.name.as_str());

@@ -4,4 +4,5 @@ pub mod documents;
 pub mod embedder;
 pub mod experts;
 pub mod generate;
+pub mod images;
 pub mod pipeline;

@@ -16,7 +16,7 @@
 mod dedupe;
 mod fetch;
 mod hub;
-pub mod pick;
+mod pick;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

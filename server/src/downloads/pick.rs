@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use ferrite_engine::split_part;
+
 use super::hub::RepoFile;
 
 /// The quantizations tried, in order, when none is asked for.
@@ -45,18 +47,6 @@ fn is_gguf(path: &str) -> bool {
 
 fn is_mmproj(path: &str) -> bool {
     base_name(path).to_ascii_lowercase().starts_with("mmproj")
-}
-
-/// `name-00001-of-00003.gguf` → (`name`, 1, 3).
-pub fn split_part(path: &str) -> Option<(&str, u32, u32)> {
-    let stem = base_name(path).strip_suffix(".gguf")?;
-    let (rest, of) = stem.rsplit_once("-of-")?;
-    let (prefix, part) = rest.rsplit_once('-')?;
-    let digits = |s: &str| s.len() == 5 && s.chars().all(|c| c.is_ascii_digit());
-    if !digits(part) || !digits(of) {
-        return None;
-    }
-    Some((prefix, part.parse().ok()?, of.parse().ok()?))
 }
 
 /// The quantization a GGUF's name carries (`…-Q4_K_M.gguf`, `….q8_0.gguf`,

@@ -13,9 +13,9 @@ use ferrite_openapi::anthropic::{
     ToolResultContent,
 };
 use ferrite_openapi::chat::{
-    ChatCompletion, ChatMessage, ChatRequest, FunctionCall, FunctionDefinition, JsonSchemaFormat,
-    NamedFunction, NamedToolChoice, ResponseFormat, Role, ToolCall, ToolChoice as OpenAiToolChoice,
-    ToolChoiceMode, ToolDefinition, ToolKind,
+    ChatCompletion, ChatMessage, ChatRequest, ContentPart, FunctionCall, FunctionDefinition,
+    JsonSchemaFormat, MessageContent, NamedFunction, NamedToolChoice, ResponseFormat, Role,
+    ToolCall, ToolChoice as OpenAiToolChoice, ToolChoiceMode, ToolDefinition, ToolKind,
 };
 use ferrite_openapi::common::{StopSequences, Usage};
 use ferrite_openapi::thinking::{ReasoningEffort, ThinkingOptions};
@@ -127,16 +127,18 @@ fn convert_message(i: usize, m: Message, out: &mut Vec<ChatMessage>) -> ApiResul
         Content::Blocks(blocks) => blocks,
     };
     let mut text = Vec::new();
+    // Text and images in order, for a message with images.
+    let mut parts = Vec::new();
     let mut calls = Vec::new();
-    for block in blocks {
+    for (j, block) in blocks.into_iter().enumerate() {
         match block {
-            Block::Text { text: t } => text.push(t),
-            Block::Image { .. } => {
-                return Err(ApiError::unsupported(
-                    &format!("messages[{i}].content"),
-                    "Image blocks are not supported: this server's models read text.",
-                ))
+            Block::Text { text: t } => {
+                parts.push(ContentPart::Text { text: t.clone() });
+                text.push(t);
             }
+            Block::Image { source } => parts.push(ContentPart::ImageUrl {
+                image_url: serde_json::json!({ "url": image_url(i, j, &source)? }),
+            }),
             Block::ToolUse { id, name, input } => calls.push(ToolCall {
                 id,
                 kind: ToolKind::Function,
@@ -170,15 +172,48 @@ fn convert_message(i: usize, m: Message, out: &mut Vec<ChatMessage>) -> ApiResul
             Block::Thinking { .. } | Block::RedactedThinking { .. } => {}
         }
     }
-    if text.is_empty() && calls.is_empty() {
+    if parts.is_empty() && calls.is_empty() {
         return Ok(());
     }
     let mut message = ChatMessage::text(role, text.join("\n"));
+    if parts
+        .iter()
+        .any(|p| matches!(p, ContentPart::ImageUrl { .. }))
+    {
+        message.content = Some(MessageContent::Parts(parts));
+    }
     if !calls.is_empty() {
         message.tool_calls = Some(calls);
     }
     out.push(message);
     Ok(())
+}
+
+/// An image block's source as an image URL: base64 data as a data URL,
+/// a `url` source as it is (fetched only where the operator allows).
+fn image_url(i: usize, j: usize, source: &serde_json::Value) -> ApiResult<String> {
+    let field = |k: &str| source.get(k).and_then(|v| v.as_str());
+    match field("type") {
+        Some("base64") => {
+            let (Some(mime), Some(data)) = (field("media_type"), field("data")) else {
+                return Err(ApiError::invalid(
+                    &format!("messages[{i}].content[{j}].source"),
+                    "A base64 image source needs `media_type` and `data`.",
+                ));
+            };
+            Ok(format!("data:{mime};base64,{data}"))
+        }
+        Some("url") => field("url").map(str::to_string).ok_or_else(|| {
+            ApiError::invalid(
+                &format!("messages[{i}].content[{j}].source.url"),
+                "A url image source needs `url`.",
+            )
+        }),
+        _ => Err(ApiError::invalid(
+            &format!("messages[{i}].content[{j}].source.type"),
+            "An image source is `base64` or `url`.",
+        )),
+    }
 }
 
 fn tool(t: Tool) -> ToolDefinition {

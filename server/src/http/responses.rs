@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use ferrite_engine::ChatStream;
 use ferrite_openapi::aggregate::ChatAccumulator;
 use ferrite_openapi::chat::{
-    ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, FunctionCall,
-    FunctionDefinition, JsonSchemaFormat, NamedFunction, NamedToolChoice, ResponseFormat, Role,
-    ToolCall, ToolChoice, ToolChoiceMode, ToolDefinition, ToolKind,
+    ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest, ContentPart, FunctionCall,
+    FunctionDefinition, JsonSchemaFormat, MessageContent, NamedFunction, NamedToolChoice,
+    ResponseFormat, Role, ToolCall, ToolChoice, ToolChoiceMode, ToolDefinition, ToolKind,
 };
 use ferrite_openapi::common::{StreamOptions, Usage};
 use ferrite_openapi::responses::{
@@ -164,28 +164,50 @@ fn head(id: &str, request: &ResponseRequest, text: TextConfig) -> ResponseObject
     }
 }
 
-/// An item's text; images and files are refused by name.
-fn content_text(i: usize, content: &ItemContent) -> ApiResult<String> {
+/// An item's text, as one string when it has no images (as Chat
+/// Completions parts otherwise); files are refused by name.
+fn content_text(i: usize, content: &ItemContent) -> ApiResult<MessageContent> {
     let parts = match content {
-        ItemContent::Text(t) => return Ok(t.clone()),
+        ItemContent::Text(t) => return Ok(MessageContent::Text(t.clone())),
         ItemContent::Parts(parts) => parts,
     };
-    let mut texts = Vec::with_capacity(parts.len());
-    for part in parts {
-        match part {
+    let mut out = Vec::with_capacity(parts.len());
+    for (j, part) in parts.iter().enumerate() {
+        out.push(match part {
             ItemPart::InputText { text } | ItemPart::OutputText { text, .. } => {
-                texts.push(text.as_str())
+                ContentPart::Text { text: text.clone() }
             }
-            ItemPart::Refusal { refusal } => texts.push(refusal.as_str()),
+            ItemPart::Refusal { refusal } => ContentPart::Text {
+                text: refusal.clone(),
+            },
+            ItemPart::InputImage {
+                image_url: Some(url),
+                ..
+            } => ContentPart::ImageUrl {
+                image_url: serde_json::json!({ "url": url }),
+            },
             ItemPart::InputImage { .. } | ItemPart::InputFile { .. } => {
                 return Err(ApiError::unsupported(
-                    &format!("input[{i}].content"),
-                    "Images and files are not supported: this server's models read text.",
+                    &format!("input[{i}].content[{j}]"),
+                    "Files and images by `file_id` are not supported: send an image as `image_url`.",
                 ))
             }
-        }
+        });
     }
-    Ok(texts.join("\n"))
+    if out
+        .iter()
+        .any(|p| matches!(p, ContentPart::ImageUrl { .. }))
+    {
+        return Ok(MessageContent::Parts(out));
+    }
+    let texts: Vec<String> = out
+        .into_iter()
+        .filter_map(|p| match p {
+            ContentPart::Text { text } => Some(text),
+            _ => None,
+        })
+        .collect();
+    Ok(MessageContent::Text(texts.join("\n")))
 }
 
 /// One input item as chat messages: function calls join the assistant turn
@@ -200,7 +222,10 @@ fn push_item(i: usize, item: &InputItem, out: &mut Vec<ChatMessage>) -> ApiResul
                 ItemRole::System => Role::System,
                 ItemRole::Developer => Role::Developer,
             };
-            out.push(ChatMessage::text(role, content_text(i, &m.content)?));
+            out.push(ChatMessage {
+                content: Some(content_text(i, &m.content)?),
+                ..ChatMessage::text(role, "")
+            });
         }
         InputItem::FunctionCall(c) => {
             let call = ToolCall {
@@ -226,7 +251,7 @@ fn push_item(i: usize, item: &InputItem, out: &mut Vec<ChatMessage>) -> ApiResul
         }
         InputItem::FunctionCallOutput(o) => out.push(ChatMessage {
             tool_call_id: Some(o.call_id.clone()),
-            ..ChatMessage::text(Role::Tool, content_text(i, &o.output)?)
+            ..ChatMessage::text(Role::Tool, content_text(i, &o.output)?.text())
         }),
         InputItem::Reasoning(_) => {}
     }
@@ -703,7 +728,7 @@ mod tests {
     }
 
     #[test]
-    fn background_and_images_are_refused_by_name() {
+    fn background_and_files_are_refused_by_name() {
         let mut r = request(Vec::new());
         r.background = Some(true);
         assert_eq!(
@@ -713,17 +738,31 @@ mod tests {
                 .as_deref(),
             Some("background")
         );
-        let image = InputItem::Message(InputMessage {
-            kind: "message".into(),
-            id: None,
-            role: ItemRole::User,
-            content: ItemContent::Parts(vec![ItemPart::InputImage {
-                image_url: Some("http://x/y.png".into()),
-                file_id: None,
-            }]),
-            status: None,
+        let message = |part| {
+            InputItem::Message(InputMessage {
+                kind: "message".into(),
+                id: None,
+                role: ItemRole::User,
+                content: ItemContent::Parts(vec![part]),
+                status: None,
+            })
+        };
+        let file = message(ItemPart::InputFile {
+            file_id: Some("file-1".into()),
+            filename: None,
         });
-        let err = prepare("resp_a", request(vec![image]), Vec::new()).unwrap_err();
-        assert_eq!(err.param.as_deref(), Some("input[0].content"));
+        let err = prepare("resp_a", request(vec![file]), Vec::new()).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("input[0].content[0]"));
+        // An image by URL becomes a Chat Completions image part.
+        let image = message(ItemPart::InputImage {
+            image_url: Some("data:image/png;base64,AAAA".into()),
+            file_id: None,
+        });
+        let prepared = prepare("resp_a", request(vec![image]), Vec::new()).unwrap();
+        let has_image = |m: &ChatMessage| {
+            matches!(&m.content, Some(MessageContent::Parts(p))
+                if matches!(p[0], ContentPart::ImageUrl { .. }))
+        };
+        assert!(prepared.chat.messages.iter().any(has_image));
     }
 }

@@ -69,6 +69,16 @@ pub struct ModelEntry {
     /// `linear` or `yarn`); without it a longer context is a 400.
     #[serde(default)]
     pub rope_scaling: Option<RopeScaling>,
+    /// The chat template instead of the model's own: a built-in name
+    /// (`chatml`, `llama3`, `gemma`, `phi3`, `mistral`) or Jinja.
+    #[serde(default)]
+    pub chat_template: Option<String>,
+    /// The same from a file.
+    #[serde(default)]
+    pub chat_template_file: Option<PathBuf>,
+    /// Its vision projector (`mmproj*.gguf`); unset: one beside its file.
+    #[serde(default)]
+    pub mmproj: Option<PathBuf>,
     #[serde(default)]
     pub aliases: Vec<String>,
     #[serde(default)]
@@ -277,6 +287,8 @@ impl RegistryConfig {
             options.id = None;
             options.adapters.clear();
             options.rope_scaling = None;
+            (options.chat_template, options.chat_template_file) = (None, None);
+            options.mmproj = None;
             push(startup_spec(&options), false);
         }
         for entry in &self.models {
@@ -290,6 +302,10 @@ impl RegistryConfig {
                     options.id = None;
                     options.adapters.clear();
                     options.rope_scaling = None;
+                    // LM Studio's per-model prompt template, if it has one.
+                    options.chat_template = ferrite_engine::templates::lmstudio(&dir, &rel);
+                    options.chat_template_file = None;
+                    options.mmproj = None;
                     let id = default_id(&options.path);
                     let mut aliases = vec![rel.clone()];
                     if let Some((repo, _)) = rel.rsplit_once('/') {
@@ -306,6 +322,7 @@ impl RegistryConfig {
     pub fn check(&self, startup: &EngineOptions) -> anyhow::Result<()> {
         check_adapters("model", startup)?;
         check_rope("model", startup)?;
+        check_template("model", startup)?;
         for e in &self.models {
             anyhow::ensure!(
                 !e.id.trim().is_empty(),
@@ -315,6 +332,7 @@ impl RegistryConfig {
             let options = entry_spec(e, startup).options;
             check_adapters(&owner, &options)?;
             check_rope(&owner, &options)?;
+            check_template(&owner, &options)?;
             if let Some(format) = e.format {
                 let gguf = is_gguf(&e.path);
                 anyhow::ensure!(
@@ -371,6 +389,14 @@ fn check_adapters(owner: &str, options: &EngineOptions) -> anyhow::Result<()> {
 }
 
 /// RoPE scaling is llama.cpp's (mistral.rs reads it from `config.json`).
+/// A chat template override that is not a known name, not Jinja, or an
+/// unreadable file stops the server at startup.
+fn check_template(owner: &str, options: &EngineOptions) -> anyhow::Result<()> {
+    ferrite_engine::templates::configured(options)
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("{owner}: {e:#}"))
+}
+
 fn check_rope(owner: &str, options: &EngineOptions) -> anyhow::Result<()> {
     anyhow::ensure!(
         options.rope_scaling.is_none()
@@ -402,6 +428,9 @@ fn entry_spec(e: &ModelEntry, defaults: &EngineOptions) -> Spec {
     options.runtime = e.runtime.unwrap_or(defaults.runtime);
     options.context_length = e.context_length.or(defaults.context_length);
     options.rope_scaling = e.rope_scaling;
+    options.chat_template = e.chat_template.clone();
+    options.chat_template_file = e.chat_template_file.clone();
+    options.mmproj = e.mmproj.clone();
     options.max_tokens = e.max_tokens.or(defaults.max_tokens);
     options.adapters = e.adapters.clone();
     if let Some(t) = &e.thinking {
@@ -422,7 +451,7 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 /// A split model's second part or later (`-00002-of-00003.gguf`): the
 /// model is its first part, which llama.cpp loads the others from.
 fn later_part(name: &str) -> bool {
-    crate::downloads::pick::split_part(name).is_some_and(|(_, part, _)| part > 1)
+    ferrite_engine::split_part(name).is_some_and(|(_, part, _)| part > 1)
 }
 
 /// Models under `dir` (three levels deep, as in `publisher/repo/file.gguf`),
@@ -458,7 +487,10 @@ fn walk(root: &Path, dir: &Path, depth: usize, found: &mut Vec<(PathBuf, String)
             } else if depth < 2 {
                 walk(root, &path, depth + 1, found);
             }
-        } else if name.ends_with(".gguf") && !name.starts_with("mmproj") && !later_part(&name) {
+        } else if name.ends_with(".gguf")
+            && !ferrite_engine::is_projector(Path::new(&name))
+            && !later_part(&name)
+        {
             found.push((path.clone(), rel(&path)));
         }
     }
@@ -497,6 +529,9 @@ mod tests {
                 runtime: None,
                 context_length: Some(512),
                 rope_scaling: None,
+                chat_template: None,
+                chat_template_file: None,
+                mmproj: None,
                 aliases: vec![],
                 thinking: None,
                 max_tokens: None,

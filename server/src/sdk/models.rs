@@ -75,7 +75,7 @@ fn describe(session: &Session, spec: &Spec, loaded: bool) -> Option<ModelInfo> {
             name,
         }),
         max_context_length: meta.max_context_length,
-        vision: llm.then_some(false),
+        vision: llm.then_some(meta.vision),
         trained_for_tool_use: llm.then_some(false),
         instance: instance.map(|i| InstanceInfo {
             identifier: spec.id.clone(),

@@ -17,7 +17,6 @@ use ferrite_openapi::lmstudio_sdk::{
     SpecifierParameter, TemplateParameter,
 };
 use ferrite_openapi::models::ModelKind;
-use ferrite_openapi::validate::RequestLimits;
 use ferrite_openapi::{ApiError, ApiResult};
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -34,35 +33,47 @@ use crate::sdk::{error, models};
 const COMPLETION_LAYER: &str = "completeModeFormatting";
 
 /// LM Studio's history as OpenAI messages, once its size is within the
-/// server's limits.
-fn messages(history: &ChatHistory, limits: &RequestLimits) -> ApiResult<Vec<Value>> {
+/// server's limits; prepared images (`files`) become image parts.
+fn messages(history: &ChatHistory, session: &Session) -> ApiResult<Vec<Value>> {
+    let limits = &session.state.config.limits;
     limits.check_shape(&history.shape(), &ChatHistory::NAMES)?;
     let mut out = Vec::new();
-    let text = |parts: &[MessagePart]| -> ApiResult<String> {
-        let mut text = Vec::new();
+    let text = |turn: usize, parts: &[MessagePart]| -> ApiResult<Value> {
+        let mut texts = Vec::new();
+        let mut all = Vec::new();
+        let mut images = false;
         for part in parts {
             match part {
-                MessagePart::Text { text: t } => text.push(t.as_str()),
-                MessagePart::File { name } => {
-                    return Err(ApiError::unsupported(
-                        "history",
-                        format!(
-                        "ferrite's models read text only; the file `{name}` cannot be attached."
-                    ),
-                    ))
+                MessagePart::Text { text: t } => {
+                    texts.push(t.as_str());
+                    all.push(json!({"type": "text", "text": t}));
+                }
+                MessagePart::File { identifier, .. } => {
+                    let param = format!("history.messages[{turn}].content");
+                    let url = session.state.sdk_files.image_url(
+                        &session.caller.tenant,
+                        identifier,
+                        &param,
+                    )?;
+                    all.push(json!({"type": "image_url", "image_url": {"url": url}}));
+                    images = true;
                 }
                 _ => {}
             }
         }
-        Ok(text.join("\n"))
+        Ok(if images {
+            Value::Array(all)
+        } else {
+            json!(texts.join("\n"))
+        })
     };
     for (turn, message) in history.messages.iter().enumerate() {
         match message {
             ChatMessageData::System { content } => {
-                out.push(json!({"role": "system", "content": text(content)?}));
+                out.push(json!({"role": "system", "content": text(turn, content)?}));
             }
             ChatMessageData::User { content } => {
-                out.push(json!({"role": "user", "content": text(content)?}));
+                out.push(json!({"role": "user", "content": text(turn, content)?}));
             }
             ChatMessageData::Assistant { content } => {
                 let calls: Vec<Value> = content
@@ -83,7 +94,7 @@ fn messages(history: &ChatHistory, limits: &RequestLimits) -> ApiResult<Vec<Valu
                         })
                     })
                     .collect();
-                let mut m = json!({"role": "assistant", "content": text(content)?});
+                let mut m = json!({"role": "assistant", "content": text(turn, content)?});
                 if !calls.is_empty() {
                     m["tool_calls"] = Value::Array(calls);
                 }
@@ -232,7 +243,7 @@ async fn start(
         body.insert("stream_options".into(), json!({"include_usage": true}));
         sampling(&p.prediction_config_stack, &mut body)?;
         if completion {
-            let prompt: String = messages(&p.history, &state.config.limits)?
+            let prompt: String = messages(&p.history, session)?
                 .iter()
                 .filter_map(|m| m["content"].as_str().map(String::from))
                 .collect();
@@ -247,7 +258,7 @@ async fn start(
         }
         body.insert(
             "messages".into(),
-            Value::Array(messages(&p.history, &state.config.limits)?),
+            Value::Array(messages(&p.history, session)?),
         );
         let request: ChatRequest = serde_json::from_value(Value::Object(body))
             .map_err(|e| ApiError::invalid("predictionConfigStack", e.to_string()))?;
@@ -407,10 +418,9 @@ pub async fn apply_template(session: &Session, p: TemplateParameter) -> Result<V
     let prompt = async {
         let mut body = Map::new();
         body.insert("model".into(), json!(spec.id));
-        let limits = &session.state.config.limits;
         body.insert(
             "messages".into(),
-            Value::Array(messages(&p.history, limits)?),
+            Value::Array(messages(&p.history, session)?),
         );
         sampling(&p.prediction_config_stack, &mut body)?;
         let request: ChatRequest = serde_json::from_value(Value::Object(body))

@@ -381,6 +381,15 @@ impl Session {
                 models::embed(self, parse(endpoint, parameter)?).await?
             }
             ("system", "listDownloadedModels", _) => models::downloaded(self).await,
+            ("files", "uploadFileBase64", _) => self
+                .state
+                .sdk_files
+                .upload(
+                    &self.caller.tenant,
+                    parse(endpoint, parameter)?,
+                    self.state.config.limits.max_image_bytes,
+                )
+                .map_err(error::from_api)?,
             ("repository", "searchModels", _) => {
                 repository::search(self, parse(endpoint, parameter)?).await?
             }

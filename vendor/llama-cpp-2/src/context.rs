@@ -420,6 +420,12 @@ impl<'model> LlamaContext<'model> {
         Ok(())
     }
 
+    /// ferrite patch: causal attention on or off for the next decodes (an
+    /// image's embeddings are decoded without it on some models).
+    pub fn set_causal_attn(&mut self, causal: bool) {
+        unsafe { llama_cpp_sys_2::llama_set_causal_attn(self.context.as_mut_ptr(), causal) }
+    }
+
     /// Remove all lora adapters.
     ///
     /// Note: The upstream API now replaces all adapters at once via

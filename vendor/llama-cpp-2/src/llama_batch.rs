@@ -151,6 +151,50 @@ impl<'a> LlamaBatch<'a> {
         }
     }
 
+    /// ferrite patch: a batch of embeddings instead of tokens (an image's,
+    /// from a multimodal projector): `embd` holds `n_embd` floats per
+    /// position, placed at `pos0..` of sequence `seq`; logits for the last
+    /// position when `logits_last`.
+    ///
+    /// # Errors
+    ///
+    /// When `embd` is empty or not a whole number of rows.
+    ///
+    /// # Panics
+    ///
+    /// If the number of rows exceeds [`i32::MAX`].
+    pub fn embeddings(
+        embd: &[f32],
+        n_embd: usize,
+        pos0: llama_pos,
+        seq: llama_seq_id,
+        logits_last: bool,
+    ) -> Result<Self, BatchAddError> {
+        if n_embd == 0 || embd.is_empty() || embd.len() % n_embd != 0 {
+            return Err(BatchAddError::EmptyBuffer);
+        }
+        let rows = embd.len() / n_embd;
+        let rows_i32 = i32::try_from(rows).expect("cannot fit rows into a i32");
+        let width = i32::try_from(n_embd).expect("cannot fit n_embd into a i32");
+        let mut batch = unsafe { llama_batch_init(rows_i32, width, 1) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(embd.as_ptr(), batch.embd, embd.len());
+            for i in 0..rows {
+                let at = i32::try_from(i).expect("row fits");
+                batch.pos.add(i).write(pos0 + at);
+                batch.n_seq_id.add(i).write(1);
+                (*batch.seq_id.add(i)).write(seq);
+                batch.logits.add(i).write(i8::from(logits_last && i + 1 == rows));
+            }
+        }
+        batch.n_tokens = rows_i32;
+        Ok(LlamaBatch {
+            allocated: rows,
+            llama_batch: batch,
+            phantom: PhantomData,
+        })
+    }
+
     /// ``llama_batch_get_one``
     /// Return batch for single sequence of tokens
     ///

@@ -355,6 +355,31 @@ impl MtmdContext {
     }
 }
 
+impl MtmdContext {
+    /// ferrite patch: the embeddings [`Self::encode_chunk`] computed for
+    /// `chunk`, `n_tokens × n_embd` floats (`n_embd`: the text model's).
+    #[must_use]
+    pub fn output_embeddings(&mut self, chunk: &MtmdInputChunk<'_>, n_embd: usize) -> &[f32] {
+        let len = chunk.n_tokens() * n_embd;
+        let ptr = unsafe { llama_cpp_sys_2::mtmd_get_output_embd(self.context.as_mut_ptr()) };
+        if ptr.is_null() || len == 0 {
+            return &[];
+        }
+        // SAFETY: llama.cpp keeps `n_tokens × n_embd` floats there until the
+        // next encode, which needs `&mut self`.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+
+    /// ferrite patch: whether `chunk`'s embeddings must be decoded with
+    /// non-causal attention (Gemma 3's images, for one).
+    #[must_use]
+    pub fn chunk_non_causal(&self, chunk: &MtmdInputChunk<'_>) -> bool {
+        unsafe {
+            llama_cpp_sys_2::mtmd_decode_use_non_causal(self.context.as_ptr(), chunk.chunk.as_ptr())
+        }
+    }
+}
+
 impl Drop for MtmdContext {
     fn drop(&mut self) {
         unsafe { llama_cpp_sys_2::mtmd_free(self.context.as_mut_ptr()) }

@@ -47,7 +47,13 @@ fn model(spec: &Spec, meta: Option<&ModelMeta>) -> V0Model {
     V0Model {
         id: spec.id.clone(),
         object: "model".into(),
-        kind: meta.map_or("llm", |m| m.kind.as_str()).into(),
+        // LM Studio's word for a model that takes images.
+        kind: match meta {
+            Some(m) if m.vision => "vlm",
+            Some(m) => m.kind.as_str(),
+            None => "llm",
+        }
+        .into(),
         publisher,
         arch: unknown(meta, |m| m.architecture.clone()),
         compatibility_type: unknown(meta, |m| Some(m.format.clone())),

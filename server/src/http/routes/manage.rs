@@ -13,7 +13,7 @@ use axum::Json;
 use ferrite_openapi::doc::ApiErrors;
 use ferrite_openapi::manage::{
     InstanceConfig, LoadEvent, LoadProgress, LoadRequest, LoadResponse, LoadedInstance,
-    Quantization, UnloadRequest, UnloadResponse, V1Adapter, V1Model, V1ModelList,
+    Quantization, UnloadRequest, UnloadResponse, V1Adapter, V1Capabilities, V1Model, V1ModelList,
 };
 use ferrite_openapi::models::ModelKind;
 use ferrite_openapi::{ApiError, ApiResult};
@@ -90,6 +90,10 @@ fn v1_model(state: &AppState, spec: &Spec) -> V1Model {
                 }
             })
             .collect(),
+        capabilities: meta
+            .as_ref()
+            .filter(|m| m.kind == ModelKind::Llm)
+            .map(|m| V1Capabilities { vision: m.vision }),
     }
 }
 

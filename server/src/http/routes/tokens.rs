@@ -73,5 +73,6 @@ pub async fn apply_template(
     )
     .await?;
     let prompt = lease.engine.render_prompt(request.get()).await?;
-    Ok(Json(ApplyTemplateResponse { prompt }))
+    let template = lease.meta().chat_template.clone();
+    Ok(Json(ApplyTemplateResponse { prompt, template }))
 }
