@@ -7,7 +7,7 @@
 use std::io::Cursor;
 
 use base64::Engine as _;
-use ferrite_openapi::chat::{ChatMessage, ContentPart, MessageContent};
+use ferrite_openapi::chat::{image_url_of, ChatMessage, ContentPart, MessageContent};
 use ferrite_openapi::validate::ImageLimits;
 use image::{ImageFormat, ImageReader};
 use sha2::{Digest, Sha256};
@@ -32,11 +32,7 @@ pub fn parts(messages: &[ChatMessage]) -> Vec<(String, &str)> {
         };
         for (j, p) in parts.iter().enumerate() {
             if let ContentPart::ImageUrl { image_url } = p {
-                let url = image_url
-                    .get("url")
-                    .and_then(|u| u.as_str())
-                    .or_else(|| image_url.as_str())
-                    .unwrap_or("");
+                let url = image_url_of(image_url).unwrap_or("");
                 out.push((format!("messages[{i}].content[{j}].image_url"), url));
             }
         }

@@ -413,6 +413,15 @@ pub fn last_user_text(messages: &[ChatMessage]) -> Option<String> {
     (!text.trim().is_empty()).then_some(text)
 }
 
+/// An `image_url` part's URL: `{"url": "..."}`, or a bare string as some
+/// clients send.
+pub fn image_url_of(image_url: &Value) -> Option<&str> {
+    image_url
+        .get("url")
+        .or(Some(image_url))
+        .and_then(|u| u.as_str())
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentPart {

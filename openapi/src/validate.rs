@@ -460,11 +460,7 @@ fn validate_message(i: usize, m: &crate::chat::ChatMessage) -> ApiResult<()> {
                     ContentPart::Text { .. } => {}
                     ContentPart::Refusal { .. } if m.role == Role::Assistant => {}
                     ContentPart::ImageUrl { image_url } if m.role == Role::User => {
-                        let url = image_url
-                            .get("url")
-                            .or(Some(image_url))
-                            .and_then(|u| u.as_str());
-                        if url.is_none() {
+                        if crate::chat::image_url_of(image_url).is_none() {
                             return Err(ApiError::invalid(
                                 &format!("{param}[{j}].image_url"),
                                 "`image_url` must be an object with a string `url`.",

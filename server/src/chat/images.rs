@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use ferrite_openapi::chat::{ChatRequest, ContentPart, MessageContent};
+use ferrite_openapi::chat::{image_url_of, ChatRequest, ContentPart, MessageContent};
 use ferrite_openapi::{ApiError, ApiResult};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -47,11 +47,8 @@ pub async fn fetch_urls(
             let ContentPart::ImageUrl { image_url } = part else {
                 continue;
             };
-            let url = image_url
-                .get("url")
-                .or(Some(&*image_url))
-                .and_then(|u| u.as_str());
-            let Some(url) = url.filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+            let Some(url) = image_url_of(image_url)
+                .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
             else {
                 continue;
             };
