@@ -9,7 +9,7 @@ use std::io::Cursor;
 use std::path::PathBuf;
 
 use base64::Engine as _;
-use ferrite_tests::{assert_batched_answer, config_file, get, model, post, Server};
+use ferrite_tests::{config_file, get, model, post, Server};
 use image::{ImageFormat, RgbImage};
 use serde_json::{json, Value};
 
@@ -158,21 +158,64 @@ async fn prefix_reuse_runs_through_an_image_and_stops_at_a_different_one() {
     );
 }
 
+/// The first step's top five tokens and their logprobs.
+async fn first_step(server: &Server, url: &str) -> Vec<(String, f64)> {
+    let body = ask(
+        url,
+        json!({"max_tokens": 1, "logprobs": true, "top_logprobs": 5}),
+    );
+    let (status, reply) = post(&server.url("/v1/chat/completions"), &body).await;
+    assert_eq!(status, 200, "{reply}");
+    reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["token"].as_str().unwrap().to_string(),
+                t["logprob"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// How far `b` is from `a` over `a`'s three likeliest tokens: the largest
+/// logprob difference, infinite when one of them is missing from `b`.
+fn distance(a: &[(String, f64)], b: &[(String, f64)]) -> f64 {
+    a.iter()
+        .take(3)
+        .map(|(token, la)| match b.iter().find(|(t, _)| t == token) {
+            Some((_, lb)) => (la - lb).abs(),
+            None => f64::INFINITY,
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Compared by the first step's distribution, not by text: llama.cpp is
+/// not batch-invariant, and with this model a near tie (0.015 apart) at
+/// the second token flips on some CPUs when the rows share a step, and
+/// sharing a step moves logprobs by up to 0.05. Each image's distribution
+/// is at least 0.3 from the others', so a request that read another's
+/// embeddings would fail.
 #[tokio::test]
 async fn concurrent_requests_with_different_images_match_their_solo_answers() {
     let server = server();
     let urls = [png(11, 48), png(12, 48), png(0, 48)];
     let mut alone = Vec::new();
     for url in &urls {
-        alone.push(answer(server, &ask(url, json!({"max_tokens": 16}))).await.0);
+        alone.push(first_step(server, url).await);
     }
-    let together =
-        futures::future::join_all(urls.iter().map(|url| async move {
-            answer(server, &ask(url, json!({"max_tokens": 16}))).await.0
-        }))
-        .await;
+    for (i, a) in alone.iter().enumerate() {
+        for b in &alone[i + 1..] {
+            assert!(distance(a, b) > 0.3, "images must differ: {a:?} {b:?}");
+        }
+    }
+    let together = futures::future::join_all(urls.iter().map(|url| first_step(server, url))).await;
     for (got, solo) in together.iter().zip(&alone) {
-        assert_batched_answer(got, solo, "an image request batched with others");
+        assert!(
+            distance(solo, got) <= 0.15,
+            "an image request batched with others: {got:?} alone {solo:?}"
+        );
     }
     // Streams without images keep going while images are encoded.
     let (status, _) = post(
