@@ -39,7 +39,7 @@ RUNTIME_TESTS := anthropic cache chat completions concurrency errors hostile lms
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
-.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-export bench-context-shift bench-adapters bench-long-context bench-swap bench-soak bench-downloads bench-images lint fmt clippy clean
+.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-export bench-context-shift bench-adapters bench-long-context bench-swap bench-soak bench-downloads bench-images bench-ollama lint fmt clippy clean
 
 ## serve: fetch the default models if missing (chat and embeddings), build,
 ## serve on $(HOST):$(PORT)
@@ -124,6 +124,11 @@ bench-downloads: $(MODEL) build venv
 bench-images: $(MODEL) build venv
 	mkdir -p models/bench && $(VENV)/bin/python scripts/make-mmproj.py $(MODEL) models/bench/mmproj-vit-b.gguf --shape vit-b
 	$(VENV)/bin/python scripts/bench-images.py $(BIN) $(MODEL) models/bench/mmproj-vit-b.gguf "$$(scripts/build-llama-server.sh)"
+
+## bench-ollama: Ollama's /api/chat against /v1/chat/completions on cache
+## hits (the route's own cost), one server, requests alternating
+bench-ollama: $(MODEL) build venv
+	$(VENV)/bin/python scripts/bench-ollama.py $(BIN) $(MODEL)
 
 ## bench-soak: RSS over 1,000 requests with disconnects, prefix cache on and off
 bench-soak: $(MODEL) build

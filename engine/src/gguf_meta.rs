@@ -150,6 +150,32 @@ fn dtype_label(candle: &str) -> String {
     }
 }
 
+/// What a model card shows of a GGUF: its chat template's text and how many
+/// weights the file holds (a split file's first part counts only its own).
+pub struct Card {
+    pub chat_template: Option<String>,
+    pub parameters: u64,
+}
+
+pub fn card(path: &Path) -> anyhow::Result<Card> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let content = Content::read(&mut file)
+        .with_context(|| format!("{} is not a readable GGUF file", path.display()))?;
+    Ok(Card {
+        chat_template: content
+            .metadata
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.to_string().ok())
+            .cloned(),
+        parameters: content
+            .tensor_infos
+            .values()
+            .map(|t| t.shape.elem_count() as u64)
+            .sum(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

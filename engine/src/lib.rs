@@ -47,6 +47,7 @@ mod vocab;
 pub use backend::{ChatStream, CompletionStream, EmbedInput, Embedded, Engine, ModelInfo};
 pub use bert_gguf::{bert_to_gguf, is_bert_folder};
 pub use gauge::GaugeGuard;
+pub use gguf_meta::{card, Card};
 pub use inspect::inspect;
 pub use llamacpp::LlamaCppEngine;
 pub use locate::{default_id, is_projector, projector_beside, split_part};

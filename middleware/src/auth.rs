@@ -414,9 +414,12 @@ where
                 Either::Left(self.inner.call(req))
             }
             Err(e) => {
-                // Anthropic's clients read Anthropic's error shape.
-                let mut resp = if req.uri().path().starts_with("/v1/messages") {
+                // Anthropic's and Ollama's clients read their own error shape.
+                let path = req.uri().path();
+                let mut resp = if path.starts_with("/v1/messages") {
                     AnthropicError(e).into_response()
+                } else if ferrite_openapi::ollama::is_ollama_path(path) {
+                    ferrite_openapi::ollama::OllamaError(e).into_response()
                 } else {
                     e.into_response()
                 };

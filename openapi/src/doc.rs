@@ -20,7 +20,7 @@ Fields marked as ferrite extensions are not part of the OpenAI API; OpenAI clien
 under `extra_body`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
-    components(schemas(ErrorBody, AnthropicErrorBody)),
+    components(schemas(ErrorBody, AnthropicErrorBody, crate::ollama::ErrorBody)),
     modifiers(&BearerAuth),
     security((), ("bearer" = [])),
     tags(
@@ -28,6 +28,7 @@ under `extra_body`.",
         (name = "lmstudio", description = "LM Studio's REST API: v0 (OpenAI bodies plus `stats`, `model_info`, `runtime`) and v1 model management (list, load with progress, unload)."),
         (name = "memory", description = "ferrite extension: the caller's conversation memory."),
         (name = "anthropic", description = "Anthropic's Messages API (Claude Code, the `anthropic` SDKs), with Anthropic's error shape."),
+        (name = "ollama", description = "Ollama's API (Open WebUI, Continue, the `ollama` clients): NDJSON streams, `{\"error\": ...}` errors, models named `<id>:latest` or `hf.co/owner/repo:QUANT`."),
         (name = "tokens", description = "llama-server's token routes: tokenize, detokenize and render a chat prompt before sending it."),
         (name = "operations", description = "Probes, metrics and this document.")
     )

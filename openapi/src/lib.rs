@@ -18,6 +18,7 @@ pub mod lmstudio_sdk;
 pub mod manage;
 pub mod memory;
 pub mod models;
+pub mod ollama;
 pub mod orchestrator;
 pub mod parse;
 pub mod responses;

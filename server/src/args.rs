@@ -22,6 +22,9 @@ pub struct ServeArgs {
     pub host: Option<String>,
     #[arg(long)]
     pub port: Option<u16>,
+    /// Also serve on this port (Ollama's is 11434), for tools that assume it.
+    #[arg(long)]
+    pub ollama_port: Option<u16>,
     /// Engine for the model: auto (llama.cpp for .gguf, mistral.rs for
     /// safetensors folders), llama.cpp or mistral.rs.
     #[arg(long)]
@@ -151,6 +154,7 @@ impl ServeArgs {
         let given = [
             ("", "host", self.host.clone().map(Value::from)),
             ("", "port", self.port.map(Value::from)),
+            ("", "ollama_port", self.ollama_port.map(Value::from)),
             ("", "data_dir", path(&self.data_dir)),
             ("model", "path", path(&self.model)),
             ("model", "id", self.model_id.clone().map(Value::from)),

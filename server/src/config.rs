@@ -28,6 +28,9 @@ use crate::versions::AliasConfig;
 pub struct Config {
     pub host: String,
     pub port: u16,
+    /// A second port serving the same API, for tools that assume Ollama's
+    /// (11434); off unless set.
+    pub ollama_port: Option<u16>,
     /// The startup model, and the engine settings other models start from.
     pub model: EngineOptions,
     /// The other models: a directory to scan, entries, residency limits.
@@ -103,6 +106,7 @@ impl Default for Config {
         Self {
             host: "127.0.0.1".into(),
             port: 1234,
+            ollama_port: None,
             model: EngineOptions::default(),
             images: ImagesConfig::default(),
             registry: RegistryConfig::default(),

@@ -17,12 +17,14 @@
 //! - `downloads/`: models from the Hugging Face Hub into the models
 //!   directory: the Hub's API, quantization picks, resumable verified
 //!   fetches, the jobs.
+//! - `api/`: the other APIs, a room each (`api/ollama/`: Ollama's).
 //! - `sdk/`: LM Studio's SDK protocol (WebSockets per namespace) for
 //!   `import lmstudio`, `@lmstudio/sdk` and `lms`; `files.rs` keeps the
 //!   images its clients prepare.
 //! - `versions/`: versioned aliases, evaluation, promotion and rollback.
 //! - `state.rs`: what handlers share; `logging.rs`: tracing set-up.
 
+mod api;
 mod args;
 mod chat;
 mod config;

@@ -48,6 +48,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     info!("listening on http://{addr} (OpenAI API under /v1)");
+    let ollama = match config.ollama_port {
+        Some(port) => {
+            let addr = format!("{}:{port}", config.host);
+            let listener = TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--ollama-port)"))?;
+            info!("also listening on http://{addr} (for clients of Ollama's API)");
+            Some(listener)
+        }
+        None => None,
+    };
 
     let metrics = PrometheusBuilder::new()
         .set_buckets(&LATENCY_BUCKETS)
@@ -110,6 +121,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         AuthLayer::shared(auth).protecting(orchestrator::protected_paths(&config.orchestrator));
     let connections = state.connections.clone();
     let app = app::router(state, auth, metrics);
+    if let Some(listener) = ollama {
+        let mut stopped = stop_tx.subscribe();
+        let stop = async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        };
+        tokio::spawn(listen::serve(
+            listener,
+            app.clone(),
+            connections.clone(),
+            stop,
+        ));
+    }
     let server = listen::serve(listener, app, connections, async move {
         shutdown_signal().await;
         info!("shutting down: no new connections, draining in-flight requests");

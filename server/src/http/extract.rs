@@ -31,40 +31,58 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
     type Rejection = ApiError;
 
     async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
-        let limit = state.config.http.max_body_bytes;
-        let headers = req.headers();
         // A missing Content-Type is read as JSON: many scripts omit it.
-        if let Some(ct) = headers.get(CONTENT_TYPE) {
+        if let Some(ct) = req.headers().get(CONTENT_TYPE) {
             if !ct.to_str().is_ok_and(is_json) {
                 return Err(ApiError::unsupported_media_type());
             }
         }
-        let declared = headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(ApiError::payload_too_large(limit));
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|_| ApiError::payload_too_large(limit))?;
-        if bytes.is_empty() {
-            return Err(ApiError::new(
-                400,
-                "invalid_request_error",
-                "The request body is empty; expected a JSON object.",
-            )
-            .with_code(ErrorCode::InvalidJson));
-        }
-        if bytes.len() <= PARSE_IN_PLACE {
-            return Ok(JsonBody(parse_json(&bytes)?));
-        }
-        let parsed = tokio::task::spawn_blocking(move || parse_json(&bytes))
-            .await
-            .map_err(|_| ApiError::internal("Reading the request body failed."))?;
-        Ok(JsonBody(parsed?))
+        read_json(req, state).await.map(JsonBody)
     }
+}
+
+/// A JSON body whatever its Content-Type says: Ollama reads every body as
+/// JSON, and its documented examples (`curl -d`) send a form type.
+pub struct AnyJson<T>(pub T);
+
+impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for AnyJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
+        read_json(req, state).await.map(AnyJson)
+    }
+}
+
+async fn read_json<T: DeserializeOwned + Send + 'static>(
+    req: Request<Body>,
+    state: &AppState,
+) -> Result<T, ApiError> {
+    let limit = state.config.http.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| ApiError::payload_too_large(limit))?;
+    if bytes.is_empty() {
+        return Err(ApiError::new(
+            400,
+            "invalid_request_error",
+            "The request body is empty; expected a JSON object.",
+        )
+        .with_code(ErrorCode::InvalidJson));
+    }
+    if bytes.len() <= PARSE_IN_PLACE {
+        return parse_json(&bytes);
+    }
+    tokio::task::spawn_blocking(move || parse_json(&bytes))
+        .await
+        .map_err(|_| ApiError::internal("Reading the request body failed."))?
 }
 
 /// The authenticated caller (anonymous when authentication is off).

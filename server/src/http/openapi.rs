@@ -12,6 +12,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::ollama;
 use crate::http::routes::{
     aliases, anthropic, chat, completions, docs, downloads, embeddings, fallback, health, lmstudio,
     manage, memory, metrics, models, orchestrator, responses, tokens,
@@ -61,6 +62,16 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(aliases::get))
         .routes(routes!(aliases::evaluate))
         .routes(routes!(aliases::rollback))
+        .routes(routes!(ollama::chat::chat))
+        .routes(routes!(ollama::chat::generate_route))
+        .routes(routes!(ollama::models::tags))
+        .routes(routes!(ollama::models::show))
+        .routes(routes!(ollama::models::ps))
+        .routes(routes!(ollama::models::version))
+        .routes(routes!(ollama::models::pull))
+        .routes(routes!(ollama::models::delete))
+        .routes(routes!(ollama::embed::embed))
+        .routes(routes!(ollama::embed::embeddings))
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
 }
@@ -165,10 +176,20 @@ mod tests {
             "/apply-template",
             "/v1/messages",
             "/v1/messages/count_tokens",
+            "/api/chat",
+            "/api/generate",
+            "/api/tags",
+            "/api/show",
+            "/api/ps",
+            "/api/version",
+            "/api/pull",
+            "/api/delete",
+            "/api/embed",
+            "/api/embeddings",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
-        assert_eq!(paths.len(), 41, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 51, "{:?}", paths.keys());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }
 }
