@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::chat::images::ImagesConfig;
 use crate::downloads::DownloadConfig;
-use crate::http::routes::orchestrator::OrchestratorConfig;
 use crate::registry::catalog::RegistryConfig;
 use crate::versions::AliasConfig;
 
@@ -257,5 +256,43 @@ mod tests {
         assert!(Config::load(Some(&path), serde_json::json!({})).is_err());
         let missing = Path::new("/nonexistent/ferrite.toml");
         assert!(Config::load(Some(missing), serde_json::json!({})).is_err());
+    }
+}
+
+/// `[orchestrator]` in the config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrchestratorConfig {
+    pub enabled: bool,
+    /// Where the API is served: `/orchestrator` serves
+    /// `/orchestrator/chat`; empty serves `/chat` (and ferrite's own
+    /// `/health` answers the health check).
+    pub prefix: String,
+    /// The model (default: the server's default chat model).
+    pub model: Option<String>,
+    pub system_prompt: String,
+    /// Files placed in the system message: read at start, and again when
+    /// they change.
+    pub documents: Vec<PathBuf>,
+    /// Latest exchanges of the conversation sent with each message.
+    pub history_turns: usize,
+    /// The answer's limit when the client gives none.
+    pub max_tokens: u32,
+    /// The conversation's name in the memory store (one per tenant).
+    pub conversation: String,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            prefix: "/orchestrator".into(),
+            model: None,
+            system_prompt: "You are a helpful assistant.".into(),
+            documents: Vec::new(),
+            history_turns: 10,
+            max_tokens: 512,
+            conversation: "orchestrator".into(),
+        }
     }
 }

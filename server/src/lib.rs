@@ -1,30 +1,38 @@
-//! ferrite's HTTP server: the OpenAI, LM Studio and management APIs over
+//! ferrite's HTTP server: the OpenAI, Anthropic, LM Studio, Ollama and management APIs over
 //! the model registry and each model's chat pipeline. The `ferrite` binary
 //! (crate `ferrite-cli`) runs it as `ferrite serve`.
 //!
 //! # Layout
+//! From the top down; a room imports only from rooms below it.
 //! - `serve.rs`: start-up, background loading, graceful drain; `args.rs`
-//!   and `config.rs`: the flags and the config file.
-//! - `http/`: the axum app (`app.rs`, one `ServiceBuilder`), its routes,
-//!   extractors, SSE framing, request metrics and the OpenAPI document.
+//!   and `config.rs`: the flags and the config file (every section's type,
+//!   the orchestrator's included).
+//! - `app/`: the app: every room's routes and the OpenAPI document built
+//!   from the same handlers (`routes.rs`), under one `ServiceBuilder`.
+//! - `api/`: a room per API, each translating its wire format to and from
+//!   the one chat road: `openai/`, `anthropic/`, `responses/`,
+//!   `lmstudio_rest/`, `lmstudio_sdk/` (WebSockets per namespace),
+//!   `ollama/`, `orchestrator/`.
+//! - `http/`: the shared plumbing: extractors, what a chat request carries
+//!   besides its body (`accept.rs`), SSE framing, telemetry, listeners,
+//!   and the server's own routes (health, metrics, docs, memory, aliases,
+//!   tokens).
 //! - `chat/`: the one road every chat request takes to a model
-//!   (`generate.rs`), the per-model middleware pipeline (`pipeline.rs`) and
-//!   the expert routers (`experts.rs`), the context documents the
-//!   orchestrator API (`http/routes/orchestrator.rs`) puts in its prompts,
-//!   and image URLs fetched for clients where allowed (`images.rs`).
+//!   (`generate.rs`), waiting on and folding its chunks (`stream.rs`), the
+//!   per-model middleware pipeline (`pipeline.rs`), the expert routers
+//!   (`experts.rs`), the context documents the orchestrator puts in its
+//!   prompts, image URLs fetched for clients where allowed (`images.rs`)
+//!   and the files clients prepare (`files.rs`).
+//! - `versions/`: versioned aliases, evaluation, promotion and rollback.
 //! - `registry/`: which models exist, loading just in time, leases, TTLs
 //!   and eviction.
 //! - `downloads/`: models from the Hugging Face Hub into the models
 //!   directory: the Hub's API, quantization picks, resumable verified
 //!   fetches, the jobs.
-//! - `api/`: the other APIs, a room each (`api/ollama/`: Ollama's).
-//! - `sdk/`: LM Studio's SDK protocol (WebSockets per namespace) for
-//!   `import lmstudio`, `@lmstudio/sdk` and `lms`; `files.rs` keeps the
-//!   images its clients prepare.
-//! - `versions/`: versioned aliases, evaluation, promotion and rollback.
 //! - `state.rs`: what handlers share; `logging.rs`: tracing set-up.
 
 mod api;
+mod app;
 mod args;
 mod chat;
 mod config;
@@ -32,7 +40,6 @@ mod downloads;
 mod http;
 mod logging;
 mod registry;
-mod sdk;
 mod serve;
 mod state;
 mod versions;
@@ -43,5 +50,5 @@ pub use serve::run as serve;
 
 /// The OpenAPI 3.1 document `/openapi.json` serves.
 pub fn openapi_json() -> serde_json::Value {
-    http::openapi::document_json(&http::openapi::document())
+    app::routes::document_json(&app::routes::document())
 }

@@ -18,13 +18,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::api::orchestrator;
+use crate::app;
 use crate::args::ServeArgs;
 use crate::chat::experts::Experts;
 use crate::chat::{generate, pipeline};
 use crate::config::Config;
 use crate::downloads::Downloads;
-use crate::http::routes::orchestrator;
-use crate::http::{app, listen};
+use crate::http::listen;
 use crate::logging;
 use crate::registry::{Builder, Manage, Origin, Registry};
 use crate::state::{AppState, Stores};

@@ -12,10 +12,10 @@ use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::chat::experts::Experts;
+use crate::chat::files::FileStore;
 use crate::config::Config;
 use crate::downloads::{Downloads, KeyOf};
 use crate::registry::Registry;
-use crate::sdk::files::FileStore;
 use crate::versions::Versions;
 
 /// A request's place among those in flight, held until its answer is sent.

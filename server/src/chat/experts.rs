@@ -17,7 +17,6 @@ use tracing::{info, warn};
 
 use crate::chat::embedder::embed_with;
 use crate::chat::generate::{on_model, Load, Stages};
-use crate::http::sse;
 use crate::state::AppState;
 
 pub struct ExpertRouter {
@@ -175,13 +174,13 @@ async fn run(
     let spec = state.registry.resolve(Some(model)).await?;
     let id = spec.id.clone();
     let mut answer = on_model(&state.registry, spec, request, Load::Wait, Stages::All).await?;
-    answer.stream = sse::peek(answer.stream).await?;
+    answer.stream = crate::chat::stream::peek(answer.stream).await?;
     Ok((answer, id))
 }
 
 /// The whole answer's text and usage.
 async fn collect(response: ChatResponse) -> ApiResult<(String, Usage)> {
-    let acc = sse::collect(
+    let acc = crate::chat::stream::collect(
         response.stream,
         ChatAccumulator::default(),
         ChatAccumulator::push,

@@ -1,12 +1,12 @@
-//! The HTTP edge: the axum app, its routes and what they share.
+//! The shared HTTP plumbing below every API room: extractors, what a chat
+//! request carries besides its body, SSE, telemetry, listeners, and the
+//! server's own routes (health, metrics, docs, memory, aliases, tokens).
 
-pub mod anthropic;
-pub mod app;
+pub mod accept;
 pub mod extract;
+pub mod headers;
 pub mod http_metrics;
 pub mod listen;
-pub mod openapi;
-pub mod responses;
 pub mod routes;
 pub mod sse;
 pub mod telemetry;

@@ -6,23 +6,9 @@ use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use ferrite_openapi::{ApiError, ApiResult};
+use ferrite_openapi::ApiResult;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use serde::Serialize;
-
-/// Waits for the first item so that an error found before any output (bad
-/// grammar, engine refusal) gets a real status code instead of a 200 stream.
-pub async fn peek<T: Send + 'static>(
-    mut stream: BoxStream<'static, ApiResult<T>>,
-) -> ApiResult<BoxStream<'static, ApiResult<T>>> {
-    match stream.next().await {
-        None => Err(ApiError::internal("The engine produced no output.")),
-        Some(Err(e)) => Err(e),
-        Some(Ok(first)) => Ok(futures::stream::once(async move { Ok(first) })
-            .chain(stream)
-            .boxed()),
-    }
-}
 
 /// Chunks that may stand for an SSE comment line (progress no SDK parses).
 pub trait Comment {
@@ -89,16 +75,4 @@ where
         }
         yield Ok(Event::default().data("[DONE]"));
     }
-}
-
-/// Folds the stream into one value; the first error becomes the response.
-pub async fn collect<T, A>(
-    mut stream: BoxStream<'static, ApiResult<T>>,
-    mut acc: A,
-    push: impl Fn(&mut A, &T),
-) -> ApiResult<A> {
-    while let Some(item) = stream.next().await {
-        push(&mut acc, &item?);
-    }
-    Ok(acc)
 }

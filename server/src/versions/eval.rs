@@ -14,7 +14,6 @@ use ferrite_openapi::{ApiError, ApiResult};
 use regex::Regex;
 
 use crate::chat::generate::{generate, Valid};
-use crate::http::sse;
 use crate::state::AppState;
 
 /// Items one evaluation may hold.
@@ -76,9 +75,10 @@ async fn ask(state: &AppState, model: &str, prompt: String, max_tokens: u32) -> 
     let (_, chunks) = generate(state, Valid::new(request, &state.config.limits)?)
         .await?
         .into_parts();
-    let done = sse::collect(chunks, ChatAccumulator::default(), ChatAccumulator::push)
-        .await?
-        .finish();
+    let done =
+        crate::chat::stream::collect(chunks, ChatAccumulator::default(), ChatAccumulator::push)
+            .await?
+            .finish();
     Ok(done
         .choices
         .into_iter()

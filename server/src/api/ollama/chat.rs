@@ -28,8 +28,9 @@ use serde_json::Value;
 use super::answer::{self, Clock, Piece};
 use super::names;
 use crate::chat::generate::generate;
+use crate::http::accept;
 use crate::http::extract::{AnyJson, Caller};
-use crate::http::routes::{append_headers, chat};
+use crate::http::headers::append_headers;
 use crate::registry::{Manage, Origin, MANAGE_MODELS};
 use crate::state::AppState;
 
@@ -353,9 +354,9 @@ async fn answer(
         );
         return Ok(Json(done).into_response());
     }
-    let request = chat::accept(&state, caller, &headers, request)?;
+    let request = accept::accept(&state, caller, &headers, request)?;
     let (headers, chunks) = generate(&state, request).await?.into_parts();
-    let chunks = crate::http::sse::peek(chunks).await?;
+    let chunks = crate::chat::stream::peek(chunks).await?;
     let pieces = answer::pieces(chunks, clock);
     // Unloading waits for this request's lease to go: the model goes once
     // the answer is out.

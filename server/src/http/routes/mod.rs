@@ -1,35 +1,11 @@
-//! HTTP handlers, one file per route group.
+//! The server's own routes, which no API room owns: health, metrics, the
+//! OpenAPI document and its page, memory, versioned aliases, llama-server's
+//! token routes and the fallbacks.
 
 pub mod aliases;
-pub mod anthropic;
-pub mod chat;
-pub mod completions;
 pub mod docs;
-pub mod downloads;
-pub mod embeddings;
 pub mod fallback;
 pub mod health;
-pub mod lmstudio;
-pub mod manage;
 pub mod memory;
 pub mod metrics;
-pub mod models;
-pub mod orchestrator;
-pub mod responses;
 pub mod tokens;
-
-use axum::http::{HeaderName, HeaderValue};
-use axum::response::Response;
-
-/// Adds what the pipeline's layers want the client to know; a name or value
-/// that is not a valid header is dropped.
-pub fn append_headers(
-    response: &mut Response,
-    headers: impl IntoIterator<Item = (String, String)>,
-) {
-    for (name, value) in headers {
-        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            response.headers_mut().insert(n, v);
-        }
-    }
-}

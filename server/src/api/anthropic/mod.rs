@@ -1,6 +1,8 @@
 //! Anthropic's Messages API: `POST /v1/messages` and
 //! `POST /v1/messages/count_tokens`, with Anthropic's error shape.
 
+pub mod convert;
+
 use std::time::Instant;
 
 use axum::extract::State;
@@ -17,11 +19,12 @@ use ferrite_openapi::ApiError;
 use ferrite_openapi::models::ModelKind;
 
 use crate::chat::generate::{generate, model, Valid};
-use crate::http::anthropic::{chat_request, message, prompt_request, stream};
+use crate::http::accept;
 use crate::http::extract::{Caller, JsonBody};
-use crate::http::routes::{append_headers, chat};
-use crate::http::{sse, telemetry};
+use crate::http::headers::append_headers;
+use crate::http::telemetry;
 use crate::state::AppState;
+use convert::{chat_request, message, prompt_request, stream};
 
 /// Creates a message; `stream: true` answers with Anthropic's named events.
 #[utoipa::path(post, path = "/v1/messages", operation_id = "createMessage", tag = "anthropic",
@@ -43,16 +46,18 @@ pub async fn messages(
     let limits = &state.config.limits;
     limits.check_shape(&request.prompt.shape(), &Prompt::NAMES)?;
     let streaming = request.stream == Some(true);
-    let request = chat::accept(&state, caller, &headers, chat_request(request)?)?;
+    let request = accept::accept(&state, caller, &headers, chat_request(request)?)?;
     let (headers, chunks) = generate(&state, request).await?.into_parts();
     let chunks = telemetry::meter("messages", started, state.config.log.content, chunks);
-    let chunks = sse::peek(chunks)
+    let chunks = crate::chat::stream::peek(chunks)
         .await
         .map_err(|e| e.with_headers(headers.clone()))?;
     let mut response = if streaming {
         stream(chunks)
     } else {
-        let acc = sse::collect(chunks, ChatAccumulator::default(), ChatAccumulator::push).await?;
+        let acc =
+            crate::chat::stream::collect(chunks, ChatAccumulator::default(), ChatAccumulator::push)
+                .await?;
         Json(message(acc.finish())).into_response()
     };
     append_headers(&mut response, headers);

@@ -12,11 +12,10 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::ollama;
-use crate::http::routes::{
-    aliases, anthropic, chat, completions, docs, downloads, embeddings, fallback, health, lmstudio,
-    manage, memory, metrics, models, orchestrator, responses, tokens,
-};
+use crate::api::lmstudio_rest::{downloads, manage, v0 as lmstudio};
+use crate::api::openai::{chat, completions, embeddings, models};
+use crate::api::{anthropic, lmstudio_sdk, ollama, orchestrator, responses};
+use crate::http::routes::{aliases, docs, fallback, health, memory, metrics, tokens};
 use crate::state::AppState;
 
 /// Paths axum spells differently: a model id may contain `/`, which the
@@ -123,7 +122,7 @@ pub fn routes(state: AppState, prometheus: PrometheusHandle) -> Router {
         o if o.enabled => orchestrator::mount(api, o),
         _ => api,
     };
-    api.merge(crate::sdk::routes())
+    api.merge(lmstudio_sdk::routes())
         .with_state(state)
         .merge(ops.with_state(prometheus))
         .merge(docs.with_state(json))

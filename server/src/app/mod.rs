@@ -1,4 +1,7 @@
-//! The axum router and its tower-http layers.
+//! The app: every room's routes (`routes.rs`, with the OpenAPI document
+//! built from the same handlers) under the tower-http layers.
+
+pub mod routes;
 
 use std::time::Duration;
 
@@ -14,7 +17,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::http::{http_metrics, openapi, unread_body};
+use crate::http::{http_metrics, unread_body};
 use crate::state::AppState;
 
 const REQUEST_ID: &str = "x-request-id";
@@ -43,7 +46,7 @@ pub fn router(state: AppState, auth: AuthLayer, prometheus: PrometheusHandle) ->
     // Outermost first. CORS sits outside auth, so preflights pass and 401s
     // carry CORS headers; the timeout covers the time to the response head
     // (streams run on).
-    openapi::routes(state, prometheus).layer(
+    routes::routes(state, prometheus).layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(

@@ -2,6 +2,8 @@
 //! /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`. Stored
 //! responses are the caller's own: another tenant's id is a 404.
 
+pub mod convert;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,11 +24,12 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::chat::generate::generate;
+use crate::http::accept;
 use crate::http::extract::{Caller, JsonBody, QueryParams};
-use crate::http::responses::{continued, finished, new_id, prepare, stream};
-use crate::http::routes::{append_headers, chat};
-use crate::http::{sse, telemetry};
+use crate::http::headers::append_headers;
+use crate::http::telemetry;
 use crate::state::AppState;
+use convert::{continued, finished, new_id, prepare, stream};
 
 /// Creates a response; `stream: true` answers with the Responses events.
 #[utoipa::path(post, path = "/v1/responses", operation_id = "createResponse", tag = "openai",
@@ -53,10 +56,10 @@ pub async fn create(
     let (id, streaming) = (new_id(), request.stream);
     let keep = request.store.unwrap_or(true);
     let prepared = prepare(&id, request, previous)?;
-    let chat_request = chat::accept(&state, caller, &headers, prepared.chat)?;
+    let chat_request = accept::accept(&state, caller, &headers, prepared.chat)?;
     let (headers, chunks) = generate(&state, chat_request).await?.into_parts();
     let chunks = telemetry::meter("responses", started, state.config.log.content, chunks);
-    let chunks = sse::peek(chunks)
+    let chunks = crate::chat::stream::peek(chunks)
         .await
         .map_err(|e| e.with_headers(headers.clone()))?;
     let saver = Saver {
@@ -69,7 +72,9 @@ pub async fn create(
         let on_done = Box::new(move |done, completion| saver.save(done, completion).boxed());
         stream(prepared.head, chunks, on_done)
     } else {
-        let acc = sse::collect(chunks, ChatAccumulator::default(), ChatAccumulator::push).await?;
+        let acc =
+            crate::chat::stream::collect(chunks, ChatAccumulator::default(), ChatAccumulator::push)
+                .await?;
         let completion = acc.finish();
         let done = finished(prepared.head, &completion);
         saver.save(done.clone(), completion).await;

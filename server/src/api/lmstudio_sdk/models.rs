@@ -15,11 +15,11 @@ use ferrite_openapi::models::ModelKind;
 use ferrite_openapi::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
+use crate::api::lmstudio_sdk::error;
+use crate::api::lmstudio_sdk::session::{Channel, Session};
 use crate::chat::generate::{self, Valid};
 use crate::registry::catalog::Spec;
 use crate::registry::{Manage, Origin, MANAGE_MODELS};
-use crate::sdk::error;
-use crate::sdk::session::{Channel, Session};
 
 /// The namespaces that hold models, and of which kind.
 pub fn kind_of(namespace: &str) -> Option<ModelKind> {

@@ -10,10 +10,10 @@ use ferrite_openapi::ApiError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::api::lmstudio_sdk::error;
+use crate::api::lmstudio_sdk::session::{Channel, Session};
 use crate::downloads::{Started, Wanted};
 use crate::registry::MANAGE_MODELS;
-use crate::sdk::error;
-use crate::sdk::session::{Channel, Session};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

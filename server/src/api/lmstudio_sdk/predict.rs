@@ -22,11 +22,11 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
+use crate::api::lmstudio_sdk::session::{Channel, Session};
+use crate::api::lmstudio_sdk::{error, models};
 use crate::chat::generate::{self, Valid};
+use crate::http::accept;
 use crate::http::extract::Caller;
-use crate::http::routes::chat;
-use crate::sdk::session::{Channel, Session};
-use crate::sdk::{error, models};
 
 /// The layer the Python SDK adds for `.complete()`: raw text in, no chat
 /// template.
@@ -263,7 +263,7 @@ async fn start(
         let request: ChatRequest = serde_json::from_value(Value::Object(body))
             .map_err(|e| ApiError::invalid("predictionConfigStack", e.to_string()))?;
         let caller = Caller(session.caller.clone());
-        let request = chat::accept(state, caller, &session.headers, request)?;
+        let request = accept::accept(state, caller, &session.headers, request)?;
         let (_, chunks) = generate::generate(state, request).await?.into_parts();
         Ok(chunks
             // Load progress travels as comments: nothing for the SDK.

@@ -8,7 +8,7 @@
 //! The paths move with the prefix, so they are not in the OpenAPI document.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,52 +31,14 @@ use ferrite_openapi::orchestrator::{
 };
 use ferrite_openapi::{ApiError, ApiResult};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::chat::documents::Documents;
 use crate::chat::generate::{complete, generate, Valid};
+use crate::config::OrchestratorConfig;
 use crate::http::extract::{Caller, JsonBody};
-use crate::http::sse;
 use crate::state::AppState;
-
-/// `[orchestrator]` in the config.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OrchestratorConfig {
-    pub enabled: bool,
-    /// Where the API is served: `/orchestrator` serves
-    /// `/orchestrator/chat`; empty serves `/chat` (and ferrite's own
-    /// `/health` answers the health check).
-    pub prefix: String,
-    /// The model (default: the server's default chat model).
-    pub model: Option<String>,
-    pub system_prompt: String,
-    /// Files placed in the system message: read at start, and again when
-    /// they change.
-    pub documents: Vec<PathBuf>,
-    /// Latest exchanges of the conversation sent with each message.
-    pub history_turns: usize,
-    /// The answer's limit when the client gives none.
-    pub max_tokens: u32,
-    /// The conversation's name in the memory store (one per tenant).
-    pub conversation: String,
-}
-
-impl Default for OrchestratorConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            prefix: "/orchestrator".into(),
-            model: None,
-            system_prompt: "You are a helpful assistant.".into(),
-            documents: Vec::new(),
-            history_turns: 10,
-            max_tokens: 512,
-            conversation: "orchestrator".into(),
-        }
-    }
-}
 
 struct Orchestrator {
     config: OrchestratorConfig,
@@ -272,9 +234,10 @@ async fn chat(
     let message = body.message.clone();
     let request = o.request(&state, &caller.tenant, body).await?;
     let (_, chunks) = generate(&state, request).await?.into_parts();
-    let done = sse::collect(chunks, ChatAccumulator::default(), ChatAccumulator::push)
-        .await?
-        .finish();
+    let done =
+        crate::chat::stream::collect(chunks, ChatAccumulator::default(), ChatAccumulator::push)
+            .await?
+            .finish();
     let text = done
         .choices
         .into_iter()
@@ -396,7 +359,7 @@ async fn generate_text(
     };
     let request = Valid::new(request, &state.config.limits)?;
     let (_, chunks) = complete(&state, &caller, request).await?;
-    let done = sse::collect(
+    let done = crate::chat::stream::collect(
         chunks,
         CompletionAccumulator::default(),
         CompletionAccumulator::push,

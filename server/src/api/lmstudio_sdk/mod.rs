@@ -15,7 +15,6 @@
 //! - `error.rs`: ferrite's errors as LM Studio's serialized errors.
 
 mod error;
-pub mod files;
 mod models;
 mod outbox;
 mod predict;

@@ -20,8 +20,8 @@ use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::sdk::outbox::Outbox;
-use crate::sdk::{error, models, predict, repository};
+use crate::api::lmstudio_sdk::outbox::Outbox;
+use crate::api::lmstudio_sdk::{error, models, predict, repository};
 use crate::state::AppState;
 
 /// How long a client has to send its auth packet.

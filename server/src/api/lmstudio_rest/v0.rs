@@ -24,9 +24,11 @@ use ferrite_openapi::{ApiError, ApiResult};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
+use crate::api::openai::{chat, completions};
 use crate::chat::generate::{complete, generate, Valid};
+use crate::http::accept;
 use crate::http::extract::{Caller, JsonBody};
-use crate::http::routes::{append_headers, chat, completions};
+use crate::http::headers::append_headers;
 use crate::http::telemetry::{self, Metered};
 use crate::registry::catalog::Spec;
 use crate::state::AppState;
@@ -255,7 +257,7 @@ pub async fn chat_completions(
         return chat::chat_completions(State(state), caller, headers, JsonBody(request)).await;
     }
     let started = Instant::now();
-    let request = chat::accept(&state, caller, &headers, request)?;
+    let request = accept::accept(&state, caller, &headers, request)?;
     let (headers, chunks) = generate(&state, request).await?.into_parts();
     let chunks = telemetry::meter("chat", started, state.config.log.content, chunks);
     whole::<ChatAccumulator>(&state, started, headers, chunks, |completion, extras| {

@@ -9,7 +9,7 @@ use ferrite_openapi::ApiResult;
 
 use crate::chat::generate::{self, Valid};
 use crate::http::extract::{Caller, JsonBody};
-use crate::http::routes::append_headers;
+use crate::http::headers::append_headers;
 use crate::http::telemetry;
 use crate::state::AppState;
 

@@ -10,7 +10,7 @@ use ferrite_openapi::ApiError;
 
 use crate::chat::generate::{complete, Valid};
 use crate::http::extract::{Caller, JsonBody};
-use crate::http::routes::append_headers;
+use crate::http::headers::append_headers;
 use crate::http::{sse, telemetry};
 use crate::state::AppState;
 
@@ -43,7 +43,7 @@ pub async fn completions(
     let include_usage = request.get().include_usage();
     let (headers, stream) = complete(&state, &caller, request).await?;
     let stream = telemetry::meter("completions", started, state.config.log.content, stream);
-    let chunks = match sse::peek(stream).await {
+    let chunks = match crate::chat::stream::peek(stream).await {
         Ok(c) => c,
         Err(e) => return Err(e.with_headers(headers)),
     };
@@ -52,7 +52,7 @@ pub async fn completions(
             include_usage || c.usage.is_none()
         })
     } else {
-        let acc = sse::collect(
+        let acc = crate::chat::stream::collect(
             chunks,
             CompletionAccumulator::default(),
             CompletionAccumulator::push,
