@@ -244,15 +244,17 @@ def test_refusals_in_plain_words(server, hub):
     # Gated: this server has the token (HF_TOKEN); without it the Hub refuses.
     done, _ = wait(server, start(server, "ferrite-test/gated-GGUF")["job_id"])
     assert done["status"] == "completed", done
-    tokenless = next(_serve({"FERRITE_DOWNLOADS__ENDPOINT": hub.url, "FERRITE_REGISTRY__DIR": "/tmp/none"}))
+    # Held, not only advanced: a generator nothing refers to is closed at
+    # once, and closing it stops its server.
+    served = _serve({"FERRITE_DOWNLOADS__ENDPOINT": hub.url, "FERRITE_REGISTRY__DIR": "/tmp/none"})
+    tokenless = next(served)
     try:
         status, body = api(tokenless, "POST", "/api/v1/models/download", {"model": "ferrite-test/gated-GGUF"})
         assert status == 200, body
         done, _ = wait(tokenless, body["job_id"])
         assert done["status"] == "failed" and "gated" in done["error"], done
     finally:
-        from conftest import PROCESSES
-        PROCESSES[tokenless].terminate()
+        served.close()
 
 
 def test_cancel_leaves_nothing_and_two_run_at_once(server, hub, dirs):
