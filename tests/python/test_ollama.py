@@ -256,6 +256,17 @@ def test_keep_alive_sets_the_ttl_and_zero_unloads(server):
         __import__("time").sleep(0.1)
     else:
         pytest.fail("keep_alive 0 left the model loaded")
+    # A client that leaves mid-answer: the model still goes.
+    parts = c.chat(model=CHAT, keep_alive=0, stream=True, options={"num_predict": 400},
+                   messages=[{"role": "user", "content": "Tell me a long story."}])
+    assert next(parts).message.content is not None
+    parts.close()
+    for _ in range(50):
+        if f"{CHAT}:latest" not in {m.model for m in c.ps().models}:
+            break
+        __import__("time").sleep(0.1)
+    else:
+        pytest.fail("keep_alive 0 left the model loaded after the client left")
 
 
 def test_errors_are_in_ollamas_shape(server):

@@ -208,6 +208,11 @@ impl Registry {
             .ok_or_else(|| ApiError::unavailable("No model is configured."))
     }
 
+    /// The models known since the last scan (no rescan).
+    pub fn current(&self) -> Vec<Arc<Spec>> {
+        self.specs.read().clone()
+    }
+
     /// A model known since the last scan.
     fn known(&self, name: &str) -> Option<Arc<Spec>> {
         self.specs

@@ -4,6 +4,7 @@
 //! with `stream: false`. A request with no messages (no prompt) loads the
 //! model, or with `keep_alive: 0` unloads it, as Ollama does.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
@@ -31,7 +32,7 @@ use crate::chat::generate::generate;
 use crate::http::accept;
 use crate::http::extract::{AnyJson, Caller};
 use crate::http::headers::append_headers;
-use crate::registry::{Manage, Origin, MANAGE_MODELS};
+use crate::registry::{Manage, Origin, Registry, MANAGE_MODELS};
 use crate::state::AppState;
 
 /// What `keep_alive` asks: a TTL, or to unload once answered.
@@ -296,6 +297,22 @@ impl Shape {
     }
 }
 
+/// `keep_alive: 0`: unloads the model when dropped. The unload waits for
+/// the leases still held, this request's included.
+struct UnloadAfter {
+    registry: Arc<Registry>,
+    id: String,
+}
+
+impl Drop for UnloadAfter {
+    fn drop(&mut self) {
+        let (registry, id) = (self.registry.clone(), std::mem::take(&mut self.id));
+        tokio::spawn(async move {
+            let _ = registry.unload(&id).await;
+        });
+    }
+}
+
 /// Runs a request: loads (timing it), answers, unloads if asked.
 async fn answer(
     state: AppState,
@@ -358,34 +375,21 @@ async fn answer(
     let (headers, chunks) = generate(&state, request).await?.into_parts();
     let chunks = crate::chat::stream::peek(chunks).await?;
     let pieces = answer::pieces(chunks, clock);
-    // Unloading waits for this request's lease to go: the model goes once
-    // the answer is out.
-    let unload = keep.unload.then_some(id).flatten().map(|id| {
-        let registry = state.registry.clone();
-        move || {
-            tokio::spawn(async move {
-                let _ = registry.unload(&id).await;
-            });
-        }
+    // Dropped when the answer is out or its client has left.
+    let unload = keep.unload.then_some(id).flatten().map(|id| UnloadAfter {
+        registry: state.registry.clone(),
+        id,
     });
     drop(lease);
     let mut response = if streaming {
         let shape = shape.clone();
-        let mut unload = unload;
-        let lines = pieces
-            .map(move |p| p.map(|p| shape.piece(p)))
-            .chain(futures::stream::poll_fn(move |_| {
-                if let Some(unload) = unload.take() {
-                    unload();
-                }
-                std::task::Poll::Ready(None)
-            }));
-        answer::ndjson(lines)
+        answer::ndjson(pieces.map(move |p| {
+            let _ = &unload;
+            p.map(|p| shape.piece(p))
+        }))
     } else {
         let whole = answer::whole(pieces).await?;
-        if let Some(unload) = unload {
-            unload();
-        }
+        drop(unload);
         let tools = whole.tools;
         Json(shape.object(
             whole.content,
@@ -411,7 +415,7 @@ async fn resolve(state: &AppState, name: &str) -> ApiResult<String> {
     if state.experts.get(Some(name)).is_some() {
         return Ok(name.to_string());
     }
-    Ok(names::resolve(name, &state.registry.specs().await))
+    Ok(names::lookup(&state.registry, name).await)
 }
 
 /// Chats with a model; NDJSON objects unless `stream: false`.

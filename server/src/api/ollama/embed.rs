@@ -30,7 +30,7 @@ async fn vectors(
         Some(k) => keep_alive_secs(k).map_err(|e| ApiError::invalid("keep_alive", e))?,
         None => None,
     };
-    let model = names::resolve(model, &state.registry.specs().await);
+    let model = names::lookup(&state.registry, model).await;
     let request = EmbeddingRequest {
         model: Some(model),
         input,

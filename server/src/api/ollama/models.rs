@@ -137,8 +137,7 @@ async fn spec(state: &AppState, name: &str) -> ApiResult<std::sync::Arc<Spec>> {
             "Name the model: `model` is required.",
         ));
     }
-    let specs = state.registry.specs().await;
-    let name = names::resolve(name, &specs);
+    let name = names::lookup(&state.registry, name).await;
     state.registry.resolve(Some(&name)).await
 }
 

@@ -8,7 +8,10 @@
 //!
 //! Anything else is passed on as is, to be found or refused as unknown.
 
+use std::sync::Arc;
+
 use crate::registry::catalog::Spec;
+use crate::registry::Registry;
 
 /// The name `/api/tags` and `/api/ps` give a model.
 pub fn listed(id: &str) -> String {
@@ -58,7 +61,7 @@ fn quant_matches(spec: &Spec, quant: &str) -> bool {
 }
 
 /// The ferrite name for an Ollama name, given the models known now.
-pub fn resolve(name: &str, specs: &[std::sync::Arc<Spec>]) -> String {
+pub fn resolve(name: &str, specs: &[Arc<Spec>]) -> String {
     let name = name.trim();
     if let Some(hub) = hub(name) {
         let prefix = format!("{}/", hub.repo.to_ascii_lowercase());
@@ -84,6 +87,18 @@ pub fn resolve(name: &str, specs: &[std::sync::Arc<Spec>]) -> String {
         },
         None => name.to_string(),
     }
+}
+
+/// The same against the models known now; the models directory is
+/// rescanned only for a name none of them answers (requests stay off the
+/// disk).
+pub async fn lookup(registry: &Arc<Registry>, name: &str) -> String {
+    let current = registry.current();
+    let mapped = resolve(name, &current);
+    if current.iter().any(|s| s.answers_to(&mapped)) {
+        return mapped;
+    }
+    resolve(name, &registry.specs().await)
 }
 
 #[cfg(test)]
