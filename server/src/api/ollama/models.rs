@@ -242,23 +242,14 @@ fn downloaded_files(state: &AppState, spec: &Spec) -> ApiResult<Vec<std::path::P
         return Err(refuse());
     }
     let folder = path.parent().ok_or_else(refuse)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let name = name.ok_or_else(refuse)?;
+    let name = path.file_name().ok_or_else(refuse)?.to_string_lossy();
     // `x-00001-of-00003.gguf`: every part goes.
-    let stem = match name.find("-00001-of-") {
-        Some(at) => name[..at].to_string(),
-        None => name.trim_end_matches(".gguf").to_string(),
+    let files = match ferrite_engine::split_part(&name) {
+        Some((prefix, _, of)) => (1..=of)
+            .map(|k| folder.join(format!("{prefix}-{k:05}-of-{of:05}.gguf")))
+            .collect(),
+        None => vec![path.clone()],
     };
-    let split = name.contains("-00001-of-");
-    let mut files = vec![path.clone()];
-    if split {
-        for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
-            let n = entry.file_name().to_string_lossy().into_owned();
-            if n.starts_with(&format!("{stem}-")) && n.contains("-of-") && entry.path() != *path {
-                files.push(entry.path());
-            }
-        }
-    }
     Ok(files)
 }
 
@@ -277,10 +268,16 @@ pub async fn delete(
     if state.registry.instance(&spec.id).is_some() {
         state.registry.unload(&spec.id).await?;
     }
-    tokio::task::spawn_blocking(move || files.iter().try_for_each(std::fs::remove_file))
-        .await
-        .map_err(|_| ApiError::internal("Deleting the model's files failed."))?
-        .map_err(|e| ApiError::internal(format!("Deleting the model's files failed: {e}")))?;
+    // A part already gone is no error.
+    tokio::task::spawn_blocking(move || {
+        files
+            .iter()
+            .filter(|f| f.is_file())
+            .try_for_each(std::fs::remove_file)
+    })
+    .await
+    .map_err(|_| ApiError::internal("Deleting the model's files failed."))?
+    .map_err(|e| ApiError::internal(format!("Deleting the model's files failed: {e}")))?;
     // The next listing rescans the directory.
     state.registry.specs().await;
     Ok(Json(json!({})).into_response())
