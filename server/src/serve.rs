@@ -21,13 +21,13 @@ use tracing::{error, info, warn};
 use crate::api::orchestrator;
 use crate::app;
 use crate::args::ServeArgs;
-use crate::chat::experts::Experts;
 use crate::chat::{generate, pipeline};
 use crate::config::Config;
 use crate::downloads::Downloads;
 use crate::http::listen;
 use crate::logging;
 use crate::registry::{Builder, Manage, Origin, Registry};
+use crate::state::experts::Experts;
 use crate::state::{AppState, Stores};
 use ferrite_openapi::models::ModelKind;
 

@@ -7,6 +7,7 @@ second port, and one question through all seven APIs ferrite speaks."""
 import json
 import os
 import subprocess
+from datetime import datetime, timedelta, timezone
 
 import anthropic
 import httpx
@@ -242,6 +243,12 @@ def test_keep_alive_sets_the_ttl_and_zero_unloads(server):
     assert loaded.done_reason == "load"
     running = {m.model: m for m in c.ps().models}
     assert f"{CHAT}:latest" in running
+    left = running[f"{CHAT}:latest"].expires_at - datetime.now(timezone.utc)
+    assert timedelta(minutes=4) < left <= timedelta(minutes=5, seconds=5)
+    # Negative: loaded until evicted, shown as far away.
+    c.generate(model=CHAT, keep_alive=-1)
+    left = {m.model: m for m in c.ps().models}[f"{CHAT}:latest"].expires_at - datetime.now(timezone.utc)
+    assert left > timedelta(days=365)
     with pytest.raises(ollama.ResponseError) as e:
         client(server, ALICE).generate(model=CHAT, keep_alive=0)
     assert e.value.status_code == 403
@@ -267,6 +274,14 @@ def test_keep_alive_sets_the_ttl_and_zero_unloads(server):
         __import__("time").sleep(0.1)
     else:
         pytest.fail("keep_alive 0 left the model loaded after the client left")
+    # Embedding models too: embedded, then unloaded.
+    assert c.embed(model=EMBEDDER, input="Hi", keep_alive=0).embeddings
+    for _ in range(50):
+        if f"{EMBEDDER}:latest" not in {m.model for m in c.ps().models}:
+            break
+        __import__("time").sleep(0.1)
+    else:
+        pytest.fail("keep_alive 0 left the embedding model loaded")
 
 
 def test_errors_are_in_ollamas_shape(server):
@@ -293,18 +308,43 @@ def test_the_second_port_serves_the_same_api(server):
     assert c.generate(model=CHAT, prompt="Hi", options=GREEDY).response
 
 
-def test_the_js_client(server):
+def test_the_js_client(server, tmp_path):
+    image = tmp_path / "five.png"
+    image.write_bytes(png(5))
+    pull = f"hf.co/{REPO}:Q8_0"
     run = subprocess.run(
-        ["node", str(ROOT / "tests/node/ollama.mjs"), server["root"], BOB, CHAT, EMBEDDER],
-        capture_output=True, text=True, timeout=180, cwd=ROOT / "tests/node",
+        ["node", str(ROOT / "tests/node/ollama.mjs"), server["root"], BOB, CHAT, EMBEDDER,
+         VISION, str(image), pull],
+        capture_output=True, text=True, timeout=300, cwd=ROOT / "tests/node",
     )
     assert run.returncode == 0, run.stderr
     seen = json.loads(run.stdout)
-    assert f"{CHAT}:latest" in seen["models"]
+    assert f"{CHAT}:latest" in seen["models"] and f"{CHAT}:latest" in seen["running"]
+    assert "completion" in seen["capabilities"]
     assert seen["streamed"] == seen["whole"] and seen["whole"]
+    assert seen["generated"] == seen["whole"]
     assert seen["done_reason"] == "length" and seen["eval_count"] == 12
+    person = json.loads(seen["formatted"])
+    assert isinstance(person["name"], str) and isinstance(person["age"], int)
+    call = seen["tool_calls"][0]["function"]
+    assert call["name"] == "get_weather" and "city" in call["arguments"]
+    oai = OpenAI(base_url=server["v1"], api_key=BOB).chat.completions.create(
+        model=VISION, max_tokens=12, temperature=0, messages=[{"role": "user", "content": [
+            {"type": "text", "text": "What is in this picture?"},
+            {"type": "image_url", "image_url": {"url": data_url(png(5))}}]}])
+    assert seen["image_answer"] == oai.choices[0].message.content
     assert seen["dimensions"] == 384
-    assert seen["unauthorized"] == 401
+    statuses = [p["status"] for p in seen["pulled"]]
+    assert statuses[0] == "pulling manifest" and statuses[-1] == "success"
+    progress = [p for p in seen["pulled"] if p["status"].startswith("pulling sha256:")]
+    assert progress and progress[-1]["completed"] == progress[-1]["total"] > 0
+    assert progress[-1]["total"] == os.path.getsize(Q8)
+    assert len(set(seen["after_pull"]) - set(seen["models"])) == 1
+    assert seen["deleted"] == "success"
+    assert not list(server["models"].rglob("*.gguf"))
+    assert seen["unknown"]["status"] == 404 and "no-such-model" in seen["unknown"]["error"]
+    assert seen["unauthorized"]["status"] == 401
+    assert seen["unloaded"] == "unload" and f"{CHAT}:latest" not in seen["after_unload"]
 
 
 def test_one_question_gets_one_answer_through_all_seven_apis(server):

@@ -4,7 +4,7 @@
 //! review of the specialist's draft by a second model before an
 //! orchestrator model writes the final answer.
 
-use ferrite_middleware::route_classifier::{Classifier, Meaning, ReviewConfig, RouterConfig};
+use ferrite_middleware::route_classifier::{Meaning, ReviewConfig};
 use ferrite_middleware::ChatResponse;
 use ferrite_openapi::aggregate::ChatAccumulator;
 use ferrite_openapi::chat::{
@@ -17,48 +17,8 @@ use tracing::{info, warn};
 
 use crate::chat::embedder::embed_with;
 use crate::chat::generate::{on_model, Load, Stages};
+use crate::state::experts::ExpertRouter;
 use crate::state::AppState;
-
-pub struct ExpertRouter {
-    pub config: RouterConfig,
-    classifier: Classifier,
-    /// The examples' embeddings, made on first use (with `embedding_model`).
-    examples: tokio::sync::OnceCell<Vec<Vec<f32>>>,
-}
-
-/// Every configured router, by name.
-pub struct Experts {
-    routers: Vec<ExpertRouter>,
-}
-
-impl Experts {
-    pub fn new(configs: &[RouterConfig]) -> anyhow::Result<Self> {
-        let routers = configs
-            .iter()
-            .map(|c| {
-                Classifier::new(c)
-                    .map(|classifier| ExpertRouter {
-                        config: c.clone(),
-                        classifier,
-                        examples: tokio::sync::OnceCell::new(),
-                    })
-                    .map_err(|e| anyhow::anyhow!("router `{}`: {e}", c.name))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        Ok(Self { routers })
-    }
-
-    pub fn get(&self, name: Option<&str>) -> Option<&ExpertRouter> {
-        let name = name?.trim();
-        self.routers
-            .iter()
-            .find(|r| r.config.name.eq_ignore_ascii_case(name))
-    }
-
-    pub fn all(&self) -> &[ExpertRouter] {
-        &self.routers
-    }
-}
 
 const REVIEW_PROMPT: &str = "You review a draft answer. Point out mistakes, \
 missing points and unclear parts in a few short bullet points. If it is correct \
@@ -68,100 +28,102 @@ last message and a reviewer commented on it. Write the final answer for the user
 keep what is right, fix what the review found. Do not mention the draft or the review.";
 
 /// A model's failure worth trying the next candidate for: it could not be
-/// loaded or found, or it failed itself. A bad request fails everywhere.
+/// loaded or found, or it failed itexpert. A bad request fails everywhere.
 fn falls_back(e: &ApiError) -> bool {
     e.status >= 500 || e.code == Some(ErrorCode::ModelNotFound)
 }
 
-impl ExpertRouter {
-    /// The message's and the examples' embeddings, with `embedding_model`;
-    /// without them (none configured, or the model failed) words compare.
-    async fn meaning(&self, state: &AppState, text: &str) -> Option<Meaning> {
-        let model = self.config.embedding_model.as_deref()?;
-        let registry = &state.registry;
-        let embedded = async {
-            let examples = self
-                .examples
-                .get_or_try_init(|| embed_with(registry, model, self.classifier.example_texts()))
-                .await?
-                .clone();
-            let query = embed_with(registry, model, vec![text.to_string()]).await?;
-            Ok::<_, ApiError>(Meaning {
-                query: query.into_iter().next().unwrap_or_default(),
-                examples,
-            })
-        };
-        embedded
-            .await
-            .map_err(|e| warn!(router = %self.config.name, error = %e.message, "routing by words: embedding failed"))
-            .ok()
-    }
+/// The message's and the examples' embeddings, with `embedding_model`;
+/// without them (none configured, or the model failed) words compare.
+async fn meaning(expert: &ExpertRouter, state: &AppState, text: &str) -> Option<Meaning> {
+    let model = expert.config.embedding_model.as_deref()?;
+    let registry = &state.registry;
+    let embedded = async {
+        let examples = expert
+            .examples
+            .get_or_try_init(|| embed_with(registry, model, expert.classifier.example_texts()))
+            .await?
+            .clone();
+        let query = embed_with(registry, model, vec![text.to_string()]).await?;
+        Ok::<_, ApiError>(Meaning {
+            query: query.into_iter().next().unwrap_or_default(),
+            examples,
+        })
+    };
+    embedded
+        .await
+        .map_err(|e| warn!(router = %expert.config.name, error = %e.message, "routing by words: embedding failed"))
+        .ok()
+}
 
-    /// Classifies, answers through the first candidate that works, and says
-    /// which model answered and why.
-    pub async fn answer(&self, state: &AppState, request: ChatRequest) -> ApiResult<ChatResponse> {
-        let router = self.config.name.clone();
-        let text = last_user_text(&request.messages).unwrap_or_default();
-        let chars = request
-            .messages
-            .iter()
-            .filter_map(|m| m.content.as_ref())
-            .map(|c| c.text().chars().count())
-            .sum();
-        let meaning = self.meaning(state, &text).await;
-        let decision = self.classifier.classify(&text, chars, meaning.as_ref());
-        let mut fallbacks = Vec::new();
-        let mut last_error = None;
-        for model in &decision.candidates {
-            match run(state, model, request.clone()).await {
-                Ok((mut response, id)) => {
-                    let mut report = RouteReport {
-                        router: router.clone(),
-                        route: decision.route.clone(),
-                        model: id.clone(),
-                        confidence: decision.confidence,
-                        reason: decision.reason.clone(),
-                        fallbacks,
-                        reviewed_by: None,
-                        specialist: None,
-                    };
-                    if let Some(review) = &self.config.review {
-                        response = reviewed(state, review, &request, response, &mut report).await?;
-                    }
-                    info!(router = %router, route = %report.route, model = %report.model, confidence = report.confidence, reason = %report.reason, "routed");
-                    metrics::counter!("ferrite:route_decisions_total",
-                        "router" => router.clone(), "route" => report.route.clone(), "model" => report.model.clone())
-                    .increment(1);
-                    response.extension.route = Some(report);
-                    return Ok(response);
+/// Classifies, answers through the first candidate that works, and says
+/// which model answered and why.
+pub async fn answer(
+    expert: &ExpertRouter,
+    state: &AppState,
+    request: ChatRequest,
+) -> ApiResult<ChatResponse> {
+    let router = expert.config.name.clone();
+    let text = last_user_text(&request.messages).unwrap_or_default();
+    let chars = request
+        .messages
+        .iter()
+        .filter_map(|m| m.content.as_ref())
+        .map(|c| c.text().chars().count())
+        .sum();
+    let meaning = meaning(expert, state, &text).await;
+    let decision = expert.classifier.classify(&text, chars, meaning.as_ref());
+    let mut fallbacks = Vec::new();
+    let mut last_error = None;
+    for model in &decision.candidates {
+        match run(state, model, request.clone()).await {
+            Ok((mut response, id)) => {
+                let mut report = RouteReport {
+                    router: router.clone(),
+                    route: decision.route.clone(),
+                    model: id.clone(),
+                    confidence: decision.confidence,
+                    reason: decision.reason.clone(),
+                    fallbacks,
+                    reviewed_by: None,
+                    specialist: None,
+                };
+                if let Some(review) = &expert.config.review {
+                    response = reviewed(state, review, &request, response, &mut report).await?;
                 }
-                Err(e) if falls_back(&e) => {
-                    warn!(router = %router, model = %model, error = %e.message, "route candidate failed; falling back");
-                    metrics::counter!("ferrite:route_fallbacks_total",
-                        "router" => router.clone(), "model" => model.clone())
-                    .increment(1);
-                    fallbacks.push(RouteFallback {
-                        model: model.clone(),
-                        error: e.message.clone(),
-                    });
-                    last_error = Some(e);
-                }
-                Err(e) => return Err(e),
+                info!(router = %router, route = %report.route, model = %report.model, confidence = report.confidence, reason = %report.reason, "routed");
+                metrics::counter!("ferrite:route_decisions_total",
+                    "router" => router.clone(), "route" => report.route.clone(), "model" => report.model.clone())
+                .increment(1);
+                response.extension.route = Some(report);
+                return Ok(response);
             }
+            Err(e) if falls_back(&e) => {
+                warn!(router = %router, model = %model, error = %e.message, "route candidate failed; falling back");
+                metrics::counter!("ferrite:route_fallbacks_total",
+                    "router" => router.clone(), "model" => model.clone())
+                .increment(1);
+                fallbacks.push(RouteFallback {
+                    model: model.clone(),
+                    error: e.message.clone(),
+                });
+                last_error = Some(e);
+            }
+            Err(e) => return Err(e),
         }
-        let tried = fallbacks
-            .iter()
-            .map(|f| format!("{}: {}", f.model, f.error))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let status = last_error.map_or(503, |e| e.status.max(500));
-        Err(ApiError::new(
-            status,
-            "server_error",
-            format!("Router `{router}` found no model that could answer ({tried})."),
-        )
-        .with_code(ErrorCode::RouteFailed))
     }
+    let tried = fallbacks
+        .iter()
+        .map(|f| format!("{}: {}", f.model, f.error))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let status = last_error.map_or(503, |e| e.status.max(500));
+    Err(ApiError::new(
+        status,
+        "server_error",
+        format!("Router `{router}` found no model that could answer ({tried})."),
+    )
+    .with_code(ErrorCode::RouteFailed))
 }
 
 /// Runs `request` on `model` up to its first output, so that a failing

@@ -100,7 +100,9 @@ pub async fn generate(state: &AppState, request: Valid<ChatRequest>) -> ApiResul
     if let Some(router) = state.experts.get(request.model.as_deref()) {
         span.record("model", router.config.name.as_str());
         let slot = state.admit()?;
-        return Ok(router.answer(state, request).await?.hold(slot));
+        return Ok(super::experts::answer(router, state, request)
+            .await?
+            .hold(slot));
     }
     let spec = state
         .registry

@@ -10,27 +10,9 @@ use base64::Engine as _;
 use ferrite_openapi::chat::{image_url_of, ChatRequest, ContentPart, MessageContent};
 use ferrite_openapi::{ApiError, ApiResult};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// `[images]`: fetching image URLs for clients.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ImagesConfig {
-    /// Fetch `http(s)` image URLs (off: only data URLs are taken).
-    pub fetch: bool,
-    /// Seconds one fetch may take, connection to last byte.
-    pub fetch_timeout_secs: u64,
-}
-
-impl Default for ImagesConfig {
-    fn default() -> Self {
-        Self {
-            fetch: false,
-            fetch_timeout_secs: 10,
-        }
-    }
-}
+use crate::config::images::ImagesConfig;
 
 /// Replaces every `http(s)` image URL in `req` with the data it names, or
 /// refuses the request (400 naming the part) where fetching is off or fails.

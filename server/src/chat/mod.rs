@@ -2,8 +2,8 @@
 
 pub mod documents;
 pub mod embedder;
+pub mod evaluate;
 pub mod experts;
-pub mod files;
 pub mod generate;
 pub mod images;
 pub mod pipeline;

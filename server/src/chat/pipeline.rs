@@ -18,7 +18,7 @@ use tower::ServiceBuilder;
 
 use crate::chat::embedder::{ModelEmbedder, RegistrySlot};
 use crate::config::Config;
-use crate::registry::Registry;
+use crate::registry::{Pipeline, Registry};
 
 pub struct SharedLayers {
     config: Arc<Config>,
@@ -76,14 +76,6 @@ impl SharedLayers {
             root.share(engine.clone())
         })
     }
-}
-
-pub struct Pipeline {
-    pub service: ChatService,
-    /// Cache, thinking and engine only: what precompute runs.
-    pub core: ChatService,
-    /// The tenants' budgets, also charged by text completions.
-    pub budgets: Option<Arc<Budgets>>,
 }
 
 pub fn build(engine: Arc<dyn Engine>, shared: &SharedLayers) -> Pipeline {

@@ -19,6 +19,8 @@ use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ferrite_engine::Engine;
+use ferrite_middleware::budget::Budgets;
+use ferrite_middleware::ChatService;
 use ferrite_openapi::adapters::{self, AdapterChoice};
 use ferrite_openapi::models::{ModelKind, ModelMeta};
 use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
@@ -26,9 +28,17 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
-use crate::chat::pipeline::Pipeline;
 use crate::config::Config;
 use catalog::{ttl_of, Spec};
+
+/// A loaded model's chat middleware (built by `chat::pipeline`).
+pub struct Pipeline {
+    pub service: ChatService,
+    /// Cache, thinking and engine only: what precompute runs.
+    pub core: ChatService,
+    /// The tenants' budgets, also charged by text completions.
+    pub budgets: Option<Arc<Budgets>>,
+}
 
 /// Builds a loaded model's chat pipeline.
 pub type Builder = Arc<dyn Fn(Arc<dyn Engine>) -> Pipeline + Send + Sync>;

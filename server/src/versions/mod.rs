@@ -6,44 +6,19 @@
 //! replica reads the current versions again every few seconds, so a
 //! promotion made on one is followed by all.
 
-pub mod eval;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferrite_middleware::alias_store::{AliasState, AliasStore, Decision};
 use ferrite_middleware::memory_store::StoreError;
 use ferrite_openapi::{ApiError, ApiResult};
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::config::aliases::AliasConfig;
 use crate::registry::Registry;
 
 /// How often the current versions are read again from the store.
 const SYNC_EVERY: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AliasConfig {
-    pub name: String,
-    /// Version 1: the base model, never removed.
-    pub model: String,
-    /// How much a candidate's mean score (0 to 1) must exceed the current
-    /// version's to be promoted.
-    #[serde(default = "default_threshold")]
-    pub threshold: f64,
-    /// Versions kept besides the first and the current one.
-    #[serde(default = "default_keep")]
-    pub keep: usize,
-}
-
-fn default_threshold() -> f64 {
-    0.05
-}
-
-fn default_keep() -> usize {
-    5
-}
 
 pub struct Versions {
     configs: Vec<AliasConfig>,

@@ -4,7 +4,6 @@
 //! with `stream: false`. A request with no messages (no prompt) loads the
 //! model, or with `keep_alive: 0` unloads it, as Ollama does.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
@@ -18,8 +17,7 @@ use ferrite_openapi::chat::{
 use ferrite_openapi::common::StopSequences;
 use ferrite_openapi::models::ModelKind;
 use ferrite_openapi::ollama::{
-    self as wire, keep_alive_secs, ChatResponse, Common, GenerateResponse, Message, OllamaError,
-    OllamaErrors, Think,
+    self as wire, ChatResponse, Common, GenerateResponse, Message, OllamaError, OllamaErrors, Think,
 };
 use ferrite_openapi::thinking::ReasoningEffort;
 use ferrite_openapi::{ApiError, ApiResult};
@@ -27,30 +25,14 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::answer::{self, Clock, Piece};
+use super::keep::Keep;
 use super::names;
 use crate::chat::generate::generate;
 use crate::http::accept;
 use crate::http::extract::{AnyJson, Caller};
 use crate::http::headers::append_headers;
-use crate::registry::{Manage, Origin, Registry, MANAGE_MODELS};
+use crate::registry::{Manage, Origin, MANAGE_MODELS};
 use crate::state::AppState;
-
-/// What `keep_alive` asks: a TTL, or to unload once answered.
-struct Keep {
-    ttl: Option<u64>,
-    unload: bool,
-}
-
-fn keep(common: &Common) -> ApiResult<Keep> {
-    let ttl = match &common.keep_alive {
-        Some(k) => keep_alive_secs(k).map_err(|e| ApiError::invalid("keep_alive", e))?,
-        None => None,
-    };
-    Ok(Keep {
-        ttl: ttl.filter(|&t| t > 0),
-        unload: ttl == Some(0),
-    })
-}
 
 fn role(i: usize, role: &str) -> ApiResult<Role> {
     Ok(match role {
@@ -297,22 +279,6 @@ impl Shape {
     }
 }
 
-/// `keep_alive: 0`: unloads the model when dropped. The unload waits for
-/// the leases still held, this request's included.
-struct UnloadAfter {
-    registry: Arc<Registry>,
-    id: String,
-}
-
-impl Drop for UnloadAfter {
-    fn drop(&mut self) {
-        let (registry, id) = (self.registry.clone(), std::mem::take(&mut self.id));
-        tokio::spawn(async move {
-            let _ = registry.unload(&id).await;
-        });
-    }
-}
-
 /// Runs a request: loads (timing it), answers, unloads if asked.
 async fn answer(
     state: AppState,
@@ -324,9 +290,6 @@ async fn answer(
     streaming: bool,
 ) -> ApiResult<Response> {
     let started = Instant::now();
-    if keep.unload {
-        caller.0.require(MANAGE_MODELS)?;
-    }
     state.ready()?;
     let name = request.model.as_deref();
     // Load first (not a router), so that `load_duration` is the load's.
@@ -376,10 +339,7 @@ async fn answer(
     let chunks = crate::chat::stream::peek(chunks).await?;
     let pieces = answer::pieces(chunks, clock);
     // Dropped when the answer is out or its client has left.
-    let unload = keep.unload.then_some(id).flatten().map(|id| UnloadAfter {
-        registry: state.registry.clone(),
-        id,
-    });
+    let unload = keep.unload_after(&state.registry, id);
     drop(lease);
     let mut response = if streaming {
         let shape = shape.clone();
@@ -436,7 +396,7 @@ pub async fn chat(
     let common = request.common();
     let asked = common.model.clone();
     let name = resolve(&state, &asked).await?;
-    let keep = keep(&common)?;
+    let keep = Keep::of(common.keep_alive.as_ref(), &caller)?;
     let streaming = common.stream != Some(false);
     let tools = tools(request.tools)?;
     let messages = messages(request.messages)?;
@@ -475,7 +435,7 @@ pub async fn generate_route(
     let common = request.common();
     let asked = common.model.clone();
     let name = resolve(&state, &asked).await?;
-    let keep = keep(&common)?;
+    let keep = Keep::of(common.keep_alive.as_ref(), &caller)?;
     let streaming = common.stream != Some(false);
     let mut messages = Vec::new();
     let prompt = request.prompt.unwrap_or_default();

@@ -7,11 +7,12 @@ use axum::extract::State;
 use axum::Json;
 use ferrite_openapi::embeddings::{EmbeddingInput, EmbeddingRequest, EncodingFormat, Vector};
 use ferrite_openapi::ollama::{
-    keep_alive_secs, EmbedInput, EmbedRequest, EmbedResponse, EmbeddingsRequest,
-    EmbeddingsResponse, KeepAlive, OllamaError, OllamaErrors,
+    EmbedInput, EmbedRequest, EmbedResponse, EmbeddingsRequest, EmbeddingsResponse, KeepAlive,
+    OllamaError, OllamaErrors,
 };
 use ferrite_openapi::{ApiError, ApiResult};
 
+use super::keep::Keep;
 use super::names;
 use crate::chat::generate::{self, Valid};
 use crate::http::extract::{AnyJson, Caller};
@@ -24,23 +25,22 @@ async fn vectors(
     model: &str,
     input: EmbeddingInput,
     dimensions: Option<u32>,
-    keep: Option<&KeepAlive>,
+    keep_alive: Option<&KeepAlive>,
 ) -> ApiResult<(Vec<Vec<f32>>, u32)> {
-    let ttl = match keep {
-        Some(k) => keep_alive_secs(k).map_err(|e| ApiError::invalid("keep_alive", e))?,
-        None => None,
-    };
+    let keep = Keep::of(keep_alive, caller)?;
     let model = names::lookup(&state.registry, model).await;
     let request = EmbeddingRequest {
-        model: Some(model),
+        model: Some(model.clone()),
         input,
         encoding_format: EncodingFormat::Float,
         dimensions,
         user: None,
-        ttl: ttl.filter(|&t| t > 0),
+        ttl: keep.ttl,
     };
     let request = Valid::new(request, &state.config.limits)?;
     let (_, answer) = generate::embed(state, &caller.0.tenant, request).await?;
+    // Answered: `keep_alive: 0` unloads now.
+    drop(keep.unload_after(&state.registry, Some(model)));
     let vectors = answer
         .data
         .into_iter()

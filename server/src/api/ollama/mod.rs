@@ -6,6 +6,7 @@
 //! - `chat.rs`: `/api/chat` and `/api/generate` into chat requests;
 //! - `answer.rs`: the chat road's chunks as Ollama's objects, NDJSON;
 //! - `embed.rs`: `/api/embed` and `/api/embeddings`;
+//! - `keep.rs`: `keep_alive`, as a TTL or an unload;
 //! - `models.rs`: tags, show, ps, version, pull and delete;
 //! - `names.rs`: Ollama's `name:tag` on ferrite's model ids.
 //!
@@ -14,5 +15,6 @@
 pub mod answer;
 pub mod chat;
 pub mod embed;
+pub mod keep;
 pub mod models;
 pub mod names;

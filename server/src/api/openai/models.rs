@@ -8,8 +8,8 @@ use ferrite_openapi::doc::ApiErrors;
 use ferrite_openapi::models::{ModelList, ModelObject};
 use ferrite_openapi::ApiError;
 
-use crate::chat::experts::ExpertRouter;
 use crate::registry::catalog::Spec;
+use crate::state::experts::ExpertRouter;
 use crate::state::AppState;
 
 /// When the weights were written, as Unix seconds.

@@ -10,9 +10,9 @@ use ferrite_openapi::aliases::{
 use ferrite_openapi::doc::ApiErrors;
 use ferrite_openapi::{ApiResult, ErrorBody};
 
+use crate::chat::evaluate;
 use crate::http::extract::{Caller, JsonBody};
 use crate::state::AppState;
-use crate::versions::eval;
 
 async fn info(state: &AppState, name: &str) -> ApiResult<AliasInfo> {
     let config = state.versions.config(name)?.clone();
@@ -87,7 +87,7 @@ pub async fn evaluate(
     JsonBody(request): JsonBody<EvaluateRequest>,
 ) -> ApiResult<Json<EvalReport>> {
     caller.require("admin")?;
-    Ok(Json(eval::evaluate(&state, &name, request).await?))
+    Ok(Json(evaluate::evaluate(&state, &name, request).await?))
 }
 
 /// Makes the version before the current one current (409 at the first).

@@ -1,5 +1,7 @@
 //! Layered configuration: built-in defaults, then a TOML file, then
-//! `FERRITE_*` environment variables, then command-line flags.
+//! `FERRITE_*` environment variables, then command-line flags. Every
+//! section's type is here or in the middleware crate, so the rooms it
+//! configures import it and it imports none of them.
 
 use std::path::{Path, PathBuf};
 
@@ -17,10 +19,15 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::chat::images::ImagesConfig;
-use crate::downloads::DownloadConfig;
-use crate::registry::catalog::RegistryConfig;
-use crate::versions::AliasConfig;
+pub mod aliases;
+pub mod downloads;
+pub mod images;
+pub mod models;
+
+use aliases::AliasConfig;
+use downloads::DownloadConfig;
+use images::ImagesConfig;
+use models::RegistryConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -1,6 +1,9 @@
 //! Shared server state: the config, the model registry, the expert
 //! routers, admission control.
 
+pub mod experts;
+pub mod files;
+
 use std::sync::Arc;
 
 use ferrite_engine::GaugeGuard;
@@ -11,12 +14,12 @@ use ferrite_middleware::response_store::ResponseStore;
 use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::chat::experts::Experts;
-use crate::chat::files::FileStore;
 use crate::config::Config;
 use crate::downloads::{Downloads, KeyOf};
 use crate::registry::Registry;
 use crate::versions::Versions;
+use experts::Experts;
+use files::FileStore;
 
 /// A request's place among those in flight, held until its answer is sent.
 pub struct Place {
