@@ -29,6 +29,8 @@ CLAUDE := .tools/node_modules/.bin/claude
 CODEX := .tools/node_modules/.bin/codex
 # LM Studio's JS SDK, for tests/node (versions in tests/node/package.json).
 LMS_JS := tests/node/node_modules/.package-lock.json
+# The web app's build and test tools (npm).
+WEB_JS := web/node_modules/.package-lock.json
 # The test binaries whose outcome depends on the runtime (generation, tokens,
 # templates, loading). The rest (auth, budgets, stores, routing, the CLI,
 # lifecycle, metrics, embeddings, long-context policies and MemAgent, which
@@ -39,7 +41,7 @@ RUNTIME_TESTS := anthropic cache chat completions concurrency errors hostile lms
 HOST ?= 127.0.0.1
 PORT ?= 1234
 
-.PHONY: serve test build model venv bench bench-1.7b bench-embeddings bench-budgets bench-export bench-context-shift bench-adapters bench-long-context bench-swap bench-soak bench-downloads bench-images bench-ollama lint fmt clippy clean
+.PHONY: serve test build ui model venv bench bench-1.7b bench-embeddings bench-budgets bench-export bench-context-shift bench-adapters bench-long-context bench-swap bench-soak bench-downloads bench-images bench-ollama lint fmt clippy clean
 
 ## serve: fetch the default models if missing (chat and embeddings), build,
 ## serve on $(HOST):$(PORT)
@@ -51,7 +53,7 @@ serve: $(MODEL) build $(EMBED)
 ## scripts/postgres.sh and scripts/chromium.sh provide them)
 ## (the Rust suite runs on the llama.cpp runtime, then the tests whose
 ## outcome depends on the runtime run again on mistral.rs)
-test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) $(GRANITE) $(EMBED) $(SPLIT) $(NOTEMPLATE) $(VLM) $(MMPROJ) venv $(CLAUDE) $(CODEX) $(LMS_JS)
+test: $(MODEL) $(HF_MODEL)/config.json build $(MODEL_Q8) $(GRANITE) $(EMBED) $(SPLIT) $(NOTEMPLATE) $(VLM) $(MMPROJ) venv $(CLAUDE) $(CODEX) $(LMS_JS) $(WEB_JS)
 	PG_URL=$$(scripts/postgres.sh) && CHROMIUM=$$(scripts/chromium.sh) && \
 	export FERRITE_TEST_POSTGRES_URL=$$PG_URL FERRITE_TEST_CHROMIUM=$$CHROMIUM \
 		FERRITE_BIN=$(BIN) FERRITE_TEST_MODEL=$(CURDIR)/$(MODEL) FERRITE_TEST_MODEL_Q8=$(CURDIR)/$(MODEL_Q8) \
@@ -183,6 +185,13 @@ $(CODEX):
 $(LMS_JS): tests/node/package.json tests/node/package-lock.json
 	npm ci --silent --no-audit --no-fund --prefix tests/node
 
+$(WEB_JS): web/package.json web/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix web
+
+## ui: rebuild the web app's bundle (web/dist, committed) from web/src
+ui: $(WEB_JS)
+	cd web && npx --no-install vite build
+
 venv: $(VENV)/.ready
 $(VENV)/.ready: tests/python/requirements.txt
 	python3 -m venv $(VENV)
@@ -197,4 +206,4 @@ clippy:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .tools tests/node/node_modules
+	rm -rf $(VENV) .tools tests/node/node_modules web/node_modules

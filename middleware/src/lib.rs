@@ -13,8 +13,9 @@
 //!   `precompute.rs`), `context/` (inputs and answers longer than the
 //!   context: truncation, MemAgent, context shifts), `thinking.rs`,
 //!   `auth.rs`.
-//! - `response_store.rs`: stored Responses API responses, and
-//!   `alias_store.rs`: versioned aliases and their evaluations, both in the
+//! - `response_store.rs`: stored Responses API responses,
+//!   `alias_store.rs`: versioned aliases and their evaluations, and
+//!   `conversation_store.rs`: the web app's conversations, all in the
 //!   memory stores' databases.
 //! - `route_classifier.rs`: the expert routers' classifier.
 //! - `embedder.rs`: comparing by meaning (memory, routers), with the
@@ -26,6 +27,7 @@ pub mod budget;
 pub mod budget_store;
 pub mod cache;
 pub mod context;
+pub mod conversation_store;
 pub mod embedder;
 pub mod memory;
 pub mod memory_export;

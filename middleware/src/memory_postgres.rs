@@ -80,6 +80,7 @@ impl PostgresStore {
                     &SCHEMA[..],
                     &[crate::response_store::POSTGRES_SCHEMA],
                     &crate::alias_store::POSTGRES_SCHEMA,
+                    &crate::conversation_store::POSTGRES_SCHEMA,
                 ]
                 .concat();
                 create_schema(&self.pool, SCHEMA_LOCK, &statements).await
@@ -397,5 +398,15 @@ mod tests {
             return;
         };
         crate::response_store::conformance::keeps_gets_and_deletes_per_tenant(&s).await;
+    }
+
+    #[tokio::test]
+    async fn conversations_are_kept_per_tenant() {
+        let Some(s) = store().await else {
+            eprintln!("FERRITE_TEST_POSTGRES_URL unset: skipped");
+            return;
+        };
+        crate::conversation_store::conformance::keeps_lists_searches_and_deletes_per_tenant(&s)
+            .await;
     }
 }

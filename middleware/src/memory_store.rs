@@ -230,6 +230,7 @@ impl SqliteStore {
         }
         conn.execute_batch(crate::response_store::SQLITE_SCHEMA)?;
         conn.execute_batch(crate::alias_store::SQLITE_SCHEMA)?;
+        conn.execute_batch(crate::conversation_store::SQLITE_SCHEMA)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })

@@ -8,6 +8,7 @@ pub mod anthropic;
 pub mod chat;
 pub mod common;
 pub mod completions;
+pub mod conversations;
 pub mod doc;
 pub mod downloads;
 pub mod embeddings;

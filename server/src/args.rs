@@ -97,6 +97,9 @@ pub struct ServeArgs {
     /// Turn the response cache off.
     #[arg(long)]
     pub no_cache: bool,
+    /// Do not serve the web app at `/` (the API stays).
+    #[arg(long)]
+    pub no_ui: bool,
     /// Models resident at once; loading another evicts the least recently used.
     #[arg(long)]
     pub max_loaded_models: Option<usize>,
@@ -230,6 +233,7 @@ impl ServeArgs {
             ),
             ("http", "max_in_flight", self.max_in_flight.map(Value::from)),
             ("http", "cors_origins", cors),
+            ("http", "ui", on(self.no_ui, false)),
             ("auth", "api_key", self.api_key.clone().map(Value::from)),
             ("memory", "enabled", on(self.memory, true)),
             ("cache", "enabled", on(self.no_cache, false)),

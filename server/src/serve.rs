@@ -7,6 +7,7 @@ use anyhow::Context;
 use ferrite_middleware::alias_store::AliasStore;
 use ferrite_middleware::auth::{AuthLayer, Authenticator};
 use ferrite_middleware::budget_store::SharedLedger;
+use ferrite_middleware::conversation_store::ConversationStore;
 use ferrite_middleware::memory_postgres::PostgresStore;
 use ferrite_middleware::memory_store::{MemoryStore, SqliteStore};
 use ferrite_middleware::precompute::Precompute;
@@ -174,7 +175,8 @@ fn open_stores(config: &Config) -> Stores {
                 (
                     s.clone() as Arc<dyn MemoryStore>,
                     s.clone() as Arc<dyn ResponseStore>,
-                    s as Arc<dyn AliasStore>,
+                    s.clone() as Arc<dyn AliasStore>,
+                    s as Arc<dyn ConversationStore>,
                 )
             }),
             redact(url),
@@ -186,14 +188,15 @@ fn open_stores(config: &Config) -> Stores {
                 (
                     s.clone() as Arc<dyn MemoryStore>,
                     s.clone() as Arc<dyn ResponseStore>,
-                    s as Arc<dyn AliasStore>,
+                    s.clone() as Arc<dyn AliasStore>,
+                    s as Arc<dyn ConversationStore>,
                 )
             });
             (store, path.display().to_string())
         }
     };
     match stores {
-        Ok((store, responses, aliases)) => {
+        Ok((store, responses, aliases, conversations)) => {
             let memory = config.memory.enabled.then_some(store.clone());
             if memory.is_some() {
                 info!(store = %place, "conversation memory on");
@@ -203,6 +206,7 @@ fn open_stores(config: &Config) -> Stores {
                 responses: Some(responses),
                 exchanges: Some(store),
                 aliases: Some(aliases),
+                conversations: Some(conversations),
             }
         }
         Err(e) => {

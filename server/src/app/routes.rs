@@ -15,7 +15,9 @@ use utoipa_axum::routes;
 use crate::api::lmstudio_rest::{downloads, manage, v0 as lmstudio};
 use crate::api::openai::{chat, completions, embeddings, models};
 use crate::api::{anthropic, lmstudio_sdk, ollama, orchestrator, responses};
-use crate::http::routes::{aliases, docs, fallback, health, memory, metrics, tokens};
+use crate::http::routes::{
+    aliases, conversations, docs, fallback, health, memory, metrics, tokens, ui,
+};
 use crate::state::AppState;
 
 /// Paths axum spells differently: a model id may contain `/`, which the
@@ -37,6 +39,14 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(memory::delete))
         .routes(routes!(memory::feedback))
         .routes(routes!(memory::export))
+        .routes(routes!(conversations::list, conversations::create))
+        .routes(routes!(
+            conversations::get,
+            conversations::replace,
+            conversations::delete
+        ))
+        .routes(routes!(conversations::export))
+        .routes(routes!(conversations::import))
         .routes(routes!(lmstudio::list))
         .route("/api/v0/models/{*id}", get(lmstudio::get))
         .routes(routes!(lmstudio::chat_completions))
@@ -72,6 +82,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(ollama::embed::embed))
         .routes(routes!(ollama::embed::embeddings))
         .routes(routes!(health::health))
+        .routes(routes!(ui::page))
+        .routes(routes!(ui::asset))
         .routes(routes!(health::ready))
 }
 

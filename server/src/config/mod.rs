@@ -94,6 +94,8 @@ pub struct HttpOptions {
     pub slow_client_secs: u64,
     /// Origins allowed by CORS; empty turns CORS off, `["*"]` allows any.
     pub cors_origins: Vec<String>,
+    /// Serve the web app at `/`.
+    pub ui: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,6 +147,7 @@ impl Default for HttpOptions {
             socket_in_flight: 16,
             socket_bytes: 8 << 20,
             slow_client_secs: 30,
+            ui: true,
             cors_origins: Vec::new(),
         }
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use ferrite_engine::GaugeGuard;
 use ferrite_middleware::alias_store::AliasStore;
 use ferrite_middleware::auth::Authenticator;
+use ferrite_middleware::conversation_store::ConversationStore;
 use ferrite_middleware::memory_store::MemoryStore;
 use ferrite_middleware::response_store::ResponseStore;
 use ferrite_openapi::{ApiError, ApiResult, ErrorCode};
@@ -50,6 +51,8 @@ pub struct AppState {
     pub auth: Option<Arc<Authenticator>>,
     /// Models being fetched from the Hub.
     pub downloads: Arc<Downloads>,
+    /// The web app's conversations, in the same database, when it opened.
+    pub conversations: Option<Arc<dyn ConversationStore>>,
     /// Files LM Studio's SDK clients prepared (images for their chats).
     pub sdk_files: Arc<FileStore>,
 }
@@ -61,6 +64,7 @@ pub struct Stores {
     pub responses: Option<Arc<dyn ResponseStore>>,
     pub exchanges: Option<Arc<dyn MemoryStore>>,
     pub aliases: Option<Arc<dyn AliasStore>>,
+    pub conversations: Option<Arc<dyn ConversationStore>>,
 }
 
 impl AppState {
@@ -85,6 +89,7 @@ impl AppState {
             memory: stores.memory,
             exchanges: stores.exchanges,
             responses: stores.responses,
+            conversations: stores.conversations,
             auth,
             downloads,
             sdk_files: Arc::default(),

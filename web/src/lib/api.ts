@@ -1,0 +1,188 @@
+// The server's API as the page uses it: the same routes, keys and errors as
+// any client. Nothing here reaches around auth, scopes or budgets.
+import { events } from "./sse";
+import type { Message } from "./tree";
+
+const KEY = "ferrite.key";
+
+/** An answer the server refused, or no answer at all (status 0). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function savedKey(): string {
+  return localStorage.getItem(KEY) ?? "";
+}
+
+export function saveKey(key: string): void {
+  if (key) localStorage.setItem(KEY, key);
+  else localStorage.removeItem(KEY);
+}
+
+/** The words of an error body in OpenAI's shape, or its text. */
+export function errorMessage(status: number, body: string): string {
+  try {
+    const parsed = JSON.parse(body);
+    const message = parsed?.error?.message ?? parsed?.error ?? parsed?.message;
+    if (typeof message === "string" && message) return message;
+  } catch {
+    // Not JSON: the text itself says it.
+  }
+  return body.trim() || `The server answered ${status}.`;
+}
+
+async function call(path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  const key = savedKey();
+  if (key) headers.set("Authorization", `Bearer ${key}`);
+  if (init.body && !headers.has("Content-Type")) headers.set("Content-Type", "application/json");
+  let response: Response;
+  try {
+    response = await fetch(path, { ...init, headers });
+  } catch (e) {
+    if ((e as Error).name === "AbortError") throw e;
+    throw new ApiError(0, "The server cannot be reached. Is ferrite still running?");
+  }
+  if (!response.ok) {
+    throw new ApiError(response.status, errorMessage(response.status, await response.text()));
+  }
+  return response;
+}
+
+async function json<T>(path: string, init: RequestInit = {}): Promise<T> {
+  return (await call(path, init)).json() as Promise<T>;
+}
+
+export interface Model {
+  id: string;
+  type: string;
+  state: string;
+  quantization: string;
+  max_context_length: number;
+  runtime: string;
+  arch: string;
+}
+
+export async function models(): Promise<Model[]> {
+  return (await json<{ data: Model[] }>("/api/v0/models")).data;
+}
+
+export interface Summary {
+  id: string;
+  title: string;
+  created_at: number;
+  updated_at: number;
+  model: string | null;
+  message_count: number;
+}
+
+export interface Conversation {
+  id: string;
+  title: string;
+  created_at: number;
+  updated_at: number;
+  model: string | null;
+  system_prompt: string | null;
+  settings: Record<string, unknown> | null;
+  messages: Message[];
+  current: string | null;
+}
+
+export type ConversationWrite = Omit<Conversation, "id" | "created_at" | "updated_at">;
+
+const CONVERSATIONS = "/v1/app/conversations";
+
+export async function conversations(search = ""): Promise<Summary[]> {
+  const query = search.trim() ? `?search=${encodeURIComponent(search.trim())}` : "";
+  return (await json<{ data: Summary[] }>(`${CONVERSATIONS}${query}`)).data;
+}
+
+export function conversation(id: string): Promise<Conversation> {
+  return json(`${CONVERSATIONS}/${encodeURIComponent(id)}`);
+}
+
+export function createConversation(write: ConversationWrite): Promise<Conversation> {
+  return json(CONVERSATIONS, { method: "POST", body: JSON.stringify(write) });
+}
+
+export function saveConversation(id: string, write: ConversationWrite): Promise<Conversation> {
+  return json(`${CONVERSATIONS}/${encodeURIComponent(id)}`, {
+    method: "PUT",
+    body: JSON.stringify(write),
+  });
+}
+
+export async function deleteConversation(id: string): Promise<void> {
+  await call(`${CONVERSATIONS}/${encodeURIComponent(id)}`, { method: "DELETE" });
+}
+
+export async function exportConversations(): Promise<string> {
+  return (await call(`${CONVERSATIONS}/export`)).text();
+}
+
+export async function importConversations(file: string): Promise<Summary[]> {
+  return (await json<{ data: Summary[] }>(`${CONVERSATIONS}/import`, { method: "POST", body: file })).data;
+}
+
+/** One piece of a streamed answer. */
+export interface Delta {
+  content?: string;
+  thinking?: string;
+  finish_reason?: string;
+  completion_tokens?: number;
+}
+
+/** A chat request's body, streamed. */
+export interface ChatBody {
+  model: string;
+  messages: unknown[];
+  [option: string]: unknown;
+}
+
+export async function* streamChat(body: ChatBody, signal: AbortSignal): AsyncGenerator<Delta> {
+  const response = await call("/v1/chat/completions", {
+    method: "POST",
+    body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
+    signal,
+  });
+  if (!response.body) return;
+  for await (const data of events(response.body)) {
+    const chunk = JSON.parse(data);
+    if (chunk.error) throw new ApiError(500, errorMessage(500, data));
+    const choice = chunk.choices?.[0];
+    const delta = choice?.delta ?? {};
+    yield {
+      content: delta.content ?? undefined,
+      thinking: delta.reasoning_content ?? delta.reasoning ?? undefined,
+      finish_reason: choice?.finish_reason ?? undefined,
+      completion_tokens: chunk.usage?.completion_tokens,
+    };
+  }
+}
+
+/** A path of messages as the chat API takes them. */
+export function chatMessages(system: string | null, path: Message[]): unknown[] {
+  const out: unknown[] = [];
+  if (system?.trim()) out.push({ role: "system", content: system });
+  for (const m of path) {
+    let text = m.content;
+    for (const f of m.files ?? []) text += `\n\n<file name="${f.name}">\n${f.text}\n</file>`;
+    if (m.images?.length) {
+      out.push({
+        role: m.role,
+        content: [
+          { type: "text", text },
+          ...m.images.map((url) => ({ type: "image_url", image_url: { url } })),
+        ],
+      });
+    } else {
+      out.push({ role: m.role, content: text });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,199 @@
+// The web app against a real ferrite and model. Screenshots of each view
+// land in the artifacts folder (FERRITE_UI_ARTIFACTS) to be looked at.
+import { readFileSync } from "node:fs";
+import { type Browser, type Page, expect, test } from "@playwright/test";
+
+const KEY = process.env.FERRITE_KEY ?? "";
+const CHAT = process.env.FERRITE_CHAT ?? "";
+const VISION = process.env.FERRITE_VISION ?? "";
+const SHOTS = `${process.env.FERRITE_UI_ARTIFACTS ?? "test-results"}/screens`;
+// A picture the Python side made (tests/python/test_images.py's `png`).
+const PNG = readFileSync(process.env.FERRITE_TEST_IMAGE ?? "");
+
+// Short, greedy answers keep the tests quick (the 135M model loops).
+const QUICK = JSON.stringify({ temperature: 0, max_tokens: 48 });
+
+/** A page that already holds the key, as after a first visit. */
+async function signedIn(browser: Browser): Promise<Page> {
+  const context = await browser.newContext();
+  await context.addInitScript(
+    ([key, preset]) => {
+      if (!sessionStorage.getItem("seeded")) {
+        localStorage.setItem("ferrite.key", key);
+        localStorage.setItem("ferrite.preset", preset);
+        sessionStorage.setItem("seeded", "1");
+      }
+    },
+    [KEY, QUICK],
+  );
+  const page = await context.newPage();
+  await page.goto("/");
+  await expect(page.getByLabel("Model")).toContainText(CHAT);
+  return page;
+}
+
+async function ask(page: Page, text: string) {
+  await page.getByLabel("Message", { exact: true }).fill(text);
+  await page.getByLabel("Message", { exact: true }).press("Enter");
+}
+
+const answers = (page: Page) => page.locator('[data-role="assistant"]');
+
+test("a first visit asks for the key, refuses a wrong one, then chats", async ({ page }) => {
+  await page.addInitScript((preset) => localStorage.setItem("ferrite.preset", preset), QUICK);
+  await page.goto("/");
+  const dialog = page.getByRole("dialog");
+  await expect(dialog).toBeVisible();
+  await page.screenshot({ path: `${SHOTS}/key-dialog.png` });
+  await page.getByRole("textbox", { name: "API key" }).fill("sk-wrong");
+  await page.getByRole("button", { name: "Use this key" }).click();
+  await expect(dialog.getByRole("alert")).toContainText("refused");
+  await page.getByRole("textbox", { name: "API key" }).fill(KEY);
+  await page.getByRole("button", { name: "Use this key" }).click();
+  await expect(dialog).toBeHidden();
+  await page.getByLabel("Model").selectOption(CHAT);
+
+  await ask(page, "Name three rivers.");
+  await expect(page.getByRole("button", { name: "Stop" })).toBeVisible();
+  const reply = answers(page).last();
+  await expect(reply.getByTestId("content")).not.toBeEmpty();
+  await expect(reply.getByTestId("stats")).toContainText("tokens", { timeout: 60_000 });
+  await expect(reply.getByTestId("stats")).toContainText("tok/s");
+  await expect(page.getByTestId("conversations")).toContainText("Name three rivers.");
+  await page.screenshot({ path: `${SHOTS}/chat.png` });
+});
+
+test("regenerate makes a branch that survives a reload and shows in another browser", async ({ browser }) => {
+  const page = await signedIn(browser);
+  await ask(page, "Say hello in French.");
+  const reply = answers(page).last();
+  await expect(reply.getByTestId("stats")).toContainText("tokens", { timeout: 60_000 });
+  await reply.getByRole("button", { name: "Regenerate" }).click();
+  await expect(reply.getByTestId("branch")).toHaveText("2/2");
+  await expect(reply.getByTestId("stats")).toContainText("tokens", { timeout: 60_000 });
+  await reply.getByRole("button", { name: "Previous version" }).click();
+  await expect(reply.getByTestId("branch")).toHaveText("1/2");
+  await page.screenshot({ path: `${SHOTS}/branches.png` });
+
+  // Saved on the server: a reload, and a second browser, find it.
+  await page.reload();
+  await page.getByRole("button", { name: "Say hello in French.", exact: true }).click();
+  await expect(answers(page).last().getByTestId("branch")).toHaveText("1/2");
+  const other = await signedIn(browser);
+  await expect(other.getByTestId("conversations")).toContainText("Say hello in French.");
+  await other.getByLabel("Search conversations").fill("French");
+  await expect(other.getByTestId("conversations").getByRole("listitem")).toHaveCount(1);
+  await other.context().close();
+});
+
+test("a preset changes the request, and LM Studio's presets import", async ({ browser }) => {
+  const page = await signedIn(browser);
+  await page.getByText("Settings").click();
+  await page.getByLabel("Temperature").fill("0");
+  await page.getByLabel("Limit response length (tokens)").fill("5");
+  await page.getByLabel("When the context is full").selectOption("truncate_middle");
+  const sent = page.waitForRequest((r) => r.url().endsWith("/v1/chat/completions"));
+  await ask(page, "Count to twenty.");
+  const body = (await sent).postDataJSON();
+  expect(body).toMatchObject({ temperature: 0, max_tokens: 5, context_overflow: "truncate_middle" });
+  const stats = answers(page).last().getByTestId("stats");
+  await expect(stats).toContainText("5 tokens", { timeout: 60_000 });
+  await expect(stats).toContainText("stop: length");
+  await page.screenshot({ path: `${SHOTS}/settings.png` });
+  const file = {
+    name: "Precise",
+    operation: {
+      fields: [
+        { key: "llm.prediction.temperature", value: 0.2 },
+        { key: "llm.prediction.maxPredictedTokens", value: { checked: true, value: 7 } },
+        { key: "llm.prediction.systemPrompt", value: "Answer in one word." },
+      ],
+    },
+  };
+  await page.locator('.settings input[type="file"]').setInputFiles({
+    name: "precise.preset.json",
+    mimeType: "application/json",
+    buffer: Buffer.from(JSON.stringify(file)),
+  });
+  await expect(page.getByLabel("Temperature")).toHaveValue("0.2");
+  await expect(page.getByLabel("Limit response length (tokens)")).toHaveValue("7");
+  await expect(page.getByLabel("System prompt", { exact: true })).toHaveValue("Answer in one word.");
+});
+
+test("stop ends an answer mid-way and the next one still comes", async ({ browser }) => {
+  const page = await signedIn(browser);
+  await page.getByText("Settings").click();
+  await page.getByLabel("Limit response length (tokens)").fill("3000");
+  await ask(page, "Write a very long story about a dragon who learns to bake bread.");
+  const reply = answers(page).last();
+  await expect(reply.getByTestId("content")).not.toBeEmpty();
+  await page.getByRole("button", { name: "Stop" }).click();
+  await expect(reply.getByTestId("stats")).toContainText("stop: stopped");
+  await expect(page.getByRole("button", { name: "Send" })).toBeVisible();
+  await page.getByLabel("Limit response length (tokens)").fill("16");
+  await ask(page, "Thanks.");
+  await expect(answers(page).last().getByTestId("stats")).toContainText("tokens", { timeout: 60_000 });
+});
+
+test("an attached image goes to the vision model", async ({ browser }) => {
+  const page = await signedIn(browser);
+  await page.getByLabel("Model").selectOption(VISION);
+  await page.locator('input[type="file"][multiple]').setInputFiles({ name: "dots.png", mimeType: "image/png", buffer: PNG });
+  await expect(page.getByTestId("attached").locator("img")).toHaveCount(1);
+  await page.getByLabel("Message", { exact: true }).fill("What is in this picture?");
+  const sent = page.waitForRequest((r) => r.url().endsWith("/v1/chat/completions"));
+  await page.getByRole("button", { name: "Send" }).click();
+  const body = (await sent).postDataJSON();
+  expect(body.model).toBe(VISION);
+  expect(body.max_tokens).toBe(48);
+  const parts = body.messages[body.messages.length - 1].content;
+  expect(parts[1].image_url.url).toMatch(/^data:image\/png;base64,/);
+  const reply = answers(page).last();
+  await expect(reply.getByTestId("stats")).toContainText("tokens", { timeout: 60_000 });
+  await expect(reply.getByTestId("content")).not.toBeEmpty();
+  await expect(page.locator('[data-role="user"] img.attachment')).toHaveCount(1);
+  await page.screenshot({ path: `${SHOTS}/vision.png` });
+});
+
+test("errors are shown in words", async ({ browser }) => {
+  const page = await signedIn(browser);
+  await ask(page, "Remember the number seven.");
+  await expect(answers(page).last().getByTestId("stats")).toContainText("tokens", { timeout: 60_000 });
+  // Deleted elsewhere, then opened here.
+  const other = await signedIn(browser);
+  const list = other.getByTestId("conversations");
+  page.on("dialog", (d) => d.accept());
+  other.on("dialog", (d) => d.accept());
+  await other.getByRole("button", { name: "Delete Remember the number seven." }).click();
+  await expect(list).not.toContainText("Remember the number seven.");
+  await page.getByRole("button", { name: "Remember the number seven.", exact: true }).click();
+  await expect(page.getByTestId("error")).toContainText("No conversation with id");
+  await page.screenshot({ path: `${SHOTS}/error.png` });
+  await other.context().close();
+});
+
+test("keyboard alone reaches everything, and every field has a label", async ({ browser }) => {
+  const page = await signedIn(browser);
+  const unlabelled = await page.evaluate(() =>
+    [...document.querySelectorAll("input, select, textarea")]
+      .filter((el) => !(el as HTMLInputElement).labels?.length && !el.getAttribute("aria-label"))
+      .map((el) => el.outerHTML),
+  );
+  expect(unlabelled).toEqual([]);
+  // Tab from the top: New chat, search, then on to the message box.
+  await page.keyboard.press("Tab");
+  await expect(page.getByRole("button", { name: "New chat" })).toBeFocused();
+  await page.keyboard.press("Tab");
+  await expect(page.getByLabel("Search conversations")).toBeFocused();
+  const prompt = page.getByLabel("Message", { exact: true });
+  for (let i = 0; i < 60 && !(await prompt.evaluate((el) => el === document.activeElement)); i++) {
+    await page.keyboard.press("Tab");
+  }
+  await expect(prompt).toBeFocused();
+  await page.keyboard.type("Hi there.");
+  await page.keyboard.press("Enter");
+  await expect(answers(page).last().getByTestId("stats")).toContainText("tokens", { timeout: 60_000 });
+  // Dark, for the screenshot.
+  await page.getByRole("button", { name: "Switch between light and dark" }).click();
+  await page.screenshot({ path: `${SHOTS}/dark.png` });
+});
