@@ -28,7 +28,7 @@ def server(tmp_path_factory):
     config = tmp / "ferrite.toml"
     config.write_text(
         f'[[registry.models]]\nid = "{VISION}"\npath = "{VLM}"\n'
-        f'[[auth.api_keys]]\nname = "web"\nkey = "{KEY}"\nscopes = ["chat"]\n'
+        f'[[auth.api_keys]]\nname = "web"\nkey = "{KEY}"\nscopes = ["chat", "models:manage"]\n'
         f'[[auth.api_keys]]\nname = "other"\nkey = "{OTHER}"\nscopes = ["chat"]\n'
     )
     for v1 in _serve({"FERRITE_CONFIG": str(config)}):
@@ -181,4 +181,4 @@ def test_the_app_in_a_browser(server, tmp_path):
     }, timeout=600)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     shots = {p.name for p in (ARTIFACTS / "screens").iterdir()}
-    assert {"key-dialog.png", "chat.png", "branches.png", "settings.png", "vision.png", "error.png", "dark.png"} <= shots
+    assert {"key-dialog.png", "chat.png", "branches.png", "settings.png", "vision.png", "models.png", "error.png", "dark.png"} <= shots

@@ -197,10 +197,16 @@ mod tests {
             "/api/delete",
             "/api/embed",
             "/api/embeddings",
+            "/v1/app/conversations",
+            "/v1/app/conversations/{id}",
+            "/v1/app/conversations/export",
+            "/v1/app/conversations/import",
+            "/",
+            "/assets/{file}",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
-        assert_eq!(paths.len(), 51, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 57, "{:?}", paths.keys());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }
 }

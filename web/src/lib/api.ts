@@ -186,3 +186,54 @@ export function chatMessages(system: string | null, path: Message[]): unknown[] 
   }
   return out;
 }
+
+/** A model as LM Studio's REST API v1 lists it, with ferrite's figures. */
+export interface Instance {
+  id: string;
+  config: { context_length: number };
+  status: string;
+  idle_seconds: number;
+  ttl_seconds: number | null;
+  expires_in_seconds: number | null;
+  in_flight: number;
+  memory_bytes: number;
+}
+
+export interface DownloadedModel {
+  type: string;
+  key: string;
+  quantization: { name: string } | null;
+  size_bytes: number;
+  format: string;
+  max_context_length: number;
+  loaded_instances: Instance[];
+  runtime: string;
+  capabilities?: { vision: boolean };
+}
+
+export async function downloaded(): Promise<DownloadedModel[]> {
+  return (await json<{ models: DownloadedModel[] }>("/api/v1/models")).models;
+}
+
+/** Loads `model`, reporting progress from 0 to 1 as it comes. */
+export async function loadModel(
+  model: string,
+  options: { context_length?: number; ttl?: number },
+  onprogress: (fraction: number, phase: string) => void,
+): Promise<void> {
+  const response = await call("/api/v1/models/load", {
+    method: "POST",
+    body: JSON.stringify({ model, ...options, stream: true }),
+  });
+  if (!response.body) return;
+  for await (const data of events(response.body)) {
+    const event = JSON.parse(data);
+    if (event.error) throw new ApiError(500, errorMessage(500, data));
+    if (typeof event.progress === "number") onprogress(event.progress, event.phase ?? "");
+    if (event.status === "loaded") onprogress(1, "loaded");
+  }
+}
+
+export async function unloadModel(instance: string): Promise<void> {
+  await call("/api/v1/models/unload", { method: "POST", body: JSON.stringify({ instance_id: instance }) });
+}

@@ -155,6 +155,30 @@ test("an attached image goes to the vision model", async ({ browser }) => {
   await page.screenshot({ path: `${SHOTS}/vision.png` });
 });
 
+test("a model loads with a context length, showing its progress, and unloads", async ({ browser }) => {
+  const page = await signedIn(browser);
+  await page.getByRole("button", { name: "Models", exact: true }).click();
+  const row = page.locator(`[data-testid="model-row"][data-model="${VISION}"]`);
+  await expect(row).toBeVisible();
+  if (await row.getByRole("button", { name: "Unload" }).isVisible()) {
+    await row.getByRole("button", { name: "Unload" }).click();
+  }
+  await expect(row.getByTestId("state")).toContainText("not loaded");
+  await row.getByLabel(`Context length for ${VISION}`).fill("1024");
+  await row.getByLabel(`Idle seconds before ${VISION} unloads`).fill("600");
+  await row.getByRole("button", { name: "Load" }).click();
+  await expect(row.getByRole("progressbar")).toBeVisible();
+  await expect(row.getByTestId("state")).toContainText("loaded", { timeout: 60_000 });
+  await expect(row.getByTestId("state")).toContainText("unloads after 600 s idle");
+  await expect(row.getByTestId("context")).toHaveText("1024");
+  await page.screenshot({ path: `${SHOTS}/models.png` });
+  await row.getByRole("button", { name: "Unload" }).click();
+  await expect(row.getByTestId("state")).toContainText("not loaded");
+  // Back in the chat, the picker knows.
+  await page.getByRole("button", { name: "Chat", exact: true }).click();
+  await expect(page.getByLabel("Model")).not.toContainText(`${VISION} (loaded)`);
+});
+
 test("errors are shown in words", async ({ browser }) => {
   const page = await signedIn(browser);
   await ask(page, "Remember the number seven.");
