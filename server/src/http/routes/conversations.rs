@@ -111,6 +111,19 @@ fn parsed(s: StoredConversation) -> ApiResult<Conversation> {
     })
 }
 
+/// The caller's conversation `id`, or a 404 (another tenant's included).
+async fn owned(
+    store: &Arc<dyn ConversationStore>,
+    tenant: &str,
+    id: &str,
+) -> ApiResult<StoredConversation> {
+    store
+        .get(tenant, id)
+        .await
+        .map_err(failed)?
+        .ok_or_else(|| missing(id))
+}
+
 fn new_id() -> String {
     format!("conv_{}", uuid::Uuid::new_v4().simple())
 }
@@ -163,11 +176,9 @@ pub async fn get(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Conversation>> {
-    let found = store(&state)?
-        .get(&caller.tenant, &id)
-        .await
-        .map_err(failed)?;
-    Ok(Json(parsed(found.ok_or_else(|| missing(&id))?)?))
+    Ok(Json(parsed(
+        owned(store(&state)?, &caller.tenant, &id).await?,
+    )?))
 }
 
 /// Replaces a conversation: a rename, a new message or branch.
@@ -181,11 +192,7 @@ pub async fn replace(
     JsonBody(write): JsonBody<ConversationWrite>,
 ) -> ApiResult<Json<Conversation>> {
     let store = store(&state)?;
-    let old = store
-        .get(&caller.tenant, &id)
-        .await
-        .map_err(failed)?
-        .ok_or_else(|| missing(&id))?;
+    let old = owned(store, &caller.tenant, &id).await?;
     let c = conversation(id, old.created_at, write)?;
     if !store
         .put(stored(&caller.tenant, &c)?)
