@@ -142,11 +142,16 @@ where
     }
 }
 
-/// `reasoning_effort` sets the thinking budget unless the request set one.
+/// `reasoning_effort` sets the thinking budget unless the request set one;
+/// a continued answer is past its thinking (Anthropic's `effort` comes with
+/// every Claude Code request, prefilled or not).
 fn apply_effort(req: &mut ChatRequest, budgets: &EffortBudgets) {
     let Some(tokens) = req.reasoning_effort.and_then(|e| budgets.tokens(e)) else {
         return;
     };
+    if req.continue_final_message == Some(true) {
+        return;
+    }
     let thinking = req.thinking.get_or_insert_with(ThinkingOptions::default);
     if !thinking.thinks() {
         thinking.max_tokens = Some(tokens);

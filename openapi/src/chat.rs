@@ -146,6 +146,12 @@ pub struct ChatRequest {
     /// final memory in `ferrite.memagent.memory`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub return_memory: Option<bool>,
+    /// ferrite extension (vLLM's name): the last message, the assistant's,
+    /// is continued instead of being followed by a new turn, as Anthropic's
+    /// prefill and LM Studio's "Continue". The answer holds only what is
+    /// added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_final_message: Option<bool>,
 
     /// Who is asking and what their headers said; set by the server, never
     /// read from the body.
@@ -404,6 +410,33 @@ impl MessageContent {
                 .join("\n"),
         }
     }
+}
+
+impl ChatRequest {
+    /// The messages a template renders, and the text the answer continues
+    /// from right after the assistant's turn opens (with
+    /// `continue_final_message`, the last message's).
+    pub fn prompt_parts(&self) -> (&[ChatMessage], Option<String>) {
+        match self.messages.split_last() {
+            Some((last, before)) if self.continue_final_message == Some(true) => (
+                before,
+                Some(
+                    last.content
+                        .as_ref()
+                        .map(MessageContent::text)
+                        .unwrap_or_default(),
+                ),
+            ),
+            _ => (&self.messages, None),
+        }
+    }
+}
+
+/// `Some(true)` when the chat ends in the assistant's text: Anthropic and
+/// Ollama continue such a message (a "prefill") instead of answering it.
+pub fn prefill(messages: &[ChatMessage]) -> Option<bool> {
+    let last = messages.last()?;
+    (last.role == Role::Assistant && last.tool_calls.is_none()).then_some(true)
 }
 
 /// The text of the last user message: what the exchange is about.

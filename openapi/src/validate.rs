@@ -314,6 +314,7 @@ impl ChatRequest {
         }
         self.validate_tools()?;
         self.validate_thinking()?;
+        self.validate_continue()?;
         crate::adapters::validate(self.adapters.as_deref())?;
         if let Some(ResponseFormat::JsonSchema { json_schema }) = &self.response_format {
             if !json_schema.schema.as_ref().is_some_and(|s| s.is_object()) {
@@ -324,6 +325,25 @@ impl ChatRequest {
             }
         }
         self.refuse_unsupported()
+    }
+
+    fn validate_continue(&self) -> ApiResult<()> {
+        if self.continue_final_message != Some(true) {
+            return Ok(());
+        }
+        let bad = |msg: &str| Err(ApiError::invalid("continue_final_message", msg));
+        let Some(last) = self.messages.last() else {
+            return Ok(());
+        };
+        if last.role != crate::chat::Role::Assistant || last.tool_calls.is_some() {
+            return bad(
+                "`continue_final_message` needs the last message to be the assistant's text.",
+            );
+        }
+        if self.thinking.as_ref().is_some_and(|t| t.thinks()) {
+            return bad("A continued answer cannot open a thinking block: turn thinking off.");
+        }
+        Ok(())
     }
 
     fn validate_thinking(&self) -> ApiResult<()> {

@@ -36,7 +36,8 @@ def sha256_of(path):
 
 class Hub:
     """Repos: {"owner/name": {"files": {path: local file or bytes}, "gated":
-    bool, "token": str, "downloads": int, "tags": [...], "wrong_sha": bool}}."""
+    bool, "token": str, "downloads": int, "tags": [...], "wrong_sha": bool,
+    "rate": bytes a second for its bodies}}."""
 
     def __init__(self, repos):
         self.repos = repos
@@ -45,6 +46,7 @@ class Hub:
         self.cut_next = None  # bytes to send before cutting the next body short
         self.ignore_ranges = False
         self.rate = None  # bytes a second for bodies, when slowed
+        self.rates = {}  # sha256 -> bytes a second, for repos always slow
         self.lock = threading.Lock()
         for repo in repos.values():
             entries = {}
@@ -57,6 +59,8 @@ class Hub:
                 listed = ("0" * 64) if repo.get("wrong_sha") and lfs else sha
                 entries[path] = {"size": size, "sha": sha, "listed": listed, "lfs": lfs, "source": source}
                 self.blobs[sha] = source
+                if repo.get("rate"):
+                    self.rates[sha] = repo["rate"]
             repo["entries"] = entries
 
     def start(self):
@@ -199,6 +203,7 @@ def make_handler(hub, cdn):
                 return
             data = body_of(source)
             pos, began = start, time.time()
+            rate = hub.rates.get(sha, hub.rate)
             while pos < data_size:
                 end = min(pos + (64 << 10), data_size)
                 if cut is not None and pos - start + (end - pos) > cut:
@@ -212,8 +217,8 @@ def make_handler(hub, cdn):
                 self.wfile.write(data[pos:end])
                 record["sent"] += end - pos
                 pos = end
-                if hub.rate:
-                    ahead = record["sent"] / hub.rate - (time.time() - began)
+                if rate:
+                    ahead = record["sent"] / rate - (time.time() - began)
                     if ahead > 0:
                         time.sleep(ahead)
 

@@ -3,6 +3,7 @@
 import anthropic
 import pytest
 from anthropic import Anthropic
+from openai import OpenAI
 
 MODEL = "smollm2-135m-instruct"
 WEATHER = {
@@ -51,6 +52,23 @@ def test_messages_stream(client):
     assert final.stop_reason in ("end_turn", "max_tokens")
     assert 0 < final.usage.output_tokens <= 24
     assert final.usage.input_tokens > 5
+
+
+def test_a_prefilled_answer_is_continued_as_the_openai_api_continues_it(client, base_url):
+    prefix = "The three primary colours are"
+    messages = [{"role": "user", "content": "Name the three primary colours."},
+                {"role": "assistant", "content": prefix}]
+    r = client.messages.create(model=MODEL, max_tokens=12, messages=messages, extra_body={"temperature": 0})
+    added = r.content[0].text
+    assert added and not added.startswith(prefix)
+    oai = OpenAI(base_url=base_url, api_key="lm-studio").chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=12, temperature=0,
+        extra_body={"continue_final_message": True})
+    assert added == oai.choices[0].message.content
+    # Without it, the same chat is answered with a turn of its own.
+    fresh = OpenAI(base_url=base_url, api_key="lm-studio").chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=12, temperature=0)
+    assert fresh.choices[0].message.content != added
 
 
 def test_a_tool_use_round_trip(client):

@@ -129,6 +129,16 @@ def test_generate_is_the_chat_of_its_prompt(server):
     assert e.value.status_code == 400 and "raw" in e.value.error
 
 
+def test_a_last_assistant_message_is_continued(server):
+    messages = [{"role": "user", "content": "Name the three primary colours."},
+                {"role": "assistant", "content": "The three primary colours are"}]
+    went_on = client(server).chat(model=CHAT, messages=messages, options=GREEDY).message.content
+    oai = OpenAI(base_url=server["v1"], api_key=BOB).chat.completions.create(
+        model=CHAT, messages=messages, max_tokens=12, temperature=0,
+        extra_body={"continue_final_message": True})
+    assert went_on and went_on == oai.choices[0].message.content
+
+
 def test_a_json_schema_format_parses(server):
     schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
               "required": ["name", "age"]}

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from conftest import ROOT, _serve
+from hub_server import Hub
 from test_images import VLM, png
 
 WEB = ROOT / "web"
@@ -18,12 +19,28 @@ ARTIFACTS = ROOT / "web/test-results"
 CHAT = "smollm2-135m-instruct"
 VISION = "smol-vision"
 KEY = "sk-web-user"
+MODEL = os.environ.get("FERRITE_TEST_MODEL", str(ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+HUB_REPO = "ferrite-test/SmolLM2-135M-Instruct-GGUF"
+SLOW_REPO = "ferrite-test/slow-GGUF"
 OTHER = "sk-web-other"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """Auth on with two tenants' keys; the default model and a vision model."""
+def hub():
+    """The default model to download, and a slow file to cancel."""
+    hub = Hub({
+        HUB_REPO: {"downloads": 900, "files": {"SmolLM2-135M-Instruct-Q4_1.gguf": MODEL}},
+        SLOW_REPO: {"downloads": 3, "rate": 2 << 20,
+                    "files": {"slow-Q4_0.gguf": b"GGUF" + os.urandom(24 << 20)}},
+    }).start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, hub):
+    """Auth on with two tenants' keys; the default model and a vision model;
+    downloads from the local Hub into a models folder of its own."""
     tmp = tmp_path_factory.mktemp("web")
     config = tmp / "ferrite.toml"
     config.write_text(
@@ -31,7 +48,14 @@ def server(tmp_path_factory):
         f'[[auth.api_keys]]\nname = "web"\nkey = "{KEY}"\nscopes = ["chat", "models:manage"]\n'
         f'[[auth.api_keys]]\nname = "other"\nkey = "{OTHER}"\nscopes = ["chat"]\n'
     )
-    for v1 in _serve({"FERRITE_CONFIG": str(config)}):
+    (tmp / "models").mkdir()
+    for v1 in _serve({
+        "FERRITE_CONFIG": str(config),
+        "FERRITE_REGISTRY__SCAN": "true",
+        "FERRITE_REGISTRY__DIR": str(tmp / "models"),
+        "FERRITE_DOWNLOADS__ENDPOINT": hub.url,
+        "FERRITE_DOWNLOADS__HF_CACHE": str(tmp / "hf"),
+    }):
         yield v1.removesuffix("/v1")
 
 
@@ -176,9 +200,11 @@ def test_the_app_in_a_browser(server, tmp_path):
     image.write_bytes(png(5))
     run = npx("playwright", "test", env={
         "FERRITE_URL": server, "FERRITE_KEY": KEY, "FERRITE_CHAT": CHAT, "FERRITE_VISION": VISION,
+        "FERRITE_HUB_REPO": HUB_REPO, "FERRITE_SLOW_REPO": SLOW_REPO,
         "FERRITE_TEST_IMAGE": str(image), "FERRITE_UI_ARTIFACTS": str(ARTIFACTS),
         "FERRITE_TEST_CHROMIUM": os.environ.get("FERRITE_TEST_CHROMIUM", "/usr/bin/chromium"),
     }, timeout=600)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     shots = {p.name for p in (ARTIFACTS / "screens").iterdir()}
-    assert {"key-dialog.png", "chat.png", "branches.png", "settings.png", "vision.png", "models.png", "error.png", "dark.png"} <= shots
+    assert {"key-dialog.png", "chat.png", "branches.png", "settings.png", "vision.png", "models.png", "error.png", "dark.png",
+            "downloads.png", "status.png"} <= shots

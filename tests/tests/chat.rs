@@ -459,3 +459,70 @@ async fn models_are_listed_with_honest_engine_facts() {
     assert_eq!(status, 404);
     assert_eq!(missing["error"]["code"], "model_not_found");
 }
+
+#[tokio::test]
+async fn a_continued_answer_goes_on_from_the_text_it_was_given() {
+    let server = repeatable();
+    let prefix = "The three primary colours are";
+    let question = json!({"role": "user", "content": "Name the three primary colours."});
+    let messages = json!([question, {"role": "assistant", "content": prefix}]);
+    let continued = |extra: Value| {
+        let mut body = json!({"messages": messages, "continue_final_message": true});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    // The prompt is the chat's opened answer turn, then the text so far.
+    let (_, opened) = post(
+        &server.url("/apply-template"),
+        &json!({"messages": [question]}),
+    )
+    .await;
+    let (status, rendered) = post(&server.url("/apply-template"), &continued(json!({}))).await;
+    assert_eq!(status, 200, "{rendered}");
+    let prompt = rendered["prompt"].as_str().unwrap();
+    assert_eq!(
+        prompt,
+        format!("{}{prefix}", opened["prompt"].as_str().unwrap())
+    );
+
+    // The answer is what a raw completion of that prompt gives: only what
+    // is added, streamed or not.
+    let greedy = json!({"max_tokens": 12, "temperature": 0});
+    let (status, answer) = post(
+        &server.url("/v1/chat/completions"),
+        &continued(greedy.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, raw) = post(
+        &server.url("/v1/completions"),
+        &json!({"prompt": prompt, "max_tokens": 12, "temperature": 0}),
+    )
+    .await;
+    let text = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(!text.is_empty());
+    assert_eq!(text, raw["choices"][0]["text"], "{answer}");
+    let mut streamed = continued(greedy);
+    streamed["stream"] = json!(true);
+    let sse = post_sse(&server.url("/v1/chat/completions"), &streamed).await;
+    assert_eq!(streamed_text(&sse.events, 0), text);
+
+    // Only the assistant's own text can be continued, and not into thinking.
+    for (body, why) in [
+        (
+            json!({"messages": [question], "continue_final_message": true}),
+            "assistant",
+        ),
+        (
+            continued(json!({"thinking": {"max_tokens": 8}})),
+            "thinking",
+        ),
+    ] {
+        let (status, error) = post(&server.url("/v1/chat/completions"), &body).await;
+        assert_eq!(status, 400, "{error}");
+        assert_eq!(error["error"]["param"], "continue_final_message");
+        assert!(error["error"]["message"].as_str().unwrap().contains(why));
+    }
+}

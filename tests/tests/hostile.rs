@@ -202,9 +202,12 @@ async fn a_client_leaving_mid_tokenization_leaves_the_others_untouched() {
         assert!(gave_up.is_err(), "2,000 prompts were answered within 1 s");
     };
     let alone = untouched_beside(&server, &prompts, attacks).await;
-    // The engine still serves, and nothing panicked.
+    // The engine still serves, and nothing panicked. On a runtime that is
+    // not batch-invariant the prompt may now be read from cells the batched
+    // run left in the prefix cache, so it is held to the batched tolerance.
     let after = greedy_stream(&server, prompts[0]).await;
-    assert_eq!(after, alone[0]);
+    ferrite_tests::assert_batched_answer(&after.0, &alone[0].0, prompts[0]);
+    assert_eq!(after.1, "length");
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
 

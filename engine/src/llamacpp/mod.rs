@@ -143,10 +143,12 @@ impl LlamaCppEngine {
         })
     }
 
-    /// The chat rendered by the GGUF's Jinja template, as mistral.rs does.
+    /// The chat rendered by the GGUF's Jinja template, as mistral.rs does;
+    /// a continued answer's text follows the opened assistant turn.
     async fn render(&self, req: &ChatRequest) -> ApiResult<String> {
         let template = self.template.clone();
-        let messages = convert::messages_with(&req.messages, Some(Vision::marker()));
+        let (messages, continued) = req.prompt_parts();
+        let messages = convert::messages_with(messages, Some(Vision::marker()));
         let tools = req.tools.as_deref().map(convert::tools).unwrap_or_default();
         let (bos, eos) = (self.bos.clone(), self.eos.clone());
         tokio::task::spawn_blocking(move || {
@@ -164,6 +166,7 @@ impl LlamaCppEngine {
         })
         .await
         .map_err(|_| ApiError::internal("Rendering the chat template failed."))?
+        .map(|text| text + continued.as_deref().unwrap_or_default())
         .map_err(|e| {
             let source = &self.template.source;
             ApiError::invalid(

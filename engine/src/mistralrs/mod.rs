@@ -146,6 +146,21 @@ impl MistralEngine {
         self.tokenize_with(text, tools, true).await
     }
 
+    /// A chat's prompt: its messages rendered with the assistant's turn
+    /// opened, then the text a continued answer has so far.
+    async fn chat_tokens(
+        &self,
+        messages: Vec<IndexMap<String, MessageContent>>,
+        tools: Option<Vec<Tool>>,
+        continued: Option<&str>,
+    ) -> ApiResult<Vec<u32>> {
+        let mut tokens = self.tokenize(Either::Left(messages), tools).await?;
+        if let Some(text) = continued {
+            tokens.extend(self.tokenize_piece(text).await?);
+        }
+        Ok(tokens)
+    }
+
     /// Tokens of a piece of text spliced into a sequence (no BOS).
     async fn tokenize_piece(&self, text: &str) -> ApiResult<Vec<u32>> {
         self.tokenize_with(Either::Right(text.to_string()), None, false)
@@ -295,7 +310,8 @@ impl Engine for MistralEngine {
             ));
         }
         let wants_logprobs = req.logprobs == Some(true);
-        let messages = convert::messages(&req.messages);
+        let (rendered, continued) = req.prompt_parts();
+        let messages = convert::messages(rendered);
         let tools = convert::request_tools(&req);
         let (tool_choice, forced) = convert::tool_choice(&req);
         let constraint =
@@ -314,7 +330,7 @@ impl Engine for MistralEngine {
         let longest = self.vocab.as_deref().map_or(LONGEST_TOKEN, Vocab::longest);
         prep::chat_surely_too_long(&req, ctx, longest)?;
         let mut prompt = self
-            .tokenize(Either::Left(messages.clone()), tools.clone())
+            .chat_tokens(messages.clone(), tools.clone(), continued.as_deref())
             .await?;
         if thinking.is_some() {
             prep::open_thinking(
@@ -352,8 +368,9 @@ impl Engine for MistralEngine {
         let id = prep::new_id("chatcmpl");
         let mut runs = Vec::new();
         for index in 0..req.n.unwrap_or(1) {
-            // A thinking answer's prompt is ferrite's own (the block is opened in it).
-            let msg = if params.thinking.is_some() {
+            // A thinking or continued answer's prompt is ferrite's own (the
+            // block is opened in it, or the answer so far follows the turn).
+            let msg = if params.thinking.is_some() || continued.is_some() {
                 RequestMessage::CompletionTokens(prompt.clone())
             } else {
                 RequestMessage::Chat {
@@ -461,9 +478,11 @@ impl Engine for MistralEngine {
     /// mistral.rs renders and tokenizes in one step: the prompt is its
     /// tokens decoded, special tokens included.
     async fn render_prompt(&self, request: &ChatRequest) -> ApiResult<String> {
-        let messages = convert::messages(&request.messages);
+        let (messages, continued) = request.prompt_parts();
         let tools = convert::request_tools(request);
-        let tokens = self.tokenize(Either::Left(messages), tools).await?;
+        let tokens = self
+            .chat_tokens(convert::messages(messages), tools, continued.as_deref())
+            .await?;
         self.detokenize(tokens).await
     }
 }

@@ -237,3 +237,60 @@ export async function loadModel(
 export async function unloadModel(instance: string): Promise<void> {
   await call("/api/v1/models/unload", { method: "POST", body: JSON.stringify({ instance_id: instance }) });
 }
+
+/** A repo on the Hub that matched a search. */
+export interface SearchHit {
+  id: string;
+  downloads: number;
+  likes: number;
+  gguf: boolean;
+}
+
+export async function searchHub(query: string): Promise<SearchHit[]> {
+  const q = encodeURIComponent(query.trim());
+  return (await json<{ results: SearchHit[] }>(`/api/v1/models/download/search?query=${q}&limit=20`)).results;
+}
+
+/** One quantization a repo offers. */
+export interface DownloadOption {
+  quantization: string;
+  size_bytes: number;
+  files: string[];
+  recommended: boolean;
+}
+
+export async function downloadOptions(model: string): Promise<DownloadOption[]> {
+  const q = encodeURIComponent(model);
+  return (await json<{ options: DownloadOption[] }>(`/api/v1/models/download/options?model=${q}`)).options;
+}
+
+/** A download job as LM Studio's REST API reports it. */
+export interface DownloadStatus {
+  job_id?: string;
+  status: string;
+  total_size_bytes?: number;
+  downloaded_bytes?: number;
+  bytes_per_second?: number;
+  estimated_completion?: string;
+  error?: string;
+  model?: string;
+  quantization?: string;
+  model_key?: string;
+}
+
+export function startDownload(model: string, quantization: string): Promise<DownloadStatus> {
+  return json("/api/v1/models/download", { method: "POST", body: JSON.stringify({ model, quantization }) });
+}
+
+export function downloadStatus(job: string): Promise<DownloadStatus> {
+  return json(`/api/v1/models/download/status/${encodeURIComponent(job)}`);
+}
+
+export function cancelDownload(job: string): Promise<DownloadStatus> {
+  return json(`/api/v1/models/download/${encodeURIComponent(job)}`, { method: "DELETE" });
+}
+
+/** The server's metrics in Prometheus' text format. */
+export async function metrics(): Promise<string> {
+  return (await call("/metrics")).text();
+}

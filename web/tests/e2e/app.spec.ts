@@ -6,6 +6,8 @@ import { type Browser, type Page, expect, test } from "@playwright/test";
 const KEY = process.env.FERRITE_KEY ?? "";
 const CHAT = process.env.FERRITE_CHAT ?? "";
 const VISION = process.env.FERRITE_VISION ?? "";
+const HUB_REPO = process.env.FERRITE_HUB_REPO ?? "";
+const SLOW_REPO = process.env.FERRITE_SLOW_REPO ?? "";
 const SHOTS = `${process.env.FERRITE_UI_ARTIFACTS ?? "test-results"}/screens`;
 // A picture the Python side made (tests/python/test_images.py's `png`).
 const PNG = readFileSync(process.env.FERRITE_TEST_IMAGE ?? "");
@@ -84,6 +86,27 @@ test("regenerate makes a branch that survives a reload and shows in another brow
   await other.getByLabel("Search conversations").fill("French");
   await expect(other.getByTestId("conversations").getByRole("listitem")).toHaveCount(1);
   await other.context().close();
+});
+
+test("continue goes on from the answer so far, as a new version of it", async ({ browser }) => {
+  const page = await signedIn(browser);
+  await page.getByText("Settings").click();
+  await page.getByLabel("Limit response length (tokens)").fill("6");
+  await ask(page, "Tell me about the sea.");
+  const reply = answers(page).last();
+  await expect(reply.getByTestId("stats")).toContainText("stop: length", { timeout: 60_000 });
+  const before = ((await reply.getByTestId("content").textContent()) ?? "").trim();
+  const sent = page.waitForRequest((r) => r.url().endsWith("/v1/chat/completions"));
+  await reply.getByRole("button", { name: "Continue" }).click();
+  const body = (await sent).postDataJSON();
+  expect(body.continue_final_message).toBe(true);
+  expect(body.messages.at(-1).role).toBe("assistant");
+  expect(body.messages.at(-1).content).not.toBe("");
+  await expect(reply.getByTestId("branch")).toHaveText("2/2");
+  await expect(reply.getByTestId("stats")).toContainText("6 tokens", { timeout: 60_000 });
+  const after = ((await reply.getByTestId("content").textContent()) ?? "").trim();
+  expect(after.startsWith(before.slice(0, 12))).toBe(true);
+  expect(after.length).toBeGreaterThan(before.length);
 });
 
 test("a preset changes the request, and LM Studio's presets import", async ({ browser }) => {
@@ -220,4 +243,64 @@ test("keyboard alone reaches everything, and every field has a label", async ({ 
   // Dark, for the screenshot.
   await page.getByRole("button", { name: "Switch between light and dark" }).click();
   await page.screenshot({ path: `${SHOTS}/dark.png` });
+});
+
+test("the server view plots live figures from its metrics", async ({ browser }) => {
+  const page = await signedIn(browser);
+  await page.getByRole("button", { name: "Server", exact: true }).click();
+  const plot = (label: string) => page.locator(`[data-testid="plot"][data-label="${label}"]`);
+  await expect(plot("Memory").getByTestId("plot-value")).toContainText("MB");
+  // Traffic from a client, as any other.
+  await page.evaluate(
+    async ([key, model]) => {
+      const r = await fetch("/v1/chat/completions", {
+        method: "POST",
+        headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ model, max_tokens: 16, messages: [{ role: "user", content: "Hi." }] }),
+      });
+      if (!r.ok) throw new Error(await r.text());
+    },
+    [KEY, CHAT],
+  );
+  const nonzero = /^(?!0$)\d/;
+  await expect(plot("Tokens generated")).toHaveAttribute("data-peak", nonzero);
+  await expect(plot("Requests")).toHaveAttribute("data-peak", nonzero);
+  await expect(page.getByTestId("loaded").first()).toContainText(CHAT);
+  await page.screenshot({ path: `${SHOTS}/status.png` });
+});
+
+test("a download from the Hub shows its progress, cancels, and its model appears", async ({ browser }) => {
+  const page = await signedIn(browser);
+  await page.getByRole("button", { name: "Downloads", exact: true }).click();
+  const search = async (words: string) => {
+    await page.getByLabel("Search the Hugging Face Hub").fill(words);
+    await page.getByRole("button", { name: "Search", exact: true }).click();
+  };
+  const job = (repo: string) => page.locator(`[data-testid="job"][data-model="${repo}"]`);
+
+  // A slow one, cancelled mid-way.
+  await search("slow");
+  const slow = page.locator(`[data-testid="hit"][data-repo="${SLOW_REPO}"]`);
+  await slow.getByRole("button", { name: SLOW_REPO }).click();
+  await slow.getByRole("button", { name: `Download ${SLOW_REPO} Q4_0` }).click();
+  await expect(job(SLOW_REPO).getByRole("progressbar")).toBeVisible();
+  await expect(job(SLOW_REPO).getByTestId("job-progress")).toContainText(/of 24\.0 MB, .*\/s, .* left/);
+  await page.screenshot({ path: `${SHOTS}/downloads.png` });
+  await job(SLOW_REPO).getByRole("button", { name: "Cancel" }).click();
+  await expect(job(SLOW_REPO)).toHaveAttribute("data-status", "failed");
+  await expect(job(SLOW_REPO)).toContainText("cancelled");
+
+  // A real model, picked by quantization, then listed and chosen.
+  await search("SmolLM2");
+  const hit = page.locator(`[data-testid="hit"][data-repo="${HUB_REPO}"]`);
+  await hit.getByRole("button", { name: HUB_REPO }).click();
+  const option = hit.locator('[data-testid="option"][data-quantization="Q4_1"]');
+  await expect(option).toContainText("93.8 MB");
+  await option.getByRole("button", { name: /^Download/ }).click();
+  await expect(job(HUB_REPO)).toHaveAttribute("data-status", "completed", { timeout: 60_000 });
+  const key = /listed as (\S+)/.exec((await job(HUB_REPO).textContent()) ?? "")?.[1] ?? "";
+  expect(key).not.toBe("");
+  await expect(page.getByLabel("Model").locator(`option[value="${key}"]`)).toHaveCount(1);
+  await page.getByRole("button", { name: "Models", exact: true }).click();
+  await expect(page.locator(`[data-testid="model-row"][data-model="${key}"]`)).toBeVisible();
 });

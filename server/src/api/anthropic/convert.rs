@@ -68,6 +68,7 @@ pub fn prompt_request(prompt: Prompt) -> ApiResult<ChatRequest> {
     }
     Ok(ChatRequest {
         model: Some(prompt.model),
+        continue_final_message: ferrite_openapi::chat::prefill(&messages),
         messages,
         tools: prompt
             .tools

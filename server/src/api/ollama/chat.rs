@@ -193,6 +193,7 @@ fn chat_request(
     let o = common.options.unwrap_or_default();
     Ok(ChatRequest {
         model: Some(model),
+        continue_final_message: ferrite_openapi::chat::prefill(&messages),
         messages,
         temperature: o.temperature,
         top_p: o.top_p,
