@@ -207,4 +207,4 @@ def test_the_app_in_a_browser(server, tmp_path):
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     shots = {p.name for p in (ARTIFACTS / "screens").iterdir()}
     assert {"key-dialog.png", "chat.png", "branches.png", "settings.png", "vision.png", "models.png", "error.png", "dark.png",
-            "downloads.png", "status.png"} <= shots
+            "downloads.png", "status.png", "typeset.png"} <= shots

@@ -1,10 +1,13 @@
 // Messages as HTML: markdown (marked), code highlighted (highlight.js),
 // math typeset (KaTeX: $...$ and $$...$$), and sanitized (DOMPurify)
-// since models write what prompts ask of them.
+// since models write what prompts ask of them. Until the typesetters are
+// loaded (lib/typeset.ts), code is plain and math is its source.
 import DOMPurify from "dompurify";
-import hljs from "highlight.js/lib/common";
-import katex from "katex";
 import { Marked, type TokenizerAndRendererExtension } from "marked";
+import { typesetters } from "./typeset";
+
+const escape = (text: string) =>
+  text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 
 function math(display: boolean): TokenizerAndRendererExtension {
   const open = display ? "$$" : "$";
@@ -17,7 +20,12 @@ function math(display: boolean): TokenizerAndRendererExtension {
       const match = rule.exec(src);
       return match ? { type: display ? "mathBlock" : "mathInline", raw: match[0], text: match[1] } : undefined;
     },
-    renderer: (token) => katex.renderToString(token.text, { displayMode: display, throwOnError: false }),
+    renderer(token) {
+      const katex = typesetters()?.katex;
+      return katex
+        ? katex.renderToString(token.text, { displayMode: display, throwOnError: false })
+        : escape(token.raw);
+    },
   };
 }
 
@@ -27,10 +35,12 @@ const marked = new Marked({
   extensions: [math(true), math(false)],
   renderer: {
     code({ text, lang }) {
-      const language = lang && hljs.getLanguage(lang) ? lang : undefined;
-      const html = language
-        ? hljs.highlight(text, { language }).value
-        : hljs.highlightAuto(text).value;
+      const hljs = typesetters()?.hljs;
+      let html = escape(text);
+      if (hljs) {
+        const language = lang && hljs.getLanguage(lang) ? lang : undefined;
+        html = language ? hljs.highlight(text, { language }).value : hljs.highlightAuto(text).value;
+      }
       return `<pre class="code"><button type="button" class="copy" data-copy>Copy</button><code class="hljs">${html}</code></pre>`;
     },
   },

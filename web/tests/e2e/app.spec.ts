@@ -202,6 +202,42 @@ test("a model loads with a context length, showing its progress, and unloads", a
   await expect(page.getByLabel("Model")).not.toContainText(`${VISION} (loaded)`);
 });
 
+test("code and math are typeset, their code fetched only once a message needs it", async ({ browser }) => {
+  const page = await signedIn(browser);
+  const fetched: string[] = [];
+  page.on("request", (r) => fetched.push(r.url()));
+  await ask(page, "Say one word.");
+  await expect(answers(page).last().getByTestId("stats")).toContainText("tokens", { timeout: 60_000 });
+  const typesetters = () => fetched.filter((u) => /\/assets\/(katex|common)-.*\.js$/.test(u));
+  expect(typesetters()).toEqual([]);
+  // A conversation from elsewhere (another device, an import) with both.
+  const made = await page.evaluate(async (key) => {
+    const r = await fetch("/v1/app/conversations", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+      body: JSON.stringify({
+        title: "Typeset",
+        messages: [
+          { id: "q", parent: null, role: "user", content: "Show code and math." },
+          { id: "a", parent: "q", role: "assistant", content: "```python\nprint(1 < 2)\n```\n\nArea: $\\pi r^2$" },
+        ],
+        current: "a",
+      }),
+    });
+    return r.ok;
+  }, KEY);
+  expect(made).toBe(true);
+  await page.reload();
+  await page.getByRole("button", { name: "Typeset", exact: true }).click();
+  const reply = answers(page).last().getByTestId("content");
+  await expect(reply.locator("code.hljs .hljs-built_in")).toHaveText("print");
+  await expect(reply.locator(".katex")).toHaveCount(1);
+  expect(typesetters().length).toBe(2);
+  await reply.getByRole("button", { name: "Copy" }).click();
+  await expect(reply.getByRole("button", { name: "Copied" })).toBeVisible();
+  await page.screenshot({ path: `${SHOTS}/typeset.png` });
+});
+
 test("errors are shown in words", async ({ browser }) => {
   const page = await signedIn(browser);
   await ask(page, "Remember the number seven.");
