@@ -42,6 +42,8 @@ pub trait ConversationStore: Send + Sync + 'static {
     ) -> Result<Vec<StoredConversation>, StoreError>;
     /// Whether it existed (and was the tenant's).
     async fn delete(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
+    /// Most recently changed first, with bodies, in one query (an export).
+    async fn all(&self, tenant: &str, limit: usize) -> Result<Vec<StoredConversation>, StoreError>;
 }
 
 pub(crate) const SQLITE_SCHEMA: &str = "
@@ -128,13 +130,7 @@ impl ConversationStore for SqliteStore {
                     "SELECT {SUMMARY}, text, body FROM conversations WHERE id = ?1 AND tenant = ?2"
                 ),
                 params![id, tenant],
-                |row| {
-                    Ok(StoredConversation {
-                        text: row.get(7)?,
-                        body: row.get(8)?,
-                        ..sqlite_summary(row)?
-                    })
-                },
+                sqlite_full,
             )
             .optional()
         })
@@ -172,6 +168,19 @@ impl ConversationStore for SqliteStore {
         })
         .await
     }
+
+    async fn all(&self, tenant: &str, n: usize) -> Result<Vec<StoredConversation>, StoreError> {
+        let tenant = tenant.to_string();
+        self.run(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {SUMMARY}, text, body FROM conversations WHERE tenant = ?1 \
+                 ORDER BY updated_at DESC, id LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![tenant, limit(n)], sqlite_full)?;
+            rows.collect()
+        })
+        .await
+    }
 }
 
 fn sqlite_summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConversation> {
@@ -186,6 +195,23 @@ fn sqlite_summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConversatio
         text: String::new(),
         body: String::new(),
     })
+}
+
+/// A row of the summary's columns, then `text` and `body`.
+fn sqlite_full(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredConversation> {
+    Ok(StoredConversation {
+        text: row.get(7)?,
+        body: row.get(8)?,
+        ..sqlite_summary(row)?
+    })
+}
+
+fn pg_full(r: &sqlx::postgres::PgRow) -> StoredConversation {
+    StoredConversation {
+        text: r.get(7),
+        body: r.get(8),
+        ..pg_summary(r)
+    }
 }
 
 fn pg_summary(r: &sqlx::postgres::PgRow) -> StoredConversation {
@@ -236,11 +262,7 @@ impl ConversationStore for PostgresStore {
         .bind(tenant)
         .fetch_optional(self.pool().await?)
         .await?;
-        Ok(row.map(|r| StoredConversation {
-            text: r.get(7),
-            body: r.get(8),
-            ..pg_summary(&r)
-        }))
+        Ok(row.as_ref().map(pg_full))
     }
 
     async fn list(
@@ -269,6 +291,18 @@ impl ConversationStore for PostgresStore {
             .execute(self.pool().await?)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn all(&self, tenant: &str, n: usize) -> Result<Vec<StoredConversation>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SUMMARY}, text, body FROM conversations WHERE tenant = $1 \
+             ORDER BY updated_at DESC, id LIMIT $2"
+        ))
+        .bind(tenant)
+        .bind(limit(n))
+        .fetch_all(self.pool().await?)
+        .await?;
+        Ok(rows.iter().map(pg_full).collect())
     }
 }
 
@@ -335,8 +369,14 @@ pub(crate) mod conformance {
         let mut renamed = conversation("c1", "a", "Long rivers", "The Nile is long", 1);
         renamed.updated_at = 5;
         assert!(s.put(renamed.clone()).await.unwrap());
-        assert_eq!(s.get("a", "c1").await.unwrap(), Some(renamed));
+        assert_eq!(s.get("a", "c1").await.unwrap(), Some(renamed.clone()));
         assert_eq!(ids(s.list("a", None, 10).await.unwrap()), ["c1", "c2"]);
+        // All of a tenant's, whole, newest first.
+        let all = s.all("a", 10).await.unwrap();
+        assert_eq!(all[0], renamed);
+        assert_eq!(ids(all), ["c1", "c2"]);
+        assert_eq!(ids(s.all("a", 1).await.unwrap()), ["c1"]);
+        assert_eq!(ids(s.all("b", 10).await.unwrap()), ["c3"]);
 
         assert!(!s.delete("b", "c1").await.unwrap());
         assert!(s.delete("a", "c1").await.unwrap());

@@ -234,18 +234,11 @@ pub async fn export(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> ApiResult<Json<ConversationExport>> {
-    let store = store(&state)?;
-    let listed = store
-        .list(&caller.tenant, None, MAX_EXPORT)
+    let all = store(&state)?
+        .all(&caller.tenant, MAX_EXPORT)
         .await
         .map_err(failed)?;
-    let mut conversations = Vec::with_capacity(listed.len());
-    for s in listed {
-        // Deleted since it was listed: left out.
-        if let Some(full) = store.get(&caller.tenant, &s.id).await.map_err(failed)? {
-            conversations.push(parsed(full)?);
-        }
-    }
+    let conversations = all.into_iter().map(parsed).collect::<ApiResult<_>>()?;
     Ok(Json(ConversationExport {
         object: "ferrite.conversations".into(),
         version: 1,
