@@ -32,6 +32,9 @@ pub struct SavedMessage {
     /// Attached text files: their names and contents, sent as context.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<SavedFile>,
+    /// The tools an assistant message called.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<SavedToolCall>,
     /// What the answer cost, as the app shows it (tokens per second, time to
     /// first token, tokens, stop reason): kept as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,6 +51,16 @@ pub struct SavedMessage {
 pub struct SavedFile {
     pub name: String,
     pub text: String,
+}
+
+/// A tool call of an assistant message, as the chat API returned it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SavedToolCall {
+    pub id: String,
+    pub name: String,
+    /// JSON text, as the model wrote it.
+    pub arguments: String,
 }
 
 /// What a client writes: a new conversation, or all of one it replaces.
@@ -225,6 +238,7 @@ mod tests {
             model: None,
             images: Vec::new(),
             files: Vec::new(),
+            tool_calls: Vec::new(),
             stats: None,
             created_at: 0,
         }

@@ -112,7 +112,10 @@ def make_handler(hub, cdn):
             path = unquote(url.path)
             query = parse_qs(url.query)
             if cdn:
-                return self.blob(path)
+                try:
+                    return self.blob(path)
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the client cancelled: nothing to report
             if path == "/api/models":
                 return self.search(query)
             m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)", path)

@@ -19,6 +19,8 @@ ARTIFACTS = ROOT / "web/test-results"
 CHAT = "smollm2-135m-instruct"
 VISION = "smol-vision"
 KEY = "sk-web-user"
+# One request a minute: the second finds its budget spent.
+BROKE = "sk-web-broke"
 MODEL = os.environ.get("FERRITE_TEST_MODEL", str(ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
 HUB_REPO = "ferrite-test/SmolLM2-135M-Instruct-GGUF"
 SLOW_REPO = "ferrite-test/slow-GGUF"
@@ -42,11 +44,18 @@ def server(tmp_path_factory, hub):
     """Auth on with two tenants' keys; the default model and a vision model;
     downloads from the local Hub into a models folder of its own."""
     tmp = tmp_path_factory.mktemp("web")
+    # Its header and metadata read, its tensors cut off: listed, never loaded.
+    broken = tmp / "broken.gguf"
+    with open(MODEL, "rb") as f:
+        broken.write_bytes(f.read(8 << 20))
     config = tmp / "ferrite.toml"
     config.write_text(
         f'[[registry.models]]\nid = "{VISION}"\npath = "{VLM}"\n'
         f'[[auth.api_keys]]\nname = "web"\nkey = "{KEY}"\nscopes = ["chat", "models:manage"]\n'
         f'[[auth.api_keys]]\nname = "other"\nkey = "{OTHER}"\nscopes = ["chat"]\n'
+        f'[[auth.api_keys]]\nname = "broke"\nkey = "{BROKE}"\nscopes = ["chat"]\n'
+        f'[[registry.models]]\nid = "broken"\npath = "{broken}"\n'
+        '[budgets.tenants.broke]\nrequests_per_minute = 1\n'
     )
     (tmp / "models").mkdir()
     for v1 in _serve({
@@ -200,11 +209,12 @@ def test_the_app_in_a_browser(server, tmp_path):
     image.write_bytes(png(5))
     run = npx("playwright", "test", env={
         "FERRITE_URL": server, "FERRITE_KEY": KEY, "FERRITE_CHAT": CHAT, "FERRITE_VISION": VISION,
-        "FERRITE_HUB_REPO": HUB_REPO, "FERRITE_SLOW_REPO": SLOW_REPO,
+        "FERRITE_HUB_REPO": HUB_REPO, "FERRITE_SLOW_REPO": SLOW_REPO, "FERRITE_BROKE_KEY": BROKE,
         "FERRITE_TEST_IMAGE": str(image), "FERRITE_UI_ARTIFACTS": str(ARTIFACTS),
         "FERRITE_TEST_CHROMIUM": os.environ.get("FERRITE_TEST_CHROMIUM", "/usr/bin/chromium"),
     }, timeout=600)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     shots = {p.name for p in (ARTIFACTS / "screens").iterdir()}
     assert {"key-dialog.png", "chat.png", "branches.png", "settings.png", "vision.png", "models.png", "error.png", "dark.png",
-            "downloads.png", "status.png", "typeset.png"} <= shots
+            "downloads.png", "status.png", "typeset.png",
+            "tool-call.png"} <= shots

@@ -1,6 +1,7 @@
 // The server's API as the page uses it: the same routes, keys and errors as
 // any client. Nothing here reaches around auth, scopes or budgets.
 import { events } from "./sse";
+import type { ToolCallDelta } from "./tools";
 import type { Message } from "./tree";
 
 const KEY = "ferrite.key";
@@ -135,6 +136,7 @@ export interface Delta {
   thinking?: string;
   finish_reason?: string;
   completion_tokens?: number;
+  tool_calls?: ToolCallDelta[];
 }
 
 /** A chat request's body, streamed. */
@@ -161,6 +163,14 @@ export async function* streamChat(body: ChatBody, signal: AbortSignal): AsyncGen
       thinking: delta.reasoning_content ?? delta.reasoning ?? undefined,
       finish_reason: choice?.finish_reason ?? undefined,
       completion_tokens: chunk.usage?.completion_tokens,
+      tool_calls: delta.tool_calls?.map(
+        (t: { index: number; id?: string; function?: { name?: string; arguments?: string } }) => ({
+          index: t.index,
+          id: t.id,
+          name: t.function?.name,
+          arguments: t.function?.arguments,
+        }),
+      ),
     };
   }
 }
@@ -179,6 +189,16 @@ export function chatMessages(system: string | null, path: Message[]): unknown[] 
           { type: "text", text },
           ...m.images.map((url) => ({ type: "image_url", image_url: { url } })),
         ],
+      });
+    } else if (m.tool_calls?.length) {
+      out.push({
+        role: m.role,
+        content: text || null,
+        tool_calls: m.tool_calls.map((c) => ({
+          id: c.id,
+          type: "function",
+          function: { name: c.name, arguments: c.arguments },
+        })),
       });
     } else {
       out.push({ role: m.role, content: text });

@@ -15,6 +15,9 @@ export interface Preset {
   context_overflow?: Overflow;
   reasoning_effort?: Effort;
   system_prompt?: string;
+  /** OpenAI's tool definitions: the model may call them; the page shows the calls. */
+  tools?: unknown[];
+  tool_choice?: "auto" | "required" | "none";
 }
 
 /** A limit on length, so that a small model's loop ends; change it freely. */

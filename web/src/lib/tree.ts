@@ -14,6 +14,13 @@ export interface SavedFile {
   text: string;
 }
 
+export interface ToolCall {
+  id: string;
+  name: string;
+  /** JSON text, as the model wrote it. */
+  arguments: string;
+}
+
 export interface Message {
   id: string;
   parent: string | null;
@@ -23,6 +30,7 @@ export interface Message {
   model?: string;
   images?: string[];
   files?: SavedFile[];
+  tool_calls?: ToolCall[];
   stats?: Stats;
   created_at: number;
 }

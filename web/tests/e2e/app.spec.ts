@@ -8,6 +8,7 @@ const CHAT = process.env.FERRITE_CHAT ?? "";
 const VISION = process.env.FERRITE_VISION ?? "";
 const HUB_REPO = process.env.FERRITE_HUB_REPO ?? "";
 const SLOW_REPO = process.env.FERRITE_SLOW_REPO ?? "";
+const BROKE_KEY = process.env.FERRITE_BROKE_KEY ?? "";
 const SHOTS = `${process.env.FERRITE_UI_ARTIFACTS ?? "test-results"}/screens`;
 // A picture the Python side made (tests/python/test_images.py's `png`).
 const PNG = readFileSync(process.env.FERRITE_TEST_IMAGE ?? "");
@@ -15,18 +16,20 @@ const PNG = readFileSync(process.env.FERRITE_TEST_IMAGE ?? "");
 // Short, greedy answers keep the tests quick (the 135M model loops).
 const QUICK = JSON.stringify({ temperature: 0, max_tokens: 48 });
 
-/** A page that already holds the key, as after a first visit. */
-async function signedIn(browser: Browser): Promise<Page> {
+/** A page that already holds the key, as after a first visit, with the
+ * chat model picked. */
+async function signedIn(browser: Browser, key = KEY): Promise<Page> {
   const context = await browser.newContext();
   await context.addInitScript(
-    ([key, preset]) => {
+    ([key, preset, model]) => {
       if (!sessionStorage.getItem("seeded")) {
         localStorage.setItem("ferrite.key", key);
         localStorage.setItem("ferrite.preset", preset);
+        localStorage.setItem("ferrite.model", model);
         sessionStorage.setItem("seeded", "1");
       }
     },
-    [KEY, QUICK],
+    [key, QUICK, CHAT],
   );
   const page = await context.newPage();
   await page.goto("/");
@@ -253,6 +256,72 @@ test("errors are shown in words", async ({ browser }) => {
   await expect(page.getByTestId("error")).toContainText("No conversation with id");
   await page.screenshot({ path: `${SHOTS}/error.png` });
   await other.context().close();
+
+  // A model that fails to load.
+  await page.getByRole("button", { name: "Dismiss" }).click();
+  await page.getByRole("button", { name: "Models", exact: true }).click();
+  await page.locator('[data-testid="model-row"][data-model="broken"]').getByRole("button", { name: "Load" }).click();
+  await expect(page.getByTestId("error")).toContainText("The model `broken` failed to load");
+  await page.getByRole("button", { name: "Dismiss" }).click();
+  await page.getByRole("button", { name: "Chat", exact: true }).click();
+
+  // The server gone.
+  await page.getByRole("button", { name: "New chat" }).click();
+  await page.route("**/v1/**", (route) => route.abort("connectionrefused"));
+  await ask(page, "Are you there?");
+  await expect(page.getByTestId("error")).toContainText("The server cannot be reached");
+  await page.unroute("**/v1/**");
+
+  // A budget spent: one request a minute for this key.
+  const broke = await signedIn(browser, BROKE_KEY);
+  await ask(broke, "First.");
+  await expect(answers(broke).last().getByTestId("stats")).toContainText("tokens", { timeout: 60_000 });
+  await ask(broke, "Second.");
+  await expect(broke.getByTestId("error")).toContainText("Rate limit reached");
+  await broke.context().close();
+});
+
+test("tools from the settings are offered, and the model's call is shown and kept", async ({ browser }) => {
+  const page = await signedIn(browser);
+  await page.getByText("Settings").click();
+  const weather = {
+    type: "function",
+    function: {
+      name: "get_weather",
+      description: "The weather in a city.",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+    },
+  };
+  await page.getByLabel("Tools (OpenAI's JSON definitions)").fill(JSON.stringify(weather));
+  await page.getByLabel("Tools (OpenAI's JSON definitions)").blur();
+  await page.getByLabel("Tool use").selectOption("required");
+  const sent = page.waitForRequest((r) => r.url().endsWith("/v1/chat/completions"));
+  await ask(page, "What is the weather in Paris?");
+  const body = (await sent).postDataJSON();
+  expect(body.tools).toEqual([weather]);
+  expect(body.tool_choice).toBe("required");
+  const reply = answers(page).last();
+  await expect(reply.getByTestId("stats")).toContainText("stop: tool_calls", { timeout: 60_000 });
+  // The call comes whole at the end: its speed counts from the request.
+  const speed = Number(/([\d.]+) tok\/s/.exec((await reply.getByTestId("stats").textContent()) ?? "")?.[1]);
+  expect(speed).toBeGreaterThan(0);
+  expect(speed).toBeLessThan(1000);
+  const call = reply.getByTestId("tool-call");
+  await expect(call).toContainText("get_weather");
+  await expect(call.locator("pre")).toContainText('"city"');
+  await page.getByText("Settings").click();
+  await page.screenshot({ path: `${SHOTS}/tool-call.png` });
+  // Kept with the conversation, and sent back as the assistant's call.
+  await page.reload();
+  await page.getByRole("button", { name: "What is the weather in Paris?", exact: true }).click();
+  await expect(answers(page).last().getByTestId("tool-call")).toContainText("get_weather");
+  await page.getByText("Settings").click();
+  await page.getByLabel("Tool use").selectOption("none");
+  const next = page.waitForRequest((r) => r.url().endsWith("/v1/chat/completions"));
+  await ask(page, "Thanks.");
+  const history = (await next).postDataJSON().messages;
+  expect(history.at(-2).tool_calls[0].function.name).toBe("get_weather");
+  await expect(answers(page).last().getByTestId("stats")).toContainText("tokens", { timeout: 60_000 });
 });
 
 test("keyboard alone reaches everything, and every field has a label", async ({ browser }) => {
@@ -285,7 +354,7 @@ test("the server view plots live figures from its metrics", async ({ browser }) 
   const page = await signedIn(browser);
   await page.getByRole("button", { name: "Server", exact: true }).click();
   const plot = (label: string) => page.locator(`[data-testid="plot"][data-label="${label}"]`);
-  await expect(plot("Memory").getByTestId("plot-value")).toContainText("MB");
+  await expect(plot("Memory").getByTestId("plot-value")).toHaveText(/^\d+\.\d [MG]B$/);
   // Traffic from a client, as any other.
   await page.evaluate(
     async ([key, model]) => {
