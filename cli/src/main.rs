@@ -14,6 +14,7 @@
 mod cli;
 mod client;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -35,7 +36,15 @@ fn main() -> ExitCode {
     // must not hold the exit: `serve` has already drained for its bounded
     // time.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    code
+    // A llama.cpp thread may still be mid-step after a drain timeout: exit
+    // without running C++'s static destructors under it (they tear down
+    // the ggml state it is using, which can crash the exit). Everything of
+    // ours was dropped above; only the standard streams are left to flush.
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let status = if code == ExitCode::SUCCESS { 0 } else { 1 };
+    // SAFETY: _exit(2) ends the process at once; nothing runs after it.
+    unsafe { libc::_exit(status) }
 }
 
 async fn run(cli: cli::Cli) -> ExitCode {
