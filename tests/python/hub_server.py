@@ -228,6 +228,18 @@ def make_handler(hub, cdn):
     return Handler
 
 
+def downloading_from(hub, root):
+    """The environment under which ferrite lists `root/models` and downloads
+    into it from `hub`."""
+    (root / "models").mkdir(exist_ok=True)
+    return {
+        "FERRITE_REGISTRY__SCAN": "true",
+        "FERRITE_REGISTRY__DIR": str(root / "models"),
+        "FERRITE_DOWNLOADS__ENDPOINT": hub.url,
+        "FERRITE_DOWNLOADS__HF_CACHE": str(root / "hf"),
+    }
+
+
 _cache = {}
 
 

@@ -17,7 +17,7 @@ import pytest
 from openai import OpenAI
 
 from conftest import EMBED, ROOT, _free_port, _serve
-from hub_server import Hub
+from hub_server import Hub, downloading_from
 from test_images import QUESTION, VLM, data_url, png
 
 MODEL = os.environ.get("FERRITE_TEST_MODEL", str(ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -47,7 +47,6 @@ def server(hub, tmp_path_factory):
     (bob manages models, alice only chats); a models folder to pull into;
     the orchestrator; Ollama's API on a second port too."""
     tmp = tmp_path_factory.mktemp("ollama")
-    (tmp / "models").mkdir()
     config = tmp / "ferrite.toml"
     config.write_text(
         "[registry]\nscan = true\nmax_loaded_models = 4\n"
@@ -57,13 +56,8 @@ def server(hub, tmp_path_factory):
         f'[[auth.api_keys]]\nname = "bob"\nkey = "{BOB}"\n'
     )
     port = _free_port()
-    for v1 in _serve({
-        "FERRITE_CONFIG": str(config),
-        "FERRITE_REGISTRY__SCAN": "true",
-        "FERRITE_REGISTRY__DIR": str(tmp / "models"),
-        "FERRITE_DOWNLOADS__ENDPOINT": hub.url,
-        "FERRITE_DOWNLOADS__HF_CACHE": str(tmp / "hf"),
-    }, args=("--ollama-port", str(port))):
+    for v1 in _serve({"FERRITE_CONFIG": str(config), **downloading_from(hub, tmp)},
+                     args=("--ollama-port", str(port))):
         yield {"root": v1.removesuffix("/v1"), "v1": v1, "models": tmp / "models",
                "ollama": f"http://127.0.0.1:{port}"}
 

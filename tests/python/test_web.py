@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from conftest import ROOT, _serve
-from hub_server import Hub
+from hub_server import Hub, downloading_from
 from test_images import VLM, png
 
 WEB = ROOT / "web"
@@ -57,14 +57,7 @@ def server(tmp_path_factory, hub):
         f'[[registry.models]]\nid = "broken"\npath = "{broken}"\n'
         '[budgets.tenants.broke]\nrequests_per_minute = 1\n'
     )
-    (tmp / "models").mkdir()
-    for v1 in _serve({
-        "FERRITE_CONFIG": str(config),
-        "FERRITE_REGISTRY__SCAN": "true",
-        "FERRITE_REGISTRY__DIR": str(tmp / "models"),
-        "FERRITE_DOWNLOADS__ENDPOINT": hub.url,
-        "FERRITE_DOWNLOADS__HF_CACHE": str(tmp / "hf"),
-    }):
+    for v1 in _serve({"FERRITE_CONFIG": str(config), **downloading_from(hub, tmp)}):
         yield v1.removesuffix("/v1")
 
 
